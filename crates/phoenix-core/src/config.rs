@@ -1,0 +1,529 @@
+//! The daemon configuration schema (design section 7): raw serde structs with
+//! `deny_unknown_fields` and documented defaults, then a pure [`Config::validate`] that
+//! reports every problem at once. Effectful checks (can the port be bound, is the
+//! environment variable set) happen later, in the binary.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::yaml;
+
+/// The whole daemon configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Written as `phoenix:owner` on every instance; scopes inventory.
+    pub owner: String,
+    /// Where desired state comes from.
+    pub source: SourceConfig,
+    /// The clouds groups can run on, by name.
+    pub providers: Vec<ProviderConfig>,
+    /// How reconciliation behaves.
+    #[serde(default)]
+    pub reconcile: ReconcileConfig,
+    /// Where durable state lives.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// The HTTP API.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Incoming push webhooks.
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
+    /// Alert receivers.
+    #[serde(default)]
+    pub alerts: Vec<AlertConfig>,
+}
+
+/// `source`: exactly one of `git` or `dir`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceConfig {
+    /// A Git repository.
+    Git(GitSourceConfig),
+    /// A local folder.
+    Dir(DirSourceConfig),
+}
+
+/// `source.git`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitSourceConfig {
+    /// `https://`, `http://`, `ssh://`, `git://` or `file://` URL (or scp-like `user@host:path`).
+    pub url: String,
+    /// Branch to follow. Default `main` unless `ref` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// A full ref (`refs/tags/v3`) or a commit id to pin, instead of `branch`.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Folder of desired-state files inside the repository. Default: the root.
+    #[serde(default)]
+    pub path: String,
+    /// Poll interval (jittered). Default 30s.
+    #[serde(default = "default_git_interval", with = "crate::duration")]
+    pub interval: Duration,
+    /// Credentials.
+    #[serde(default)]
+    pub auth: GitAuthConfig,
+}
+
+fn default_git_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// `source.git.auth`. Secrets are only ever read from files or the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitAuthConfig {
+    /// Private key file for `ssh://` URLs. Without it the SSH agent is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key_file: Option<PathBuf>,
+    /// Environment variable holding an HTTPS token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// User name sent with the token. Default `git`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+/// `source.dir`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirSourceConfig {
+    /// The folder (relative paths are relative to the config file).
+    pub path: PathBuf,
+    /// React to file changes at once. Default true.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// Full rescan interval, the backstop for lost watch events. Default 30s.
+    #[serde(default = "default_git_interval", with = "crate::duration")]
+    pub interval: Duration,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One entry of `providers`, chosen by `type`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ProviderConfig {
+    /// AWS EC2 through the official SDK.
+    AwsEc2(AwsEc2Config),
+    /// The built-in simulated cloud.
+    Sim(SimConfig),
+}
+
+impl ProviderConfig {
+    /// The provider's name, as groups refer to it in `spec.provider`.
+    pub fn name(&self) -> &str {
+        match self {
+            ProviderConfig::AwsEc2(c) => &c.name,
+            ProviderConfig::Sim(c) => &c.name,
+        }
+    }
+
+    /// The config `type`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ProviderConfig::AwsEc2(_) => "aws_ec2",
+            ProviderConfig::Sim(_) => "sim",
+        }
+    }
+}
+
+/// `type: aws_ec2`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsEc2Config {
+    /// Provider name.
+    pub name: String,
+    /// Region; default from the standard AWS chain (`AWS_REGION`, profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Endpoint override (moto, LocalStack, VPC endpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// Named profile from `~/.aws/config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Sustained RunInstances calls per second (AWS's token bucket refills at 2/s).
+    #[serde(default = "default_run_rate")]
+    pub run_instances_per_second: f64,
+    /// Sustained describe calls per second (AWS's token bucket refills at 20/s).
+    #[serde(default = "default_describe_rate")]
+    pub describe_per_second: f64,
+    /// Sustained mutating calls per second other than RunInstances (e.g. terminate).
+    #[serde(default = "default_mutate_rate")]
+    pub mutate_per_second: f64,
+    /// Attempts per call on throttling and 5xx, including the first.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_run_rate() -> f64 {
+    2.0
+}
+fn default_describe_rate() -> f64 {
+    20.0
+}
+fn default_mutate_rate() -> f64 {
+    5.0
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+
+/// `type: sim`: the built-in simulated cloud, persisted in the state directory.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    /// Provider name.
+    pub name: String,
+    /// Time from launch until an instance is running. Default 0s.
+    #[serde(default, with = "crate::duration")]
+    pub launch_latency: Duration,
+    /// Fraction of launches that fail, 0.0 to 1.0. Default 0.
+    #[serde(default)]
+    pub launch_failure_rate: f64,
+    /// Instances of these images never become healthy.
+    #[serde(default)]
+    pub unhealthy_images: Vec<String>,
+}
+
+/// Whether the daemon acts on what it finds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Detect, plan and alert, but never act. The safe default.
+    #[default]
+    Observe,
+    /// Execute plans.
+    Enforce,
+}
+
+/// `reconcile`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileConfig {
+    /// Full pass interval (jittered). Default 1m.
+    #[serde(default = "default_reconcile_interval", with = "crate::duration")]
+    pub interval: Duration,
+    /// observe (default) or enforce.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Most instances replaced or terminated per cycle, across all groups. Default 10.
+    #[serde(default = "default_max_replacements")]
+    pub max_replacements: u32,
+    /// Most replaced per cycle as a fraction of the fleet, 0.0 to 1.0. Default 0.25.
+    #[serde(default = "default_max_replacement_fraction")]
+    pub max_replacement_fraction: f64,
+    /// Terminate orphaned instances (group gone from Git). Default false.
+    #[serde(default)]
+    pub prune: bool,
+    /// A revision removing more than this fraction of groups is held for approval. Default 0.5.
+    #[serde(default = "default_max_prune_fraction")]
+    pub max_prune_fraction: f64,
+}
+
+fn default_reconcile_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_replacements() -> u32 {
+    10
+}
+fn default_max_replacement_fraction() -> f64 {
+    0.25
+}
+fn default_max_prune_fraction() -> f64 {
+    0.5
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self {
+            interval: default_reconcile_interval(),
+            mode: Mode::default(),
+            max_replacements: default_max_replacements(),
+            max_replacement_fraction: default_max_replacement_fraction(),
+            prune: false,
+            max_prune_fraction: default_max_prune_fraction(),
+        }
+    }
+}
+
+/// `state`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Folder for the SQLite store, the Git cache and the sim cloud. Default `./phoenix-state`.
+    #[serde(default = "default_state_path")]
+    pub path: PathBuf,
+}
+
+fn default_state_path() -> PathBuf {
+    PathBuf::from("./phoenix-state")
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self { path: default_state_path() }
+    }
+}
+
+/// `server`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address. Default `127.0.0.1:8080`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Environment variable holding the bearer token for mutating endpoints.
+    /// Without it, mutating endpoints are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: default_listen(), token_env: None }
+    }
+}
+
+/// `webhooks`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Incoming Git push webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitWebhookConfig>,
+}
+
+/// `webhooks.git`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitWebhookConfig {
+    /// Environment variable holding the shared secret.
+    pub secret_env: String,
+}
+
+/// The kind of alert receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertType {
+    /// Signed generic JSON.
+    Webhook,
+    /// Slack incoming webhook.
+    Slack,
+    /// Alertmanager `POST /api/v2/alerts`.
+    Alertmanager,
+}
+
+/// Alert events (design section 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertEvent {
+    /// A group diverged from Git.
+    DriftDetected,
+    /// The divergence is gone.
+    DriftResolved,
+    /// A plan started.
+    PlanStarted,
+    /// A plan finished.
+    PlanSucceeded,
+    /// A plan failed.
+    PlanFailed,
+    /// A failed generation was rolled back.
+    Rollback,
+    /// The newest revision was rejected or the source is unreachable.
+    SourceError,
+    /// The source is healthy again.
+    SourceRecovered,
+}
+
+impl AlertEvent {
+    /// Every event, in documentation order.
+    pub const ALL: [AlertEvent; 8] = [
+        AlertEvent::DriftDetected,
+        AlertEvent::DriftResolved,
+        AlertEvent::PlanStarted,
+        AlertEvent::PlanSucceeded,
+        AlertEvent::PlanFailed,
+        AlertEvent::Rollback,
+        AlertEvent::SourceError,
+        AlertEvent::SourceRecovered,
+    ];
+}
+
+/// One entry of `alerts`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    /// Receiver name.
+    pub name: String,
+    /// webhook, slack or alertmanager.
+    #[serde(rename = "type")]
+    pub kind: AlertType,
+    /// Where to send.
+    pub url: String,
+    /// Environment variable holding the HMAC secret (webhook type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
+    /// Events this receiver wants. Default: all.
+    #[serde(default = "all_events")]
+    pub events: Vec<AlertEvent>,
+    /// Re-notify still-open incidents this often. Default 4h.
+    #[serde(default = "default_renotify", with = "crate::duration")]
+    pub renotify: Duration,
+    /// Give up on an undelivered alert after this long. Default 24h.
+    #[serde(default = "default_expire", with = "crate::duration")]
+    pub expire_after: Duration,
+}
+
+fn all_events() -> Vec<AlertEvent> {
+    AlertEvent::ALL.to_vec()
+}
+fn default_renotify() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
+fn default_expire() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// One problem found in a config.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// 1-based column, when known.
+    pub column: Option<u64>,
+    /// What is wrong; semantic problems start with the field path.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "{l}:{c}: {}", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+impl ConfigError {
+    fn field(path: &str, message: impl fmt::Display) -> Self {
+        Self { line: None, column: None, message: format!("{path}: {message}") }
+    }
+}
+
+impl Config {
+    /// Parse and validate a config document; returns every problem found.
+    pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+        let config: Config = yaml::from_str(text).map_err(|err: yaml::YamlError| {
+            vec![ConfigError { line: err.line, column: err.column, message: err.message }]
+        })?;
+        let problems = config.validate();
+        if problems.is_empty() { Ok(config) } else { Err(problems) }
+    }
+
+    /// Pure checks across fields. An empty list means the config is usable.
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        if self.owner.is_empty() || self.owner.len() > 128 {
+            problems.push(ConfigError::field("owner", "must be 1 to 128 characters"));
+        }
+        if self.providers.is_empty() {
+            problems.push(ConfigError::field("providers", "at least one provider is required"));
+        }
+        let mut names = BTreeSet::new();
+        for (i, provider) in self.providers.iter().enumerate() {
+            let name = provider.name();
+            if name.is_empty() {
+                problems.push(ConfigError::field(&format!("providers[{i}].name"), "must not be empty"));
+            } else if !names.insert(name) {
+                problems.push(ConfigError::field(
+                    &format!("providers[{i}].name"),
+                    format!("`{name}` is used by more than one provider"),
+                ));
+            }
+            match provider {
+                ProviderConfig::AwsEc2(aws) => {
+                    for (field, rate) in [
+                        ("run_instances_per_second", aws.run_instances_per_second),
+                        ("describe_per_second", aws.describe_per_second),
+                        ("mutate_per_second", aws.mutate_per_second),
+                    ] {
+                        if !(rate.is_finite() && rate > 0.0) {
+                            problems.push(ConfigError::field(
+                                &format!("providers[{i}].{field}"),
+                                "must be a positive number",
+                            ));
+                        }
+                    }
+                    if aws.max_attempts == 0 {
+                        problems.push(ConfigError::field(&format!("providers[{i}].max_attempts"), "must be at least 1"));
+                    }
+                }
+                ProviderConfig::Sim(sim) => {
+                    if !(0.0..=1.0).contains(&sim.launch_failure_rate) {
+                        problems.push(ConfigError::field(
+                            &format!("providers[{i}].launch_failure_rate"),
+                            "must be between 0.0 and 1.0",
+                        ));
+                    }
+                }
+            }
+        }
+        if let SourceConfig::Git(git) = &self.source {
+            if git.url.is_empty() {
+                problems.push(ConfigError::field("source.git.url", "must not be empty"));
+            }
+            if git.branch.is_some() && git.reference.is_some() {
+                problems.push(ConfigError::field("source.git", "set `branch` or `ref`, not both"));
+            }
+            if git.interval.is_zero() {
+                problems.push(ConfigError::field("source.git.interval", "must be greater than 0s"));
+            }
+        }
+        let reconcile = &self.reconcile;
+        if reconcile.interval.is_zero() {
+            problems.push(ConfigError::field("reconcile.interval", "must be greater than 0s"));
+        }
+        for (field, value) in [
+            ("reconcile.max_replacement_fraction", reconcile.max_replacement_fraction),
+            ("reconcile.max_prune_fraction", reconcile.max_prune_fraction),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                problems.push(ConfigError::field(field, "must be between 0.0 and 1.0"));
+            }
+        }
+        let mut alert_names = BTreeSet::new();
+        for (i, alert) in self.alerts.iter().enumerate() {
+            if !alert_names.insert(alert.name.as_str()) {
+                problems.push(ConfigError::field(
+                    &format!("alerts[{i}].name"),
+                    format!("`{}` is used by more than one receiver", alert.name),
+                ));
+            }
+            if !(alert.url.starts_with("http://") || alert.url.starts_with("https://")) {
+                problems.push(ConfigError::field(&format!("alerts[{i}].url"), "must be an http:// or https:// URL"));
+            }
+        }
+        problems
+    }
+
+    /// The provider config a group names, if any.
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name() == name)
+    }
+}

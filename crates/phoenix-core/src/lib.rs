@@ -1,0 +1,17 @@
+//! Phoenix's pure core: the desired-state spec and its canonical hash, the daemon
+//! configuration schema, the shared inventory model, drift classification and planning.
+//!
+//! Architecture invariant: nothing in this crate performs IO or reads the clock. Callers
+//! hand in text they have read and the `now` they observed; everything here is a pure
+//! function of its arguments, which is what makes the planner testable with data alone.
+
+pub mod config;
+pub mod duration;
+pub mod hash;
+pub mod model;
+pub mod spec;
+pub mod tags;
+pub mod yaml;
+
+pub use hash::{SpecHash, spec_hash};
+pub use spec::{GroupName, InstanceGroup, SpecError, Template, parse_group};
