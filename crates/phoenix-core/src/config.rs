@@ -273,7 +273,9 @@ fn default_state_path() -> PathBuf {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { path: default_state_path() }
+        Self {
+            path: default_state_path(),
+        }
     }
 }
 
@@ -296,7 +298,10 @@ fn default_listen() -> SocketAddr {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), token_env: None }
+        Self {
+            listen: default_listen(),
+            token_env: None,
+        }
     }
 }
 
@@ -422,7 +427,11 @@ impl fmt::Display for ConfigError {
 
 impl ConfigError {
     fn field(path: &str, message: impl fmt::Display) -> Self {
-        Self { line: None, column: None, message: format!("{path}: {message}") }
+        Self {
+            line: None,
+            column: None,
+            message: format!("{path}: {message}"),
+        }
     }
 }
 
@@ -430,10 +439,18 @@ impl Config {
     /// Parse and validate a config document; returns every problem found.
     pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
         let config: Config = yaml::from_str(text).map_err(|err: yaml::YamlError| {
-            vec![ConfigError { line: err.line, column: err.column, message: err.message }]
+            vec![ConfigError {
+                line: err.line,
+                column: err.column,
+                message: err.message,
+            }]
         })?;
         let problems = config.validate();
-        if problems.is_empty() { Ok(config) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
     }
 
     /// Pure checks across fields. An empty list means the config is usable.
@@ -443,13 +460,19 @@ impl Config {
             problems.push(ConfigError::field("owner", "must be 1 to 128 characters"));
         }
         if self.providers.is_empty() {
-            problems.push(ConfigError::field("providers", "at least one provider is required"));
+            problems.push(ConfigError::field(
+                "providers",
+                "at least one provider is required",
+            ));
         }
         let mut names = BTreeSet::new();
         for (i, provider) in self.providers.iter().enumerate() {
             let name = provider.name();
             if name.is_empty() {
-                problems.push(ConfigError::field(&format!("providers[{i}].name"), "must not be empty"));
+                problems.push(ConfigError::field(
+                    &format!("providers[{i}].name"),
+                    "must not be empty",
+                ));
             } else if !names.insert(name) {
                 problems.push(ConfigError::field(
                     &format!("providers[{i}].name"),
@@ -471,7 +494,10 @@ impl Config {
                         }
                     }
                     if aws.max_attempts == 0 {
-                        problems.push(ConfigError::field(&format!("providers[{i}].max_attempts"), "must be at least 1"));
+                        problems.push(ConfigError::field(
+                            &format!("providers[{i}].max_attempts"),
+                            "must be at least 1",
+                        ));
                     }
                 }
                 ProviderConfig::Sim(sim) => {
@@ -489,18 +515,30 @@ impl Config {
                 problems.push(ConfigError::field("source.git.url", "must not be empty"));
             }
             if git.branch.is_some() && git.reference.is_some() {
-                problems.push(ConfigError::field("source.git", "set `branch` or `ref`, not both"));
+                problems.push(ConfigError::field(
+                    "source.git",
+                    "set `branch` or `ref`, not both",
+                ));
             }
             if git.interval.is_zero() {
-                problems.push(ConfigError::field("source.git.interval", "must be greater than 0s"));
+                problems.push(ConfigError::field(
+                    "source.git.interval",
+                    "must be greater than 0s",
+                ));
             }
         }
         let reconcile = &self.reconcile;
         if reconcile.interval.is_zero() {
-            problems.push(ConfigError::field("reconcile.interval", "must be greater than 0s"));
+            problems.push(ConfigError::field(
+                "reconcile.interval",
+                "must be greater than 0s",
+            ));
         }
         for (field, value) in [
-            ("reconcile.max_replacement_fraction", reconcile.max_replacement_fraction),
+            (
+                "reconcile.max_replacement_fraction",
+                reconcile.max_replacement_fraction,
+            ),
             ("reconcile.max_prune_fraction", reconcile.max_prune_fraction),
         ] {
             if !(0.0..=1.0).contains(&value) {
@@ -516,7 +554,10 @@ impl Config {
                 ));
             }
             if !(alert.url.starts_with("http://") || alert.url.starts_with("https://")) {
-                problems.push(ConfigError::field(&format!("alerts[{i}].url"), "must be an http:// or https:// URL"));
+                problems.push(ConfigError::field(
+                    &format!("alerts[{i}].url"),
+                    "must be an http:// or https:// URL",
+                ));
             }
         }
         problems

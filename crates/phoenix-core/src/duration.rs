@@ -44,10 +44,14 @@ impl<'de> Deserialize<'de> for DurationText {
                 Ok(DurationText(v.to_string()))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationText, E> {
-                Err(E::custom(format!("duration `{v}` has no unit; write e.g. `{v}s`")))
+                Err(E::custom(format!(
+                    "duration `{v}` has no unit; write e.g. `{v}s`"
+                )))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationText, E> {
-                Err(E::custom(format!("duration `{v}` has no unit; write e.g. `{v}s`")))
+                Err(E::custom(format!(
+                    "duration `{v}` has no unit; write e.g. `{v}s`"
+                )))
             }
         }
         deserializer.deserialize_any(Visitor)

@@ -67,8 +67,14 @@ impl FromStr for SpecHash {
     type Err = ParseSpecHashError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hex_part = s.strip_prefix(V1_PREFIX).ok_or(ParseSpecHashError::UnknownVersion)?;
-        if hex_part.len() != 64 || !hex_part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        let hex_part = s
+            .strip_prefix(V1_PREFIX)
+            .ok_or(ParseSpecHashError::UnknownVersion)?;
+        if hex_part.len() != 64
+            || !hex_part
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(ParseSpecHashError::BadDigest);
         }
         let mut digest = [0u8; 32];
@@ -108,7 +114,9 @@ pub fn canonical_json(name: &str, template: &Template) -> String {
 /// The spec hash of a group: `metadata.name` plus `spec.template`.
 pub fn spec_hash(name: &str, template: &Template) -> SpecHash {
     let digest = Sha256::digest(canonical_json(name, template).as_bytes());
-    SpecHash { digest: digest.into() }
+    SpecHash {
+        digest: digest.into(),
+    }
 }
 
 #[cfg(test)]
@@ -125,9 +133,18 @@ mod tests {
 
     #[test]
     fn rejects_malformed_hashes() {
-        assert_eq!("v2:sha256:00".parse::<SpecHash>(), Err(ParseSpecHashError::UnknownVersion));
-        assert_eq!("v1:sha256:00".parse::<SpecHash>(), Err(ParseSpecHashError::BadDigest));
+        assert_eq!(
+            "v2:sha256:00".parse::<SpecHash>(),
+            Err(ParseSpecHashError::UnknownVersion)
+        );
+        assert_eq!(
+            "v1:sha256:00".parse::<SpecHash>(),
+            Err(ParseSpecHashError::BadDigest)
+        );
         let upper = format!("v1:sha256:{}", "AB".repeat(32));
-        assert_eq!(upper.parse::<SpecHash>(), Err(ParseSpecHashError::BadDigest));
+        assert_eq!(
+            upper.parse::<SpecHash>(),
+            Err(ParseSpecHashError::BadDigest)
+        );
     }
 }

@@ -207,7 +207,12 @@ fn default_deadline() -> Duration {
 
 impl Default for Health {
     fn default() -> Self {
-        Self { check: HealthCheck::default(), http: None, grace: default_grace(), deadline: default_deadline() }
+        Self {
+            check: HealthCheck::default(),
+            http: None,
+            grace: default_grace(),
+            deadline: default_deadline(),
+        }
     }
 }
 
@@ -259,13 +264,21 @@ impl GroupName {
     /// Check and wrap a name.
     pub fn new(name: impl Into<String>) -> Result<Self, String> {
         let name = name.into();
-        let valid_chars = name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'));
+        let valid_chars = name
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'));
         if name.is_empty() || name.len() > MAX_NAME_LEN {
-            Err(format!("metadata.name `{name}` must be 1 to {MAX_NAME_LEN} characters long"))
+            Err(format!(
+                "metadata.name `{name}` must be 1 to {MAX_NAME_LEN} characters long"
+            ))
         } else if !valid_chars {
-            Err(format!("metadata.name `{name}` may contain only lowercase letters, digits and `-`"))
+            Err(format!(
+                "metadata.name `{name}` may contain only lowercase letters, digits and `-`"
+            ))
         } else if name.starts_with('-') || name.ends_with('-') {
-            Err(format!("metadata.name `{name}` must not start or end with `-`"))
+            Err(format!(
+                "metadata.name `{name}` must not start or end with `-`"
+            ))
         } else {
             Ok(Self(name))
         }
@@ -312,7 +325,9 @@ impl<'de> Deserialize<'de> for ProviderName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = String::deserialize(deserializer)?;
         if name.trim().is_empty() {
-            return Err(de::Error::custom("spec.provider must name a provider from the daemon config"));
+            return Err(de::Error::custom(
+                "spec.provider must name a provider from the daemon config",
+            ));
         }
         Ok(Self(name))
     }
@@ -327,7 +342,9 @@ impl Replicas {
     /// Check and wrap a replica count.
     pub fn new(count: u32) -> Result<Self, String> {
         if count > MAX_REPLICAS {
-            Err(format!("spec.replicas must be between 0 and {MAX_REPLICAS}, got {count}"))
+            Err(format!(
+                "spec.replicas must be between 0 and {MAX_REPLICAS}, got {count}"
+            ))
         } else {
             Ok(Self(count))
         }
@@ -350,11 +367,15 @@ impl<'de> Deserialize<'de> for Replicas {
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Replicas, E> {
                 let count = u32::try_from(v).unwrap_or(u32::MAX);
                 Replicas::new(count).map_err(|_| {
-                    E::custom(format!("spec.replicas must be between 0 and {MAX_REPLICAS}, got {v}"))
+                    E::custom(format!(
+                        "spec.replicas must be between 0 and {MAX_REPLICAS}, got {v}"
+                    ))
                 })
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Replicas, E> {
-                Err(E::custom(format!("spec.replicas must be between 0 and {MAX_REPLICAS}, got {v}")))
+                Err(E::custom(format!(
+                    "spec.replicas must be between 0 and {MAX_REPLICAS}, got {v}"
+                )))
             }
         }
         deserializer.deserialize_u64(V)
@@ -378,7 +399,11 @@ impl IntOrPercent {
             IntOrPercent::Count(n) => n,
             IntOrPercent::Percent(p) => {
                 let scaled = u64::from(replicas) * u64::from(p);
-                let value = if round_up { scaled.div_ceil(100) } else { scaled / 100 };
+                let value = if round_up {
+                    scaled.div_ceil(100)
+                } else {
+                    scaled / 100
+                };
                 u32::try_from(value).unwrap_or(u32::MAX)
             }
         }
@@ -425,7 +450,9 @@ impl<'de> Deserialize<'de> for IntOrPercent {
                     .and_then(|digits| digits.parse::<u8>().ok())
                     .filter(|p| *p <= 100);
                 percent.map(IntOrPercent::Percent).ok_or_else(|| {
-                    E::custom(format!("`{v}` is neither an integer nor a percentage from 0% to 100%"))
+                    E::custom(format!(
+                        "`{v}` is neither an integer nor a percentage from 0% to 100%"
+                    ))
                 })
             }
         }
@@ -478,16 +505,24 @@ impl<'de> Deserialize<'de> for StrictString {
                 Ok(StrictString(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<StrictString, E> {
-                Err(E::custom(format!("expected a string, found the number {v}; quote it as \"{v}\"")))
+                Err(E::custom(format!(
+                    "expected a string, found the number {v}; quote it as \"{v}\""
+                )))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<StrictString, E> {
-                Err(E::custom(format!("expected a string, found the number {v}; quote it as \"{v}\"")))
+                Err(E::custom(format!(
+                    "expected a string, found the number {v}; quote it as \"{v}\""
+                )))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<StrictString, E> {
-                Err(E::custom(format!("expected a string, found the number {v}; quote it as \"{v}\"")))
+                Err(E::custom(format!(
+                    "expected a string, found the number {v}; quote it as \"{v}\""
+                )))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<StrictString, E> {
-                Err(E::custom(format!("expected a string, found the boolean {v}; quote it as \"{v}\"")))
+                Err(E::custom(format!(
+                    "expected a string, found the boolean {v}; quote it as \"{v}\""
+                )))
             }
             fn visit_unit<E: de::Error>(self) -> Result<StrictString, E> {
                 Err(E::custom("expected a string, found null"))
@@ -513,10 +548,13 @@ impl<'de> Deserialize<'de> for TagKey {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let key = String::deserialize(deserializer)?;
         if key.is_empty() || key.chars().count() > 128 {
-            return Err(de::Error::custom(format!("tag key `{key}` must be 1 to 128 characters long")));
+            return Err(de::Error::custom(format!(
+                "tag key `{key}` must be 1 to 128 characters long"
+            )));
         }
         let lower = key.to_ascii_lowercase();
-        if lower.starts_with(tags::RESERVED_PREFIX) || lower.starts_with(tags::AWS_RESERVED_PREFIX) {
+        if lower.starts_with(tags::RESERVED_PREFIX) || lower.starts_with(tags::AWS_RESERVED_PREFIX)
+        {
             return Err(de::Error::custom(format!(
                 "tag key `{key}` uses a reserved prefix (`{}` or `{}`)",
                 tags::RESERVED_PREFIX,
@@ -592,11 +630,15 @@ impl<'de> Deserialize<'de> for TagValue {
                 if v.is_finite() {
                     Ok(TagValue::Float(v))
                 } else {
-                    Err(E::custom("tag value must be a finite number; quote it to keep it as text"))
+                    Err(E::custom(
+                        "tag value must be a finite number; quote it to keep it as text",
+                    ))
                 }
             }
             fn visit_unit<E: de::Error>(self) -> Result<TagValue, E> {
-                Err(E::custom("tag value must not be null; use \"\" for an empty value"))
+                Err(E::custom(
+                    "tag value must not be null; use \"\" for an empty value",
+                ))
             }
         }
         deserializer.deserialize_any(V)
@@ -618,7 +660,11 @@ pub struct SpecError {
 
 impl SpecError {
     fn field(path: &str, message: impl fmt::Display) -> Self {
-        Self { line: None, column: None, message: format!("{path}: {message}") }
+        Self {
+            line: None,
+            column: None,
+            message: format!("{path}: {message}"),
+        }
     }
 
     /// Display this error prefixed with the file it came from:
@@ -637,7 +683,11 @@ impl fmt::Display for InFile<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.error.line, self.error.column) {
             (Some(line), Some(column)) => {
-                write!(f, "{}:{}:{}: {}", self.path, line, column, self.error.message)
+                write!(
+                    f,
+                    "{}:{}:{}: {}",
+                    self.path, line, column, self.error.message
+                )
             }
             _ => write!(f, "{}: {}", self.path, self.error.message),
         }
@@ -646,7 +696,11 @@ impl fmt::Display for InFile<'_> {
 
 impl From<yaml::YamlError> for SpecError {
     fn from(err: yaml::YamlError) -> Self {
-        Self { line: err.line, column: err.column, message: err.message }
+        Self {
+            line: err.line,
+            column: err.column,
+            message: err.message,
+        }
     }
 }
 
@@ -662,7 +716,11 @@ pub struct ParsedGroup {
 /// Parse and validate one desired-state document, and compute its hash.
 pub fn parse_group(text: &str) -> Result<ParsedGroup, SpecError> {
     if text.trim().is_empty() {
-        return Err(SpecError { line: None, column: None, message: "file is empty; expected one InstanceGroup document".into() });
+        return Err(SpecError {
+            line: None,
+            column: None,
+            message: "file is empty; expected one InstanceGroup document".into(),
+        });
     }
     let group: InstanceGroup = yaml::from_str(text)?;
     validate(&group)?;
@@ -674,7 +732,10 @@ pub fn parse_group(text: &str) -> Result<ParsedGroup, SpecError> {
 fn validate(group: &InstanceGroup) -> Result<(), SpecError> {
     let spec = &group.spec;
     if spec.health.check == HealthCheck::Http && spec.health.http.is_none() {
-        return Err(SpecError::field("spec.health.http", "required when spec.health.check is `http`"));
+        return Err(SpecError::field(
+            "spec.health.http",
+            "required when spec.health.check is `http`",
+        ));
     }
     if spec.health.deadline < spec.health.grace {
         return Err(SpecError::field(
@@ -699,7 +760,10 @@ fn validate(group: &InstanceGroup) -> Result<(), SpecError> {
         return Err(SpecError::field("spec.template.image", "must not be empty"));
     }
     if spec.template.instance_type.is_empty() {
-        return Err(SpecError::field("spec.template.instanceType", "must not be empty"));
+        return Err(SpecError::field(
+            "spec.template.instanceType",
+            "must not be empty",
+        ));
     }
     Ok(())
 }

@@ -37,12 +37,20 @@ pub struct YamlError {
 impl YamlError {
     /// An error at a known position.
     pub fn at(line: u64, column: u64, message: impl Into<String>) -> Self {
-        Self { line: Some(line), column: Some(column), message: message.into() }
+        Self {
+            line: Some(line),
+            column: Some(column),
+            message: message.into(),
+        }
     }
 
     /// An error with no position (for example, a whole-file limit).
     pub fn whole(message: impl Into<String>) -> Self {
-        Self { line: None, column: None, message: message.into() }
+        Self {
+            line: None,
+            column: None,
+            message: message.into(),
+        }
     }
 }
 
@@ -96,10 +104,15 @@ fn describe(err: &serde_saphyr::Error) -> String {
     match err {
         E::DuplicateMappingKey { key: Some(key), .. } => format!("duplicate key `{key}`"),
         E::DuplicateMappingKey { key: None, .. } => "duplicate key".to_string(),
-        E::MultipleDocuments { .. } | E::Budget { breach: B::Documents { .. }, .. } => {
-            "a file holds exactly one document; found a second one (`---`)".to_string()
-        }
-        E::Budget { breach: B::Depth { .. }, .. } => {
+        E::MultipleDocuments { .. }
+        | E::Budget {
+            breach: B::Documents { .. },
+            ..
+        } => "a file holds exactly one document; found a second one (`---`)".to_string(),
+        E::Budget {
+            breach: B::Depth { .. },
+            ..
+        } => {
             format!("nesting deeper than {MAX_DEPTH} levels")
         }
         E::Budget { breach, .. } => format!("document too large or too complex ({breach:?})"),
