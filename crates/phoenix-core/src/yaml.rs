@@ -101,6 +101,10 @@ fn convert(err: &serde_saphyr::Error) -> YamlError {
 fn describe(err: &serde_saphyr::Error) -> String {
     use serde_saphyr::Error as E;
     use serde_saphyr::budget::BudgetBreach as B;
+    let mut err = err;
+    while let E::AliasError { error, .. } = err {
+        err = error;
+    }
     match err {
         E::DuplicateMappingKey { key: Some(key), .. } => format!("duplicate key `{key}`"),
         E::DuplicateMappingKey { key: None, .. } => "duplicate key".to_string(),

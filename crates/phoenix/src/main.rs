@@ -1,1 +1,49 @@
-fn main() {}
+//! The `phoenix` binary: the command-line interface over the Phoenix crates.
+//!
+//! `main` parses arguments, runs one command and turns its outcome into an exit code.
+//! Errors are printed once, with their whole chain (`{:#}`), on standard error.
+
+mod commands;
+mod files;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Phoenix: a GitOps reconciliation daemon for immutable infrastructure.
+///
+/// Git holds the desired state of a fleet, one YAML file per instance group; Phoenix
+/// replaces whatever drifts from it, never repairs.
+#[derive(Debug, Parser)]
+#[command(name = "phoenix", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate desired-state files or a daemon config; exit 0 when all are valid, 1 otherwise.
+    ///
+    /// Folders are searched recursively for *.yaml and *.yml. Every problem is printed on
+    /// its own line as `path:line:col: message`. Group names must be unique across all
+    /// files given, as in one revision.
+    Validate(commands::validate::Args),
+    /// Print the spec hash of each desired-state file, like sha256sum.
+    Hash(commands::hash::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Validate(args) => commands::validate::run(&args),
+        Command::Hash(args) => commands::hash::run(&args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("phoenix: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
