@@ -4,4 +4,6 @@
 //! Fixtures fail loudly: a service that cannot start panics with the reason, never
 //! skips the test.
 
+pub mod git;
+pub mod moto;
 pub mod net;
