@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what Phoenix's tests and benchmarks need on a fresh Debian machine:
+# Debian packages (only those missing) and a Python venv with moto server and boto3.
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+
+PHOENIX_VENV="${PHOENIX_VENV:-$HOME/.cache/phoenix/venv}"
+
+need_apt=()
+command -v git >/dev/null || need_apt+=(git)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+[ -e /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
+command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_apt[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+# git daemon serves test repositories over git:// on loopback.
+git daemon --help >/dev/null 2>&1 || { echo "setup: 'git daemon' is not available" >&2; exit 1; }
+
+if [ ! -x "$PHOENIX_VENV/bin/moto_server" ] || ! "$PHOENIX_VENV/bin/python" -c 'import boto3, moto' 2>/dev/null; then
+  echo "setup: creating Python venv with moto[server] and boto3 in $PHOENIX_VENV"
+  python3 -m venv "$PHOENIX_VENV"
+  "$PHOENIX_VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' boto3
+fi
+echo "setup: ok (venv: $PHOENIX_VENV)"
