@@ -262,7 +262,8 @@ impl Default for ReconcileConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
-    /// Folder for the SQLite store, the Git cache and the sim cloud. Default `./phoenix-state`.
+    /// Folder for the SQLite store, the Git cache and the sim cloud. Default `./phoenix-state`
+    /// (relative to the config file's folder).
     #[serde(default = "default_state_path")]
     pub path: PathBuf,
 }
@@ -450,6 +451,25 @@ impl Config {
             Ok(config)
         } else {
             Err(problems)
+        }
+    }
+
+    /// Make relative paths relative to `base` (the config file's folder), as Prometheus
+    /// does, so the daemon behaves the same whatever its working directory.
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        resolve(&mut self.state.path);
+        match &mut self.source {
+            SourceConfig::Dir(dir) => resolve(&mut dir.path),
+            SourceConfig::Git(git) => {
+                if let Some(key) = &mut git.auth.ssh_key_file {
+                    resolve(key);
+                }
+            }
         }
     }
 

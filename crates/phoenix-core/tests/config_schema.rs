@@ -1,0 +1,89 @@
+//! The daemon config schema: the reference config parses, defaults are the documented
+//! ones, relative paths resolve against the config file's folder, and bad configs
+//! report every problem.
+
+use std::path::Path;
+use std::time::Duration;
+
+use phoenix_core::config::{Config, Mode, ProviderConfig, SourceConfig};
+
+fn reference() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/phoenix.yaml");
+    std::fs::read_to_string(path).expect("read config/phoenix.yaml")
+}
+
+#[test]
+fn reference_config_parses() {
+    let config = Config::parse(&reference()).expect("reference config is valid");
+    assert_eq!(config.owner, "acme-prod");
+    assert_eq!(config.providers.len(), 2);
+    assert!(
+        matches!(&config.providers[0], ProviderConfig::AwsEc2(aws) if aws.region.as_deref() == Some("us-east-1"))
+    );
+    assert!(matches!(&config.providers[1], ProviderConfig::Sim(_)));
+    let SourceConfig::Git(git) = &config.source else {
+        panic!("git source expected")
+    };
+    assert_eq!(git.branch.as_deref(), Some("main"));
+    assert_eq!(git.interval, Duration::from_secs(30));
+    assert_eq!(config.alerts[0].events.len(), 5);
+}
+
+#[test]
+fn minimal_config_gets_safe_defaults() {
+    let config = Config::parse(
+        "owner: me\nsource: {dir: {path: desired}}\nproviders: [{name: local, type: sim}]\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        config.reconcile.mode,
+        Mode::Observe,
+        "observe is the safe default"
+    );
+    assert!(!config.reconcile.prune);
+    assert_eq!(config.reconcile.max_replacements, 10);
+    assert_eq!(config.reconcile.interval, Duration::from_secs(60));
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert!(config.server.token_env.is_none());
+    assert!(config.alerts.is_empty());
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_folder() {
+    let mut config = Config::parse("owner: me\nsource: {dir: {path: desired}}\nproviders: [{name: local, type: sim}]\nstate: {path: /var/lib/phoenix}\n").expect("valid");
+    config.resolve_paths(Path::new("/etc/phoenix"));
+    let SourceConfig::Dir(dir) = &config.source else {
+        panic!("dir source expected")
+    };
+    assert_eq!(dir.path, Path::new("/etc/phoenix/desired"));
+    assert_eq!(
+        config.state.path,
+        Path::new("/var/lib/phoenix"),
+        "absolute paths stay"
+    );
+}
+
+#[test]
+fn provider_type_selects_the_variant_and_unknown_keys_fail() {
+    let err =
+        Config::parse("owner: me\nsource: {dir: {path: d}}\nproviders: [{name: a, type: gcp}]\n")
+            .expect_err("unknown type");
+    assert!(err[0].message.contains("unknown variant `gcp`"), "{err:?}");
+    let err = Config::parse(
+        "owner: me\nsource: {dir: {path: d}}\nproviders: [{name: a, type: sim, regionn: x}]\n",
+    )
+    .expect_err("unknown key");
+    assert!(
+        err[0].message.contains("unknown field `regionn`"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn both_branch_and_ref_is_a_problem() {
+    let err = Config::parse("owner: me\nsource: {git: {url: file:///r, branch: main, ref: refs/tags/v1}}\nproviders: [{name: a, type: sim}]\n").expect_err("invalid");
+    assert_eq!(
+        err[0].message,
+        "source.git: set `branch` or `ref`, not both"
+    );
+}
