@@ -6,9 +6,12 @@
 //! function of its arguments, which is what makes the planner testable with data alone.
 
 pub mod config;
+pub mod drift;
 pub mod duration;
 pub mod hash;
 pub mod model;
+pub mod plan;
+pub mod render;
 pub mod spec;
 pub mod tags;
 pub mod yaml;
