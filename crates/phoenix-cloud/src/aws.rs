@@ -36,9 +36,8 @@ use crate::{LaunchRequest, Provider, ProviderError, RateLimiter, StaticCredentia
 pub const TERMINATE_BATCH: usize = 1000;
 /// Most instance ids per DescribeInstanceStatus call (EC2's documented limit).
 pub const STATUS_BATCH: usize = 100;
-/// Instances per DescribeInstances page asked for (EC2's maximum; moto pages by 100
-/// reservations regardless).
-const PAGE_SIZE: i32 = 1000;
+/// Instances per DescribeInstances page asked for by default (EC2's maximum).
+pub const DEFAULT_PAGE_SIZE: u32 = 1000;
 /// States inventory asks for: everything except `terminated`.
 const LIVE_STATES: [&str; 5] = ["pending", "running", "shutting-down", "stopping", "stopped"];
 
@@ -55,6 +54,9 @@ pub struct AwsOptions {
     pub connect_timeout: Duration,
     /// Timeout of one HTTP attempt. Default 60 s (moto takes seconds for big lists).
     pub attempt_timeout: Duration,
+    /// DescribeInstances `MaxResults`; `None` leaves it out (EC2 then decides; moto
+    /// pages at 100 reservations). Default [`DEFAULT_PAGE_SIZE`].
+    pub page_size: Option<u32>,
 }
 
 impl Default for AwsOptions {
@@ -65,6 +67,7 @@ impl Default for AwsOptions {
             retry_cap: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(60),
+            page_size: Some(DEFAULT_PAGE_SIZE),
         }
     }
 }
@@ -86,6 +89,7 @@ pub struct AwsEc2Provider {
     max_attempts: u32,
     retry_base: Duration,
     retry_cap: Duration,
+    page_size: Option<i32>,
 }
 
 /// The outcome of one HTTP attempt, classified.
@@ -274,6 +278,9 @@ impl AwsEc2Provider {
             max_attempts: config.max_attempts,
             retry_base: options.retry_base,
             retry_cap: options.retry_cap,
+            page_size: options
+                .page_size
+                .map(|n| i32::try_from(n.clamp(5, 1000)).expect("at most 1000")),
         })
     }
 
@@ -355,7 +362,7 @@ impl AwsEc2Provider {
                     .client
                     .describe_instances()
                     .set_filters(Some(filters.clone()))
-                    .max_results(PAGE_SIZE)
+                    .set_max_results(self.page_size)
                     .set_next_token(token.clone());
                 async move {
                     self.budgets.describe.acquire().await;
@@ -369,10 +376,11 @@ impl AwsEc2Provider {
             };
             for reservation in page.reservations() {
                 for instance in reservation.instances() {
-                    if let Some(instance) = convert(instance) {
-                        if instance.state != InstanceState::Terminated {
-                            out.push(instance);
-                        }
+                    if let Some(instance) = convert(instance)
+                        && instance.state != InstanceState::Terminated
+                    {
+                        out.push(instance);
+                    }
                     }
                 }
             }

@@ -171,6 +171,9 @@ pub enum Fault {
     InternalError,
     /// HTTP 503 with an empty body (a load balancer in the way).
     Unavailable,
+    /// Forward the request (so it takes effect), then answer HTTP 500 `InternalError`:
+    /// the answer got lost. A retried launch must not launch twice.
+    InternalErrorAfterForward,
 }
 
 impl Fault {
@@ -181,7 +184,7 @@ impl Fault {
                 "RequestLimitExceeded",
                 "Request limit exceeded.",
             ),
-            Fault::InternalError => (
+            Fault::InternalError | Fault::InternalErrorAfterForward => (
                 "500 Internal Server Error",
                 "InternalError",
                 "An internal error has occurred.",
@@ -201,8 +204,8 @@ impl Fault {
     }
 }
 
-/// One injection rule: answer the next `times` requests for `action` (any action when
-/// `None`) with `fault`.
+/// One injection rule: let the next `after` requests for `action` (any action when
+/// `None`) through, then answer the following `times` ones with `fault`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FaultRule {
     /// EC2 `Action` to match, e.g. `DescribeInstances`; `None` matches every request.
@@ -211,6 +214,8 @@ pub struct FaultRule {
     pub fault: Fault,
     /// How many matching requests get it.
     pub times: usize,
+    /// How many matching requests to let through first.
+    pub after: usize,
 }
 
 #[derive(Debug, Default)]
@@ -275,6 +280,7 @@ impl FaultProxy {
             action: None,
             fault,
             times,
+            after: 0,
         });
     }
 
@@ -371,19 +377,29 @@ fn serve(conn: TcpStream, upstream: SocketAddr, state: &ProxyState) {
             .push(action.clone());
         let fault = {
             let mut rules = state.rules.lock().expect("rules lock");
-            let hit = rules
-                .iter_mut()
-                .find(|r| r.times > 0 && r.action.as_deref().is_none_or(|a| a == action));
-            let fault = hit.map(|rule| {
-                rule.times -= 1;
-                rule.fault
-            });
+            let mut fault = None;
+            for rule in rules.iter_mut() {
+                if rule.times == 0 || rule.action.as_deref().is_some_and(|a| a != action) {
+                    continue;
+                }
+                if rule.after > 0 {
+                    rule.after -= 1;
+                } else {
+                    rule.times -= 1;
+                    fault = Some(rule.fault);
+                }
+                break;
+            }
             rules.retain(|r| r.times > 0);
             fault
         };
         let response = match fault {
             Some(fault) => {
                 state.faults.fetch_add(1, Ordering::SeqCst);
+                if fault == Fault::InternalErrorAfterForward {
+                    // The effect happens; only the answer is lost.
+                    let _ = forward(upstream, &head, &body);
+                }
                 fault.response()
             }
             None => match forward(upstream, &head, &body) {
