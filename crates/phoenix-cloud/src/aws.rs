@@ -381,7 +381,6 @@ impl AwsEc2Provider {
                     {
                         out.push(instance);
                     }
-                    }
                 }
             }
             match page.next_token().filter(|t| !t.is_empty()) {
