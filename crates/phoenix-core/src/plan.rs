@@ -27,6 +27,7 @@
 //!    holds every plan of the pass for approval.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -363,6 +364,58 @@ pub fn budget_limit(config: &ReconcileConfig, fleet: u32) -> u32 {
     config.max_replacements.min(by_fraction)
 }
 
+/// FxHash (as in rustc) with a finaliser: a fast, non-keyed hasher for the planner's lookups by
+/// instance id and group name. The keys come from our own tags and provider ids, and a
+/// pathological input would only make one pass slower, never wrong.
+#[derive(Debug, Default, Clone, Copy)]
+struct FxHasher {
+    hash: u64,
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // The multiply only carries low input bits upwards, and hashbrown picks buckets
+        // from the low bits: mix the high bits down (murmur3's finaliser).
+        let mut h = self.hash;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
+    }
+}
+
+type Fast = BuildHasherDefault<FxHasher>;
+type FastMap<K, V> = HashMap<K, V, Fast>;
+
 /// What a group needs before the budget is shared out.
 struct Pending<'a> {
     index: usize,
@@ -377,17 +430,18 @@ struct Pending<'a> {
 
 /// Plan one pass. See the module docs for the rules.
 pub fn plan(input: &PlanInput<'_>) -> Result<PlanOutcome, PlanError> {
-    // Desired groups by name.
-    let mut desired: HashMap<&str, &ParsedGroup> = HashMap::with_capacity(input.groups.len());
-    for g in input.groups {
-        if desired.insert(g.group.name().as_str(), g).is_some() {
+    // Desired groups sorted by name; `desired` maps a name to its position.
+    let mut order: Vec<&ParsedGroup> = input.groups.iter().collect();
+    order.sort_unstable_by(|a, b| a.group.name().cmp(b.group.name()));
+    let mut desired: FastMap<&str, usize> =
+        FastMap::with_capacity_and_hasher(order.len(), Fast::default());
+    for (i, g) in order.iter().enumerate() {
+        if desired.insert(g.group.name().as_str(), i).is_some() {
             return Err(PlanError::DuplicateGroup {
                 group: g.group.name().to_string(),
             });
         }
     }
-    let mut order: Vec<&ParsedGroup> = input.groups.iter().collect();
-    order.sort_unstable_by(|a, b| a.group.name().cmp(b.group.name()));
 
     // Inventories by provider.
     let mut complete: BTreeMap<&str, bool> = BTreeMap::new();
@@ -403,11 +457,11 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanOutcome, PlanError> {
     }
 
     // Sort every observed instance into a desired group, an orphan, or unmanaged.
-    let mut members: HashMap<&str, Vec<&Instance>> = HashMap::with_capacity(input.groups.len());
+    let mut members: Vec<Vec<&Instance>> = vec![Vec::new(); order.len()];
     let mut orphans: BTreeMap<(&str, &str), Vec<&Instance>> = BTreeMap::new();
     let mut unmanaged: Vec<Finding> = Vec::new();
     let mut fleet: u32 = 0;
-    let mut seen: HashSet<&str> = HashSet::new();
+    let mut seen: HashSet<&str, Fast> = HashSet::default();
     for inv in input.inventories {
         seen.clear();
         for instance in &inv.instances {
@@ -431,8 +485,8 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanOutcome, PlanError> {
                 Ownership::Ours { group } => {
                     fleet = fleet.saturating_add(1);
                     match desired.get(group) {
-                        Some(g) if g.group.spec.provider.as_str() == inv.provider => {
-                            members.entry(group).or_default().push(instance);
+                        Some(&i) if order[i].group.spec.provider.as_str() == inv.provider => {
+                            members[i].push(instance);
                         }
                         _ if inv.complete => {
                             orphans
@@ -491,14 +545,11 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanOutcome, PlanError> {
     // Classify every desired group.
     let mut reports: Vec<GroupReport> = Vec::with_capacity(order.len());
     let mut pending: Vec<Pending<'_>> = Vec::new();
-    for parsed in &order {
+    for (position, parsed) in order.iter().enumerate() {
         let spec = &parsed.group.spec;
         let provider = spec.provider.as_str();
         let inventory_complete = complete.get(provider).copied().unwrap_or(false);
-        let list = members
-            .get(parsed.group.name().as_str())
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        let list = members[position].as_slice();
         let ctx = GroupContext {
             name: parsed.group.name().as_str(),
             provider,
