@@ -378,7 +378,7 @@ impl<'de> Deserialize<'de> for Replicas {
                 )))
             }
         }
-        deserializer.deserialize_u64(V)
+        deserializer.deserialize_any(V)
     }
 }
 
