@@ -642,7 +642,8 @@ async fn sim_persists_across_restart() {
 async fn sim_knobs_latency_failures_and_unhealthy_images() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = SimConfig::default_named("sim");
-    config.launch_latency = Duration::from_millis(300);
+    // Long enough that a loaded machine still observes `pending` first.
+    config.launch_latency = Duration::from_secs(3);
     config.unhealthy_images = vec!["ami-bad".to_string()];
     let sim = sim_open(dir.path(), config).await;
 
@@ -658,7 +659,7 @@ async fn sim_knobs_latency_failures_and_unhealthy_images() {
             .all(|i| i.state == InstanceState::Pending && i.health == InstanceHealth::Unknown)
     );
     assert!(launched.iter().all(|i| i.subnet_id.is_none()));
-    within(5, tokio::time::sleep(Duration::from_millis(400))).await;
+    within(10, tokio::time::sleep(Duration::from_millis(3_200))).await;
     let inventory = within(60, sim.inventory("knobs")).await;
     assert!(
         inventory
