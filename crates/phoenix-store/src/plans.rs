@@ -237,36 +237,41 @@ fn insert_plan_tx(tx: &Transaction<'_>, plan: &NewPlan, now: i64) -> Result<()> 
             existing,
         });
     }
-    tx.prepare_cached(
-        "INSERT INTO plans (id, group_name, target_hash, commit_id, strategy, status, \
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO plans (id, group_name, target_hash, commit_id, strategy, status, \
          created_at, updated_at, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute((
-            &plan.id,
-            plan.group.as_str(),
-            plan.target_hash.to_string(),
-            &plan.commit,
-            strategy_str(plan.strategy),
-            plan.status,
-            now,
-            plan.doc.to_string(),
-        ))
-    })
-    .map_err(|source| {
-        if is_unique_violation(&source) {
-            // Only reachable if another connection wrote between the checks and here.
-            StoreError::ActivePlanExists {
+        )
+        .and_then(|mut stmt| {
+            stmt.execute((
+                &plan.id,
+                plan.group.as_str(),
+                plan.target_hash.to_string(),
+                &plan.commit,
+                strategy_str(plan.strategy),
+                plan.status,
+                now,
+                plan.doc.to_string(),
+            ))
+        })
+        .map_err(|source| StoreError::Sqlite {
+            operation: "insert plan",
+            source,
+        });
+    if let Err(err) = inserted {
+        // The checks above ran in this transaction, so a unique violation here means
+        // another connection wrote in between; report it as what it is when we can.
+        if let StoreError::Sqlite { source, .. } = &err
+            && is_unique_violation(source)
+            && let Some(existing) = active_plan_id(tx, &plan.group)?
+        {
+            return Err(StoreError::ActivePlanExists {
                 group: plan.group.clone(),
-                existing: PlanId::new("(concurrent insert)"),
-            }
-        } else {
-            StoreError::Sqlite {
-                operation: "insert plan",
-                source,
-            }
+                existing,
+            });
         }
-    })?;
+        return Err(err);
+    }
     insert_steps(tx, &plan.id, 0, &plan.steps)
 }
 
