@@ -259,8 +259,8 @@ fn insert_plan_tx(tx: &Transaction<'_>, plan: &NewPlan, now: i64) -> Result<()> 
             source,
         });
     if let Err(err) = inserted {
-        // The checks above ran in this transaction, so a unique violation here means
-        // another connection wrote in between; report it as what it is when we can.
+        // Unreachable while the checks above are right (this transaction holds the write
+        // lock): the partial unique index is the backstop, and still yields the typed error.
         if let StoreError::Sqlite { source, .. } = &err
             && is_unique_violation(source)
             && let Some(existing) = active_plan_id(tx, &plan.group)?
