@@ -1,0 +1,731 @@
+//! The immutable `Snapshot` the daemon loop publishes, and every JSON wire type the read
+//! endpoints serve (design section 9).
+//!
+//! The loop builds a [`Snapshot`] from [`SnapshotParts`] once per change and publishes it
+//! as `Arc<Snapshot>` on a `tokio::sync::watch` channel. Construction sorts the groups for
+//! binary-search lookup and pre-serialises the `GET /api/v1/status` body except the
+//! per-provider inventory ages, which are computed at request time. The larger list
+//! bodies (`/groups`, `/drift`, `/plans`) are serialised lazily, at most once per
+//! snapshot, so a snapshot nobody reads costs almost nothing.
+
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+use axum::body::Bytes;
+use phoenix_core::SpecHash;
+use phoenix_core::drift::DriftKind;
+use phoenix_core::model::{InstanceHealth, InstanceState};
+use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
+
+/// Serialises a `SystemTime` as RFC 3339 (UTC, whole seconds).
+pub(crate) fn rfc3339<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_seconds(*time))
+}
+
+/// Serialises an optional `SystemTime` as RFC 3339 or `null`.
+pub(crate) fn rfc3339_opt<S: Serializer>(
+    time: &Option<SystemTime>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(t) => rfc3339(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// The desired-state revision: the last accepted one, and why the newest was rejected.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct Revision {
+    /// Commit id, or the content hash of a folder source; `null` before the first
+    /// accepted revision.
+    pub id: Option<String>,
+    /// When `id` was accepted.
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub accepted_at: Option<SystemTime>,
+    /// Set while the newest revision is rejected; `id` then stays the last good one.
+    pub error: Option<RevisionError>,
+}
+
+/// Why the newest revision was rejected, pointing at the offending file.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RevisionError {
+    /// The rejected revision's id.
+    pub revision: String,
+    /// Path of the offending file inside the source, e.g. `groups/web.yaml`.
+    pub path: String,
+    /// 1-based line, when known.
+    pub line: Option<u32>,
+    /// 1-based column, when known.
+    pub column: Option<u32>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Counts of groups by sync state, computed from the groups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct GroupCounts {
+    /// All groups.
+    pub total: usize,
+    /// `sync == in_sync`.
+    pub in_sync: usize,
+    /// `sync == drifted`.
+    pub drifted: usize,
+    /// `sync == progressing`.
+    pub progressing: usize,
+    /// `sync == failed`.
+    pub failed: usize,
+    /// `sync == suspended`.
+    pub suspended: usize,
+}
+
+/// The last inventory pass of one provider, as the loop records it.
+#[derive(Debug, Clone)]
+pub struct ProviderInventory {
+    /// Provider name from the config.
+    pub provider: String,
+    /// Whether the pass hit no error.
+    pub complete: bool,
+    /// When the pass finished; `None` before the first pass.
+    pub collected_at: Option<SystemTime>,
+    /// Instances carrying our owner tag.
+    pub instances: usize,
+}
+
+/// The wire form of [`ProviderInventory`], with the age computed at request time.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InventoryStatus {
+    /// Provider name from the config.
+    pub provider: String,
+    /// Whether the last pass hit no error (an incomplete pass never makes anything missing).
+    pub complete: bool,
+    /// When the last pass finished (RFC 3339), `null` before the first pass.
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub collected_at: Option<SystemTime>,
+    /// Seconds since `collected_at`, at the time of the request.
+    pub age_seconds: Option<u64>,
+    /// Instances carrying our owner tag.
+    pub instances: usize,
+}
+
+impl ProviderInventory {
+    /// The wire form as of `now`.
+    pub fn status_at(&self, now: SystemTime) -> InventoryStatus {
+        InventoryStatus {
+            provider: self.provider.clone(),
+            complete: self.complete,
+            collected_at: self.collected_at,
+            age_seconds: self
+                .collected_at
+                .map(|t| now.duration_since(t).map(|d| d.as_secs()).unwrap_or(0)),
+            instances: self.instances,
+        }
+    }
+}
+
+/// Counts of plans that need attention, computed from the plans.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PlanCounts {
+    /// Plans executing now.
+    pub running: usize,
+    /// Plans waiting for `POST /api/v1/plans/{id}/approve`.
+    pub awaiting_approval: usize,
+}
+
+/// Alert delivery state (the outbox).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AlertCounts {
+    /// Deliveries waiting in the outbox (including retries).
+    pub pending: usize,
+    /// Deliveries that gave up.
+    pub failed: usize,
+}
+
+/// The body of `GET /api/v1/status` (documentation schema; the server assembles it from
+/// pre-serialised parts).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Status {
+    /// True after the first complete reconcile pass (`/readyz`).
+    pub ready: bool,
+    /// Desired-state revision.
+    pub revision: Revision,
+    /// Group counts by sync state.
+    pub groups: GroupCounts,
+    /// Inventory per provider.
+    pub inventory: Vec<InventoryStatus>,
+    /// Plan counts.
+    pub plans: PlanCounts,
+    /// Alert delivery state.
+    pub alerts: AlertCounts,
+}
+
+/// Whether a group's fleet matches Git.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    /// Every instance runs the desired hash, no open drift.
+    InSync,
+    /// Open drift, no plan running.
+    Drifted,
+    /// A plan is running or awaiting approval.
+    Progressing,
+    /// The last plan failed or rolled back.
+    Failed,
+    /// Reconciliation is suspended for the group.
+    Suspended,
+}
+
+impl SyncState {
+    /// Every state, in display order.
+    pub const ALL: [SyncState; 5] = [
+        SyncState::InSync,
+        SyncState::Drifted,
+        SyncState::Progressing,
+        SyncState::Failed,
+        SyncState::Suspended,
+    ];
+
+    /// The snake_case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::InSync => "in_sync",
+            SyncState::Drifted => "drifted",
+            SyncState::Progressing => "progressing",
+            SyncState::Failed => "failed",
+            SyncState::Suspended => "suspended",
+        }
+    }
+}
+
+/// A group's aggregated health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupHealth {
+    /// All current instances healthy.
+    Healthy,
+    /// Some instances unhealthy or missing.
+    Degraded,
+    /// No verdict (no instances, or inventory incomplete).
+    Unknown,
+}
+
+impl GroupHealth {
+    /// Every state, in display order.
+    pub const ALL: [GroupHealth; 3] = [
+        GroupHealth::Healthy,
+        GroupHealth::Degraded,
+        GroupHealth::Unknown,
+    ];
+
+    /// The snake_case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupHealth::Healthy => "healthy",
+            GroupHealth::Degraded => "degraded",
+            GroupHealth::Unknown => "unknown",
+        }
+    }
+}
+
+/// One running instance of a group.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GroupInstance {
+    /// Provider instance id, e.g. `i-0abc`.
+    pub id: String,
+    /// The `phoenix:spec-hash` tag; `null` if the tag is missing or unreadable.
+    #[schema(value_type = Option<String>, example = "v1:sha256:9f86d081884c7d65...")]
+    pub spec_hash: Option<SpecHash>,
+    /// Provider lifecycle state (`pending`, `running`, `stopping`).
+    #[schema(value_type = String, example = "running")]
+    pub state: InstanceState,
+    /// Health verdict (`healthy`, `unhealthy`, `unknown`).
+    #[schema(value_type = String, example = "healthy")]
+    pub health: InstanceHealth,
+    /// The commit the instance was launched from (its tag), when known.
+    pub commit: Option<String>,
+}
+
+/// How many instances carry one spec hash.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ObservedHash {
+    /// The observed spec hash.
+    #[schema(value_type = String)]
+    pub spec_hash: SpecHash,
+    /// Instances carrying it.
+    pub count: usize,
+}
+
+/// One open drift finding.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DriftFinding {
+    /// `outdated`, `modified`, `missing`, `surplus`, `unhealthy`, `orphaned`, `unmanaged`.
+    #[schema(value_type = String, example = "modified")]
+    pub kind: DriftKind,
+    /// The instance concerned; `null` for count findings (`missing`).
+    pub instance_id: Option<String>,
+    /// The attribute that differs (`modified`), e.g. `instanceType`.
+    pub field: Option<String>,
+    /// What the template says.
+    pub expected: Option<String>,
+    /// What the provider reports.
+    pub observed: Option<String>,
+    /// When the finding was first seen.
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub since: SystemTime,
+}
+
+/// The plan currently acting on a group.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Operation {
+    /// The plan's id.
+    pub plan_id: String,
+    /// The plan's state, e.g. `running` or `awaiting_approval`.
+    pub phase: PlanState,
+}
+
+/// One generation a group has run.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    /// The generation's spec hash.
+    #[schema(value_type = String)]
+    pub spec_hash: SpecHash,
+    /// The commit it came from.
+    pub commit: Option<String>,
+    /// First observed.
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub first_seen: SystemTime,
+    /// Last observed.
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub last_seen: SystemTime,
+    /// `succeeded`, `failed`, `rolled_back`, `superseded`, `current`, ...
+    pub outcome: String,
+}
+
+/// A group as `GET /api/v1/groups` lists it (everything except the history).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GroupSummary {
+    /// `metadata.name`.
+    pub name: String,
+    /// The hash Git asks for; `null` for a group that is gone from Git (orphaned).
+    #[schema(value_type = Option<String>, example = "v1:sha256:9f86d081884c7d65...")]
+    pub desired_hash: Option<SpecHash>,
+    /// Desired instance count.
+    pub replicas: u32,
+    /// Sync state.
+    pub sync: SyncState,
+    /// Aggregated health.
+    pub health: GroupHealth,
+    /// Running instances.
+    pub instances: Vec<GroupInstance>,
+    /// Observed hashes with instance counts.
+    pub observed_hashes: Vec<ObservedHash>,
+    /// Open drift findings.
+    pub drift: Vec<DriftFinding>,
+    /// The plan acting on the group, if any.
+    pub operation: Option<Operation>,
+}
+
+/// A group with its history, as `GET /api/v1/groups/{name}` serves it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Group {
+    /// Everything the list shows.
+    #[serde(flatten)]
+    pub summary: GroupSummary,
+    /// Generations seen, newest first.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// The state of a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanState {
+    /// Created, not started.
+    Pending,
+    /// Waiting for `POST /api/v1/plans/{id}/approve`.
+    AwaitingApproval,
+    /// Executing.
+    Running,
+    /// Finished successfully.
+    Succeeded,
+    /// Failed.
+    Failed,
+    /// Failed and rolled back.
+    RolledBack,
+    /// Cancelled by an operator or superseded.
+    Cancelled,
+}
+
+impl PlanState {
+    /// Every state, in display order.
+    pub const ALL: [PlanState; 7] = [
+        PlanState::Pending,
+        PlanState::AwaitingApproval,
+        PlanState::Running,
+        PlanState::Succeeded,
+        PlanState::Failed,
+        PlanState::RolledBack,
+        PlanState::Cancelled,
+    ];
+
+    /// The snake_case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanState::Pending => "pending",
+            PlanState::AwaitingApproval => "awaiting_approval",
+            PlanState::Running => "running",
+            PlanState::Succeeded => "succeeded",
+            PlanState::Failed => "failed",
+            PlanState::RolledBack => "rolled_back",
+            PlanState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The state of one plan step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    /// Not started.
+    Pending,
+    /// Executing.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Failed.
+    Failed,
+    /// Not executed (plan cancelled or failed earlier).
+    Skipped,
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PlanStep {
+    /// 0-based position in the plan.
+    pub index: u32,
+    /// `launch`, `wait_healthy`, `bake`, `terminate`, ...
+    pub action: String,
+    /// Step state.
+    pub state: StepState,
+    /// Instance count for `launch`.
+    pub count: Option<u32>,
+    /// Instances the step acts on or created.
+    pub instance_ids: Vec<String>,
+    /// When the step started.
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<SystemTime>,
+    /// When the step finished.
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<SystemTime>,
+    /// Error or progress detail.
+    pub message: Option<String>,
+}
+
+/// A plan and its steps.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Plan {
+    /// Plan id.
+    pub id: String,
+    /// The group it belongs to.
+    pub group: String,
+    /// The hash it moves the group to.
+    #[schema(value_type = String)]
+    pub target_hash: SpecHash,
+    /// The revision it was planned from.
+    pub revision: Option<String>,
+    /// `rolling`, `blue_green`, `canary`.
+    pub strategy: String,
+    /// Plan state.
+    pub state: PlanState,
+    /// Whether the plan needs (or needed) manual approval.
+    pub requires_approval: bool,
+    /// When the plan was created.
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: SystemTime,
+    /// Last state change.
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: SystemTime,
+    /// Steps in order.
+    pub steps: Vec<PlanStep>,
+}
+
+/// A drift finding with its group, as `GET /api/v1/drift` lists it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GroupDriftFinding<'a> {
+    /// The group the finding belongs to.
+    pub group: &'a str,
+    /// The finding.
+    #[serde(flatten)]
+    pub finding: &'a DriftFinding,
+}
+
+/// What the loop hands to [`Snapshot::new`].
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotParts {
+    /// True after the first complete reconcile pass.
+    pub ready: bool,
+    /// Desired-state revision.
+    pub revision: Revision,
+    /// The last inventory pass per provider.
+    pub inventory: Vec<ProviderInventory>,
+    /// Every group (any order; the snapshot sorts by name).
+    pub groups: Vec<Group>,
+    /// Plans, newest first (the snapshot keeps the given order).
+    pub plans: Vec<Plan>,
+    /// Alert delivery state.
+    pub alerts: AlertCounts,
+}
+
+/// An immutable view of the daemon state, published by the loop, read by the handlers.
+#[derive(Debug)]
+pub struct Snapshot {
+    parts: SnapshotParts,
+    group_counts: GroupCounts,
+    plan_counts: PlanCounts,
+    /// `{"ready":..,"revision":..,"groups":..,"inventory":` — the part before the inventory.
+    status_head: Bytes,
+    /// `,"plans":..,"alerts":..}` — the part after the inventory.
+    status_tail: Bytes,
+    groups_body: OnceLock<Bytes>,
+    drift_body: OnceLock<Bytes>,
+    plans_body: OnceLock<Bytes>,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot::new(SnapshotParts::default())
+    }
+}
+
+fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Bytes {
+    // Wire types hold only strings, numbers, bools and times: serialisation cannot fail.
+    Bytes::from(serde_json::to_vec(value).expect("wire types always serialise to JSON"))
+}
+
+impl Snapshot {
+    /// Builds a snapshot: sorts groups, computes counts, pre-serialises the status body.
+    pub fn new(mut parts: SnapshotParts) -> Snapshot {
+        parts
+            .groups
+            .sort_unstable_by(|a, b| a.summary.name.cmp(&b.summary.name));
+        let mut group_counts = GroupCounts {
+            total: parts.groups.len(),
+            ..GroupCounts::default()
+        };
+        for group in &parts.groups {
+            match group.summary.sync {
+                SyncState::InSync => group_counts.in_sync += 1,
+                SyncState::Drifted => group_counts.drifted += 1,
+                SyncState::Progressing => group_counts.progressing += 1,
+                SyncState::Failed => group_counts.failed += 1,
+                SyncState::Suspended => group_counts.suspended += 1,
+            }
+        }
+        let mut plan_counts = PlanCounts::default();
+        for plan in &parts.plans {
+            match plan.state {
+                PlanState::Running => plan_counts.running += 1,
+                PlanState::AwaitingApproval => plan_counts.awaiting_approval += 1,
+                _ => {}
+            }
+        }
+
+        #[derive(Serialize)]
+        struct Head<'a> {
+            ready: bool,
+            revision: &'a Revision,
+            groups: &'a GroupCounts,
+        }
+        #[derive(Serialize)]
+        struct Tail<'a> {
+            plans: &'a PlanCounts,
+            alerts: &'a AlertCounts,
+        }
+        let mut head = serde_json::to_vec(&Head {
+            ready: parts.ready,
+            revision: &parts.revision,
+            groups: &group_counts,
+        })
+        .expect("wire types always serialise to JSON");
+        // Replace the closing brace with the start of the inventory member.
+        head.pop();
+        head.extend_from_slice(b",\"inventory\":");
+        let mut tail = serde_json::to_vec(&Tail {
+            plans: &plan_counts,
+            alerts: &parts.alerts,
+        })
+        .expect("wire types always serialise to JSON");
+        tail[0] = b',';
+
+        Snapshot {
+            parts,
+            group_counts,
+            plan_counts,
+            status_head: Bytes::from(head),
+            status_tail: Bytes::from(tail),
+            groups_body: OnceLock::new(),
+            drift_body: OnceLock::new(),
+            plans_body: OnceLock::new(),
+        }
+    }
+
+    /// True after the first complete reconcile pass.
+    pub fn ready(&self) -> bool {
+        self.parts.ready
+    }
+
+    /// The revision.
+    pub fn revision(&self) -> &Revision {
+        &self.parts.revision
+    }
+
+    /// Groups, sorted by name.
+    pub fn groups(&self) -> &[Group] {
+        &self.parts.groups
+    }
+
+    /// One group by name.
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.parts
+            .groups
+            .binary_search_by(|g| g.summary.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.parts.groups[i])
+    }
+
+    /// Plans in the order the loop gave.
+    pub fn plans(&self) -> &[Plan] {
+        &self.parts.plans
+    }
+
+    /// One plan by id.
+    pub fn plan(&self, id: &str) -> Option<&Plan> {
+        self.parts.plans.iter().find(|p| p.id == id)
+    }
+
+    /// Inventory per provider.
+    pub fn inventory(&self) -> &[ProviderInventory] {
+        &self.parts.inventory
+    }
+
+    /// Alert delivery state.
+    pub fn alerts(&self) -> AlertCounts {
+        self.parts.alerts
+    }
+
+    /// Group counts by sync state.
+    pub fn group_counts(&self) -> GroupCounts {
+        self.group_counts
+    }
+
+    /// Plan counts.
+    pub fn plan_counts(&self) -> PlanCounts {
+        self.plan_counts
+    }
+
+    /// Every open drift finding with its group name, groups in name order.
+    pub fn drift(&self) -> impl Iterator<Item = GroupDriftFinding<'_>> {
+        self.parts.groups.iter().flat_map(|g| {
+            g.summary.drift.iter().map(move |f| GroupDriftFinding {
+                group: &g.summary.name,
+                finding: f,
+            })
+        })
+    }
+
+    /// The `GET /api/v1/status` body as of `now`.
+    pub fn status_body(&self, now: SystemTime) -> Vec<u8> {
+        let inventory: Vec<InventoryStatus> = self
+            .parts
+            .inventory
+            .iter()
+            .map(|p| p.status_at(now))
+            .collect();
+        let inv = serde_json::to_vec(&inventory).expect("wire types always serialise to JSON");
+        let mut body =
+            Vec::with_capacity(self.status_head.len() + inv.len() + self.status_tail.len());
+        body.extend_from_slice(&self.status_head);
+        body.extend_from_slice(&inv);
+        body.extend_from_slice(&self.status_tail);
+        body
+    }
+
+    /// The `GET /api/v1/groups` body, serialised once per snapshot.
+    pub fn groups_body(&self) -> Bytes {
+        self.groups_body
+            .get_or_init(|| {
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    groups: Vec<&'a GroupSummary>,
+                }
+                to_bytes(&Body {
+                    groups: self.parts.groups.iter().map(|g| &g.summary).collect(),
+                })
+            })
+            .clone()
+    }
+
+    /// The `GET /api/v1/drift` body, serialised once per snapshot.
+    pub fn drift_body(&self) -> Bytes {
+        self.drift_body
+            .get_or_init(|| {
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    drift: Vec<GroupDriftFinding<'a>>,
+                }
+                to_bytes(&Body {
+                    drift: self.drift().collect(),
+                })
+            })
+            .clone()
+    }
+
+    /// The `GET /api/v1/plans` body, serialised once per snapshot.
+    pub fn plans_body(&self) -> Bytes {
+        self.plans_body
+            .get_or_init(|| {
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    plans: &'a [Plan],
+                }
+                to_bytes(&Body {
+                    plans: &self.parts.plans,
+                })
+            })
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn status_body_is_valid_json_with_request_time_age() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let snap = Snapshot::new(SnapshotParts {
+            inventory: vec![ProviderInventory {
+                provider: "sim".into(),
+                complete: true,
+                collected_at: Some(t0),
+                instances: 3,
+            }],
+            ..SnapshotParts::default()
+        });
+        let body = snap.status_body(t0 + Duration::from_secs(7));
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+        assert_eq!(v["inventory"][0]["age_seconds"], 7);
+        assert_eq!(v["inventory"][0]["collected_at"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["plans"]["running"], 0);
+        assert_eq!(v["revision"]["error"], serde_json::Value::Null);
+    }
+}
