@@ -3,8 +3,8 @@
 //! Each subscriber has its own broadcast receiver, so a slow client never blocks the loop
 //! (`broadcast::Sender::send` never waits). A subscriber that falls behind gets a
 //! `lagged` event with the number of missed events and continues from the oldest kept.
-//! The stream ends when the loop drops its snapshot sender (daemon shutdown), so graceful
-//! shutdown is not held up by open streams.
+//! The stream ends when `ApiState::close_streams` is called or the loop drops its snapshot
+//! sender (daemon shutdown), so graceful shutdown is not held up by open streams.
 
 use std::convert::Infallible;
 
@@ -41,19 +41,30 @@ pub async fn events(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let events = state.inner.events.subscribe();
     let snapshots = state.inner.snapshots.clone();
+    let closing = state.inner.closing.subscribe();
     let keep_alive = state.inner.config.sse_keep_alive;
     let stream = futures::stream::unfold(
-        (events, snapshots),
-        |(mut events, mut snapshots)| async move {
+        (events, snapshots, closing),
+        |(mut events, mut snapshots, mut closing)| async move {
             loop {
+                if *closing.borrow_and_update() {
+                    return None;
+                }
                 tokio::select! {
-                    received = events.recv() => {
-                        return to_event(received).map(|e| (Ok(e), (events, snapshots)));
+                    biased;
+                    closed = closing.changed() => {
+                        if closed.is_err() {
+                            return None;
+                        }
                     }
                     changed = snapshots.changed() => {
                         if changed.is_err() {
                             return None;
                         }
+                    }
+                    received = events.recv() => {
+                        return to_event(received)
+                            .map(|e| (Ok(e), (events, snapshots, closing)));
                     }
                 }
             }

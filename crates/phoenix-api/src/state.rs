@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) events: broadcast::Sender<ApiEvent>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) deliveries: Mutex<RecentDeliveries>,
+    /// Set to true by [`ApiState::close_streams`]; SSE streams end on it.
+    pub(crate) closing: watch::Sender<bool>,
 }
 
 impl ApiState {
@@ -79,8 +81,16 @@ impl ApiState {
                 events,
                 metrics,
                 deliveries,
+                closing: watch::Sender::new(false),
             }),
         }
+    }
+
+    /// Ends every open `GET /api/v1/events` stream (and refuses new ones), so a graceful
+    /// shutdown is not held up by long-lived connections. Call it when shutdown starts.
+    /// Streams also end on their own when the loop drops its snapshot sender.
+    pub fn close_streams(&self) {
+        self.inner.closing.send_replace(true);
     }
 
     /// The latest snapshot (an `Arc` clone; the watch borrow is released at once).

@@ -137,6 +137,7 @@ fn snapshot(ready: bool) -> Snapshot {
 }
 
 struct Fixture {
+    state: ApiState,
     router: Router,
     commands: mpsc::Receiver<ApiCommand>,
     events: broadcast::Sender<ApiEvent>,
@@ -157,7 +158,8 @@ fn fixture_with(config: ApiConfig, queue: usize, event_capacity: usize) -> Fixtu
         metrics.clone(),
     );
     Fixture {
-        router: build_router(state),
+        router: build_router(state.clone()),
+        state,
         commands,
         events,
         snapshots,
@@ -963,4 +965,44 @@ async fn serves_over_tcp_and_shuts_down_gracefully() {
         .await
         .expect("task")
         .expect("serve ends cleanly");
+}
+
+#[tokio::test]
+async fn close_streams_lets_graceful_shutdown_finish_with_an_open_sse_client() {
+    let f = fixture();
+    let listener = within(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, f.router.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let response = within(reqwest::get(format!("http://{addr}/api/v1/events")))
+        .await
+        .expect("request");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let mut response = response;
+    f.events
+        .send(ApiEvent::DriftOpened {
+            group: "web".into(),
+            kind: DriftKind::Modified,
+            instance_id: Some("i-web1".into()),
+            at: t(5),
+        })
+        .expect("a subscriber exists");
+    let chunk = within(response.chunk())
+        .await
+        .expect("read")
+        .expect("a chunk");
+    assert!(String::from_utf8_lossy(&chunk).contains("event: drift_opened"));
+
+    let _ = stop.send(());
+    f.state.close_streams();
+    within(server)
+        .await
+        .expect("task")
+        .expect("serve ends cleanly");
+    // The client sees the stream end (no more chunks) instead of hanging.
+    while within(response.chunk()).await.expect("clean end").is_some() {}
 }
