@@ -4,6 +4,7 @@
 //! Errors are printed once, with their whole chain (`{:#}`), on standard error.
 
 mod commands;
+mod config_file;
 mod files;
 
 use std::process::ExitCode;
@@ -31,6 +32,12 @@ enum Command {
     Validate(commands::validate::Args),
     /// Print the spec hash of each desired-state file, like sha256sum.
     Hash(commands::hash::Args),
+    /// Preview what the daemon would replace, like `terraform plan`.
+    ///
+    /// Reads the newest revision and every provider's inventory once and prints the
+    /// plan. Exit codes: 0 success, 1 error; with --detailed-exitcode 0 = no changes,
+    /// 1 = error, 2 = changes.
+    Plan(commands::plan::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +45,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Validate(args) => commands::validate::run(&args),
         Command::Hash(args) => commands::hash::run(&args),
+        Command::Plan(args) => commands::plan::run(&args),
     };
     match outcome {
         Ok(code) => code,
