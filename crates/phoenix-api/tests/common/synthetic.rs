@@ -1,0 +1,155 @@
+//! Synthetic snapshots of any size, shared by the benchmark and the fixture server
+//! example (included with `#[path]`, so it is not a test binary of its own).
+
+use std::time::{Duration, SystemTime};
+
+use phoenix_api::*;
+use phoenix_core::SpecHash;
+use phoenix_core::drift::DriftKind;
+use phoenix_core::model::{InstanceHealth, InstanceState};
+
+fn hash_of(n: u64) -> SpecHash {
+    format!("v1:sha256:{n:064x}")
+        .parse()
+        .expect("64 hex digits make a valid hash")
+}
+
+/// A snapshot with `groups` groups of three instances; every tenth group drifted with a
+/// `modified` finding and every hundredth progressing with a plan.
+pub fn snapshot(groups: usize) -> Snapshot {
+    let now = SystemTime::now();
+    let commit = "3f1c0e7d9a8b6c5d4e3f2a1b0c9d8e7f6a5b4c3d".to_owned();
+    let mut plans = Vec::new();
+    let groups = (0..groups)
+        .map(|i| {
+            let name = format!("group-{i:05}");
+            let desired = hash_of(i as u64 * 2);
+            let drifted = i % 10 == 3;
+            let progressing = i % 100 == 7;
+            let plan_id = format!("plan-{i:05}");
+            if progressing {
+                plans.push(Plan {
+                    id: plan_id.clone(),
+                    group: name.clone(),
+                    target_hash: desired,
+                    revision: Some(commit.clone()),
+                    strategy: "rolling".into(),
+                    state: if i % 200 == 7 {
+                        PlanState::AwaitingApproval
+                    } else {
+                        PlanState::Running
+                    },
+                    requires_approval: i % 200 == 7,
+                    created_at: now - Duration::from_secs(120),
+                    updated_at: now - Duration::from_secs(30),
+                    steps: vec![
+                        PlanStep {
+                            index: 0,
+                            action: "launch".into(),
+                            state: StepState::Succeeded,
+                            count: Some(1),
+                            instance_ids: vec![format!("i-{i:05}n")],
+                            started_at: Some(now - Duration::from_secs(100)),
+                            finished_at: Some(now - Duration::from_secs(90)),
+                            message: None,
+                        },
+                        PlanStep {
+                            index: 1,
+                            action: "wait_healthy".into(),
+                            state: StepState::Running,
+                            count: None,
+                            instance_ids: vec![format!("i-{i:05}n")],
+                            started_at: Some(now - Duration::from_secs(90)),
+                            finished_at: None,
+                            message: None,
+                        },
+                        PlanStep {
+                            index: 2,
+                            action: "terminate".into(),
+                            state: StepState::Pending,
+                            count: None,
+                            instance_ids: vec![format!("i-{i:05}a")],
+                            started_at: None,
+                            finished_at: None,
+                            message: None,
+                        },
+                    ],
+                });
+            }
+            let instances = ["a", "b", "c"]
+                .iter()
+                .map(|suffix| GroupInstance {
+                    id: format!("i-{i:05}{suffix}"),
+                    spec_hash: Some(desired),
+                    state: InstanceState::Running,
+                    health: InstanceHealth::Healthy,
+                    commit: Some(commit.clone()),
+                })
+                .collect();
+            Group {
+                summary: GroupSummary {
+                    name,
+                    desired_hash: Some(desired),
+                    replicas: 3,
+                    sync: if progressing {
+                        SyncState::Progressing
+                    } else if drifted {
+                        SyncState::Drifted
+                    } else {
+                        SyncState::InSync
+                    },
+                    health: if drifted {
+                        GroupHealth::Degraded
+                    } else {
+                        GroupHealth::Healthy
+                    },
+                    instances,
+                    observed_hashes: vec![ObservedHash {
+                        spec_hash: desired,
+                        count: 3,
+                    }],
+                    drift: if drifted {
+                        vec![DriftFinding {
+                            kind: DriftKind::Modified,
+                            instance_id: Some(format!("i-{i:05}a")),
+                            field: Some("instanceType".into()),
+                            expected: Some("t3.micro".into()),
+                            observed: Some("t3.large".into()),
+                            since: now - Duration::from_secs(300),
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    operation: progressing.then_some(Operation {
+                        plan_id,
+                        phase: PlanState::Running,
+                    }),
+                },
+                history: vec![HistoryEntry {
+                    spec_hash: desired,
+                    commit: Some(commit.clone()),
+                    first_seen: now - Duration::from_secs(86_400),
+                    last_seen: now,
+                    outcome: "succeeded".into(),
+                }],
+            }
+        })
+        .collect();
+    Snapshot::new(SnapshotParts {
+        ready: true,
+        revision: Revision {
+            id: Some(commit.clone()),
+            accepted_at: Some(now - Duration::from_secs(600)),
+            error: None,
+        },
+        inventory: vec![ProviderInventory {
+            provider: "sim".into(),
+            complete: true,
+            collected_at: Some(now - Duration::from_secs(4)),
+            instances: 0,
+        }],
+        groups,
+        plans,
+        alerts: AlertCounts::default(),
+    })
+}
