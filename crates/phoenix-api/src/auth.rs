@@ -88,6 +88,24 @@ pub struct Delivery {
     pub event: Option<String>,
 }
 
+impl Delivery {
+    /// Whether the event header names a push (`push` for GitHub and Gitea, `Push Hook` or
+    /// `Tag Push Hook` for GitLab). Without an event header the delivery counts as a push.
+    /// Anything else (`ping`, `issues`, `Merge Request Hook`...) triggers nothing.
+    pub fn is_push(&self) -> bool {
+        let Some(event) = self.event.as_deref() else {
+            return true;
+        };
+        match self.forge {
+            Forge::Github | Forge::Gitea => event.eq_ignore_ascii_case("push"),
+            Forge::Gitlab => {
+                event.eq_ignore_ascii_case("Push Hook")
+                    || event.eq_ignore_ascii_case("Tag Push Hook")
+            }
+        }
+    }
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }

@@ -279,11 +279,7 @@ pub async fn webhook(
         }
     };
     let forge = delivery.forge;
-    if delivery
-        .event
-        .as_deref()
-        .is_some_and(|e| e.eq_ignore_ascii_case("ping"))
-    {
+    if !delivery.is_push() {
         inner.metrics.webhook(forge, WebhookOutcome::Ignored);
         return Ok(accepted(StatusCode::ACCEPTED, "ignored"));
     }

@@ -724,6 +724,49 @@ async fn github_ping_is_accepted_but_triggers_nothing() {
 }
 
 #[tokio::test]
+async fn non_push_events_trigger_nothing() {
+    let mut f = fixture();
+    let secret = Secret::new(WEBHOOK_SECRET).expect("secret");
+    let sig = secret.sign_hex(PUSH.as_bytes());
+    let requests = [
+        Request::post("/api/v1/webhooks/git")
+            .header("x-hub-signature-256", format!("sha256={sig}"))
+            .header("x-github-event", "issues"),
+        Request::post("/api/v1/webhooks/git")
+            .header("x-gitea-signature", sig.clone())
+            .header("x-gitea-event", "pull_request"),
+        Request::post("/api/v1/webhooks/git")
+            .header("x-gitlab-token", WEBHOOK_SECRET)
+            .header("x-gitlab-event", "Merge Request Hook"),
+    ];
+    for builder in requests {
+        let (status, _, body) =
+            call(&f.router, builder.body(Body::from(PUSH)).expect("request")).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&body).expect("json")["status"],
+            "ignored"
+        );
+    }
+    assert!(f.commands.try_recv().is_err());
+    // A GitLab tag push does trigger.
+    let request = Request::post("/api/v1/webhooks/git")
+        .header("x-gitlab-token", WEBHOOK_SECRET)
+        .header("x-gitlab-event", "Tag Push Hook")
+        .body(Body::from(PUSH))
+        .expect("request");
+    let (status, _, _) = call(&f.router, request).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(matches!(
+        f.commands.try_recv(),
+        Ok(ApiCommand::Webhook {
+            forge: Forge::Gitlab,
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
 async fn webhooks_without_a_secret_are_refused() {
     let mut f = fixture_with(
         ApiConfig {
