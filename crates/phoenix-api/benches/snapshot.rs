@@ -20,8 +20,8 @@ const GROUPS: usize = 10_000;
 fn bench(c: &mut Criterion) {
     c.bench_function("snapshot_new_10k_groups", |b| {
         b.iter_batched(
-            || synthetic::snapshot(GROUPS),
-            drop,
+            || synthetic::parts(GROUPS),
+            Snapshot::new,
             criterion::BatchSize::LargeInput,
         )
     });

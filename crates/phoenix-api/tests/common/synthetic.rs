@@ -17,6 +17,11 @@ fn hash_of(n: u64) -> SpecHash {
 /// A snapshot with `groups` groups of three instances; every tenth group drifted with a
 /// `modified` finding and every hundredth progressing with a plan.
 pub fn snapshot(groups: usize) -> Snapshot {
+    Snapshot::new(parts(groups))
+}
+
+/// The parts of [`snapshot`], before `Snapshot::new`.
+pub fn parts(groups: usize) -> SnapshotParts {
     let now = SystemTime::now();
     let commit = "3f1c0e7d9a8b6c5d4e3f2a1b0c9d8e7f6a5b4c3d".to_owned();
     let mut plans = Vec::new();
@@ -135,7 +140,7 @@ pub fn snapshot(groups: usize) -> Snapshot {
             }
         })
         .collect();
-    Snapshot::new(SnapshotParts {
+    SnapshotParts {
         ready: true,
         revision: Revision {
             id: Some(commit.clone()),
@@ -151,5 +156,5 @@ pub fn snapshot(groups: usize) -> Snapshot {
         groups,
         plans,
         alerts: AlertCounts::default(),
-    })
+    }
 }
