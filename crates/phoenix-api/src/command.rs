@@ -80,8 +80,7 @@ pub enum ApiCommand {
     /// `POST /api/v1/reconcile`: run a pass now (answered 202 before any work).
     Reconcile,
     /// `POST /api/v1/webhooks/git`: a verified, de-duplicated push. The loop debounces
-    /// bursts (coalesce webhooks that arrive within ~200 ms into one fetch aimed at the
-    /// newest `after`).
+    /// bursts with [`coalesce_burst`] into one fetch aimed at the newest `after`.
     Webhook {
         /// Which forge sent it.
         forge: Forge,
@@ -190,5 +189,160 @@ impl ApiEvent {
             ApiEvent::PlanTransition { .. } => "plan_transition",
             ApiEvent::StepTransition { .. } => "step_transition",
         }
+    }
+}
+
+/// What a burst of trigger commands (webhooks and reconcile requests) coalesces into.
+#[derive(Debug, Default)]
+pub struct Burst {
+    /// Webhook deliveries in the burst.
+    pub webhooks: usize,
+    /// `POST /api/v1/reconcile` requests in the burst.
+    pub reconciles: usize,
+    /// The newest pushed commit named by a webhook in the burst: fetch aiming at it.
+    pub after: Option<String>,
+    /// The ref that commit was pushed to.
+    pub reference: Option<String>,
+    /// Approve/cancel commands that arrived during the burst, in order: handle them next.
+    pub other: Vec<ApiCommand>,
+}
+
+impl Burst {
+    fn absorb(&mut self, command: ApiCommand) {
+        match command {
+            ApiCommand::Reconcile => self.reconciles += 1,
+            ApiCommand::Webhook {
+                after, reference, ..
+            } => {
+                self.webhooks += 1;
+                if after.is_some() {
+                    self.after = after;
+                    self.reference = reference;
+                }
+            }
+            other => self.other.push(other),
+        }
+    }
+}
+
+/// Debounces a burst for the daemon loop: starting from `first` (just received), keeps
+/// draining `commands` until no trigger arrives for `quiet` (e.g. 200 ms) or `max` has
+/// passed since the start, and returns one [`Burst`], so ten pushes in a row cause one
+/// fetch aimed at the newest `after`. Uses `tokio::time`, so it is testable with a
+/// paused clock.
+pub async fn coalesce_burst(
+    first: ApiCommand,
+    commands: &mut tokio::sync::mpsc::Receiver<ApiCommand>,
+    quiet: std::time::Duration,
+    max: std::time::Duration,
+) -> Burst {
+    let mut burst = Burst::default();
+    burst.absorb(first);
+    let hard_deadline = tokio::time::Instant::now() + max;
+    loop {
+        let deadline = (tokio::time::Instant::now() + quiet).min(hard_deadline);
+        match tokio::time::timeout_at(deadline, commands.recv()).await {
+            Ok(Some(command)) => burst.absorb(command),
+            Ok(None) | Err(_) => return burst,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+
+    fn hook(after: Option<&str>) -> ApiCommand {
+        ApiCommand::Webhook {
+            forge: Forge::Github,
+            after: after.map(str::to_owned),
+            reference: Some("refs/heads/main".into()),
+            delivery_id: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_pushes_becomes_one_trigger_at_the_newest_commit() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let sender = tokio::spawn(async move {
+            for after in ["c1", "c2", "c3"] {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                tx.send(hook(Some(after))).await.expect("receiver alive");
+            }
+            tx.send(ApiCommand::Reconcile)
+                .await
+                .expect("receiver alive");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            tx.send(hook(Some("late"))).await.expect("receiver alive");
+        });
+        let started = tokio::time::Instant::now();
+        let burst = tokio::time::timeout(
+            Duration::from_secs(10),
+            coalesce_burst(
+                hook(Some("c0")),
+                &mut rx,
+                Duration::from_millis(200),
+                Duration::from_secs(2),
+            ),
+        )
+        .await
+        .expect("burst ends");
+        assert_eq!(burst.webhooks, 4);
+        assert_eq!(burst.reconciles, 1);
+        assert_eq!(burst.after.as_deref(), Some("c3"));
+        assert!(burst.other.is_empty());
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(350) && took < Duration::from_millis(400),
+            "{took:?}"
+        );
+        // The late push is the next burst.
+        assert!(matches!(rx.recv().await, Some(ApiCommand::Webhook { .. })));
+        sender.await.expect("sender task");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_never_ending_burst_is_cut_at_max_and_keeps_plan_commands() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let sender = tokio::spawn(async move {
+            let (reply, _answer) = tokio::sync::oneshot::channel();
+            tx.send(ApiCommand::Approve {
+                plan_id: "p1".into(),
+                reply,
+            })
+            .await
+            .expect("receiver alive");
+            for _ in 0..40 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if tx.send(hook(None)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let burst = tokio::time::timeout(
+            Duration::from_secs(10),
+            coalesce_burst(
+                hook(Some("c0")),
+                &mut rx,
+                Duration::from_millis(200),
+                Duration::from_secs(1),
+            ),
+        )
+        .await
+        .expect("burst ends");
+        assert!(burst.webhooks <= 11, "cut at max: {}", burst.webhooks);
+        assert_eq!(
+            burst.after.as_deref(),
+            Some("c0"),
+            "a deletion does not erase it"
+        );
+        assert!(matches!(
+            burst.other.as_slice(),
+            [ApiCommand::Approve { .. }]
+        ));
+        drop(rx);
+        sender.await.expect("sender task");
     }
 }
