@@ -48,7 +48,7 @@ pub enum PlanCommandError {
         plan_id: String,
     },
     /// The plan is in a state the command does not apply to (409).
-    #[error("plan `{plan_id}` is {state:?}")]
+    #[error("plan `{plan_id}` is {}", state.as_str())]
     WrongState {
         /// The plan.
         plan_id: String,
