@@ -1,0 +1,1 @@
+//! Alert incidents, receivers and delivery from the durable outbox (issue 8).

@@ -1,0 +1,1 @@
+//! The plan executor: carries plans out step by step, durably (issue 6).

@@ -1,0 +1,9 @@
+//! The Phoenix daemon: the reconcile loop that owns all state, the plan executor that
+//! carries plans out step by step against the providers, and alert delivery.
+//!
+//! One task owns the state and reacts to a closed set of events (tick, source changed,
+//! webhook, API command, shutdown). The executor and the alerts are driven by that
+//! task; the HTTP API only reads the snapshot it publishes.
+
+pub mod alerts;
+pub mod executor;
