@@ -236,20 +236,49 @@ impl SimProvider {
         } else {
             Vec::new()
         };
-        let mut cache = HashMap::new();
-        world
-            .select(owner, token)
-            .into_iter()
-            .map(|slot| {
-                let mut instance = world.view(slot, now, &unhealthy, &mut cache);
-                if !with_health {
-                    instance.health = InstanceHealth::Unknown;
-                }
-                instance
-            })
-            .collect()
+        let view = |slots: &[&world::Slot]| -> Vec<Instance> {
+            let mut cache = HashMap::new();
+            slots
+                .iter()
+                .map(|slot| {
+                    let mut instance = world.view(slot, now, &unhealthy, &mut cache);
+                    if !with_health {
+                        instance.health = InstanceHealth::Unknown;
+                    }
+                    instance
+                })
+                .collect()
+        };
+        let slots = world.select(owner, token);
+        // Building a few hundred thousand `Instance`s is allocation-bound: share it
+        // between cores when it is big enough to pay for the threads.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4);
+        if slots.len() < PARALLEL_VIEWS_FROM || threads < 2 {
+            return view(&slots);
+        }
+        let chunk = slots.len().div_ceil(threads);
+        let parts: Vec<Vec<Instance>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = slots
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || view(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("building instance views does not panic"))
+                .collect()
+        });
+        let mut out = Vec::with_capacity(slots.len());
+        for part in parts {
+            out.extend(part);
+        }
+        out
     }
 }
+
+/// Inventories at least this large are built on several threads.
+const PARALLEL_VIEWS_FROM: usize = 20_000;
 
 fn check_rate(provider: &str, rate: f64) -> Result<(), ProviderError> {
     if (0.0..=1.0).contains(&rate) {

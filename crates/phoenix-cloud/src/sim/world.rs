@@ -367,9 +367,21 @@ impl World {
     }
 }
 
-/// `i-` and 17 hex digits, like EC2.
+/// `i-` and 17 hex digits, like EC2. (Hand-rolled: inventory formats one per instance.)
 pub(crate) fn format_id(id: u64) -> String {
-    format!("i-{id:017x}")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(19);
+    out.push_str("i-");
+    for shift in (0..17).rev() {
+        // The 17th digit (bits 64..68) is always 0 for a u64.
+        let digit = if shift == 16 {
+            0
+        } else {
+            (id >> (shift * 4)) & 0xf
+        };
+        out.push(char::from(HEX[digit as usize]));
+    }
+    out
 }
 
 /// The numeric id behind an `i-…` id, if it is one of ours.
@@ -384,7 +396,19 @@ pub(crate) fn parse_id(id: &str) -> Option<u64> {
 /// A stable private address in 10.0.0.0/8 derived from the id.
 fn private_ip(id: u64) -> String {
     let n = id & 0x00ff_ffff;
-    format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)
+    let mut out = String::with_capacity(15);
+    out.push_str("10");
+    for octet in [(n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff] {
+        out.push('.');
+        if octet >= 100 {
+            out.push(char::from(b'0' + (octet / 100) as u8));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + (octet / 10 % 10) as u8));
+        }
+        out.push(char::from(b'0' + (octet % 10) as u8));
+    }
+    out
 }
 
 /// Milliseconds since the epoch.
@@ -457,6 +481,15 @@ mod tests {
         assert_eq!(view.tag("env"), Some("x"));
         assert_eq!(view.owner(), Some("me"), "owner survives a tag change");
         assert_eq!(world.next_id, 6);
+    }
+
+    #[test]
+    fn ids_and_addresses_format_like_ec2() {
+        assert_eq!(format_id(0xabc), "i-00000000000000abc");
+        assert_eq!(format_id(u64::MAX), "i-0ffffffffffffffff");
+        assert_eq!(private_ip(0x01_0a_ff), "10.1.10.255");
+        assert_eq!(private_ip(7), "10.0.0.7");
+        assert_eq!(private_ip(0x64_00_09), "10.100.0.9");
     }
 
     #[test]
