@@ -330,6 +330,11 @@ async fn contract_aws_ec2_on_moto() {
     let (subnets, sg) = moto_network(&client).await;
     let provider = aws_provider(&aws_config("aws", &moto.endpoint_url())).await;
     contract(&provider, &template("ami-12345678", &subnets, &sg)).await;
+
+    // The fixture's reset forgets everything (what tests sharing a server rely on).
+    moto.reset();
+    let after = within(60, provider.inventory("tags-owner")).await;
+    assert!(after.complete && after.instances.is_empty(), "{after:?}");
 }
 
 // ---------------------------------------------------------------------------------
