@@ -4,6 +4,7 @@
 //! Fixtures fail loudly: a service that cannot start panics with the reason, never
 //! skips the test.
 
+pub mod alertmanager;
 pub mod git;
 pub mod moto;
 pub mod net;
