@@ -6,4 +6,6 @@
 //! task; the HTTP API only reads the snapshot it publishes.
 
 pub mod alerts;
+pub mod daemon;
 pub mod executor;
+pub mod view;

@@ -38,6 +38,11 @@ enum Command {
     /// plan. Exit codes: 0 success, 1 error; with --detailed-exitcode 0 = no changes,
     /// 1 = error, 2 = changes.
     Plan(commands::plan::Args),
+    /// Run the daemon: reconcile continuously and serve the HTTP API.
+    ///
+    /// Exit 64 on an invalid config, listing every problem. SIGTERM/SIGINT drain
+    /// gracefully; SIGHUP or a change to the config file reloads it.
+    Run(commands::run::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +51,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => commands::validate::run(&args),
         Command::Hash(args) => commands::hash::run(&args),
         Command::Plan(args) => commands::plan::run(&args),
+        Command::Run(args) => commands::run::run(&args),
     };
     match outcome {
         Ok(code) => code,

@@ -2,4 +2,5 @@
 
 pub mod hash;
 pub mod plan;
+pub mod run;
 pub mod validate;

@@ -1,0 +1,567 @@
+//! The reconcile loop: one task that owns all daemon state and reacts to a closed set
+//! of events.
+//!
+//! ```text
+//! Event::Tick            the pass timer (reconcile interval, jittered; sooner while plans run)
+//! Event::SourceChanged   the folder watcher fired (it only signals; a rescan backs it up)
+//! Event::Command         an API command: reconcile, webhook (debounced), approve, cancel
+//! Event::Reload          a new, already validated config (SIGHUP or the config file changed)
+//! Event::Shutdown        SIGTERM/SIGINT: stop taking work and return
+//! ```
+//!
+//! Every pass goes through the same path, first start included: read the source when it
+//! is due, collect every provider's inventory, plan with the pure planner, hand the plan
+//! to the executor (enforce mode only), then publish a fresh snapshot for the API. A
+//! failure never ends the loop: it is logged, shown on the status API and retried.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use phoenix_api::{
+    AlertCounts, ApiCommand, ApiEvent, Metrics, PlanCommandError, RevisionError, Snapshot,
+};
+use phoenix_cloud::{BuildOptions, Provider, build_providers};
+use phoenix_core::config::{Config, Mode};
+use phoenix_core::model::Inventory;
+use phoenix_core::plan::{FailedGeneration, PlanDocument, PlanInput, PlanMemory, plan};
+use phoenix_core::spec::ParsedGroup;
+use phoenix_source::{
+    PollOutcome, PollSchedule, Rejection, Revision, RevisionId, Source, WatchSignal,
+};
+use phoenix_store::{RevisionVerdict, SeenRevision, Store, StoreOptions};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+
+use crate::view::{self, FindingKey, ViewInput};
+
+/// Why the daemon could not start. Once running, errors are reported, not returned.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The state store could not be opened.
+    #[error("cannot open the state store in {path}")]
+    Store {
+        /// The state folder.
+        path: String,
+        /// Why.
+        #[source]
+        source: phoenix_store::StoreError,
+    },
+    /// The source could not be opened.
+    #[error("cannot open the desired-state source")]
+    Source(#[source] phoenix_source::SourceError),
+    /// A provider could not be set up.
+    #[error("cannot set up the providers")]
+    Providers(#[source] phoenix_cloud::ProviderError),
+}
+
+/// The channels the loop shares with the API server.
+#[derive(Debug)]
+pub struct Channels {
+    /// Where the loop publishes snapshots.
+    pub snapshots: watch::Sender<Arc<Snapshot>>,
+    /// Commands from the API.
+    pub commands: mpsc::Receiver<ApiCommand>,
+    /// Events for SSE subscribers.
+    pub events: broadcast::Sender<ApiEvent>,
+    /// Shared metrics.
+    pub metrics: Arc<Metrics>,
+    /// New validated configs (SIGHUP, config file change).
+    pub reloads: mpsc::Receiver<Config>,
+}
+
+/// Tunables that are not config keys.
+#[derive(Debug, Clone)]
+pub struct LoopOptions {
+    /// Webhook bursts are coalesced until nothing arrives for this long.
+    pub debounce_quiet: Duration,
+    /// ...or until this much time has passed since the first one.
+    pub debounce_max: Duration,
+    /// Pass interval while a plan is running (executor progress).
+    pub busy_interval: Duration,
+}
+
+impl Default for LoopOptions {
+    fn default() -> Self {
+        Self {
+            debounce_quiet: Duration::from_millis(200),
+            debounce_max: Duration::from_secs(2),
+            busy_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What a pass was triggered by (logged on the pass's span).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    Start,
+    Timer,
+    Watch,
+    Webhook,
+    Request,
+    Reload,
+}
+
+/// The loop's state. Owned by one task; nothing here is shared.
+struct Daemon {
+    config: Config,
+    options: LoopOptions,
+    store: Store,
+    source: Option<Source>,
+    source_schedule: PollSchedule,
+    next_source_poll: Instant,
+    watch: Option<WatchSignal>,
+    providers: BTreeMap<String, Arc<dyn Provider>>,
+    revision: Option<Arc<Revision>>,
+    accepted_at: Option<SystemTime>,
+    rejection: Option<Arc<Rejection>>,
+    source_error: Option<String>,
+    inventories: BTreeMap<String, Inventory>,
+    document: Option<PlanDocument>,
+    since: HashMap<FindingKey, SystemTime>,
+    ready: bool,
+    channels: Channels,
+}
+
+/// Run the daemon until `shutdown` resolves. Returns an error only if it cannot start.
+pub async fn run(
+    config: Config,
+    options: LoopOptions,
+    channels: Channels,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let state_dir = config.state.path.clone();
+    let store =
+        Store::open(&state_dir, StoreOptions::default()).map_err(|source| DaemonError::Store {
+            path: state_dir.display().to_string(),
+            source,
+        })?;
+    let source = Source::open(&config.source, &state_dir).map_err(DaemonError::Source)?;
+    let watch = source.watch_signal();
+    let providers = build_providers(&config.providers, &state_dir, &BuildOptions::default())
+        .await
+        .map_err(DaemonError::Providers)?;
+    let source_schedule = PollSchedule::new(source.interval());
+    let mut daemon = Daemon {
+        config,
+        options,
+        store,
+        source: Some(source),
+        source_schedule,
+        next_source_poll: Instant::now(),
+        watch,
+        providers,
+        revision: None,
+        accepted_at: None,
+        rejection: None,
+        source_error: None,
+        inventories: BTreeMap::new(),
+        document: None,
+        since: HashMap::new(),
+        ready: false,
+        channels,
+    };
+    daemon.main_loop(shutdown).await;
+    Ok(())
+}
+
+impl Daemon {
+    async fn main_loop(&mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut reason = Reason::Start;
+        loop {
+            let wait = self.pass(reason).await;
+            let deadline = Instant::now() + wait;
+            reason = loop {
+                let watch = self.watch.clone();
+                tokio::select! {
+                    () = &mut shutdown => {
+                        tracing::info!("shutting down");
+                        return;
+                    }
+                    () = tokio::time::sleep_until(deadline) => break Reason::Timer,
+                    () = changed(watch.as_ref()) => {
+                        self.next_source_poll = Instant::now();
+                        break Reason::Watch;
+                    }
+                    Some(config) = self.channels.reloads.recv() => {
+                        self.reload(config).await;
+                        break Reason::Reload;
+                    }
+                    Some(command) = self.channels.commands.recv() => {
+                        if let Some(reason) = self.command(command).await {
+                            break reason;
+                        }
+                    }
+                }
+            };
+        }
+    }
+
+    /// Handle one API command; returns the reason for a pass if it asks for one.
+    async fn command(&mut self, command: ApiCommand) -> Option<Reason> {
+        match command {
+            ApiCommand::Approve { plan_id, reply } => {
+                let _ = reply.send(Err(PlanCommandError::NotFound { plan_id }));
+                None
+            }
+            ApiCommand::Cancel { plan_id, reply } => {
+                let _ = reply.send(Err(PlanCommandError::NotFound { plan_id }));
+                None
+            }
+            first @ (ApiCommand::Reconcile | ApiCommand::Webhook { .. }) => {
+                let burst = phoenix_api::coalesce_burst(
+                    first,
+                    &mut self.channels.commands,
+                    self.options.debounce_quiet,
+                    self.options.debounce_max,
+                )
+                .await;
+                for other in burst.other {
+                    Box::pin(self.command(other)).await;
+                }
+                if burst.webhooks > 0 {
+                    tracing::info!(webhooks = burst.webhooks, after = ?burst.after, "push webhook");
+                    self.poll_source(burst.after.map(RevisionId::new)).await;
+                    Some(Reason::Webhook)
+                } else {
+                    Some(Reason::Request)
+                }
+            }
+        }
+    }
+
+    async fn reload(&mut self, config: Config) {
+        tracing::info!("reloading the configuration");
+        if config.providers != self.config.providers {
+            match build_providers(
+                &config.providers,
+                &config.state.path,
+                &BuildOptions::default(),
+            )
+            .await
+            {
+                Ok(providers) => self.providers = providers,
+                Err(err) => {
+                    tracing::error!(error = %err, "new provider config refused; keeping the old one");
+                    return;
+                }
+            }
+        }
+        if config.source != self.config.source {
+            match Source::open(&config.source, &config.state.path) {
+                Ok(source) => {
+                    self.watch = source.watch_signal();
+                    self.source_schedule = PollSchedule::new(source.interval());
+                    self.source = Some(source);
+                    self.next_source_poll = Instant::now();
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "new source config refused; keeping the old one");
+                    return;
+                }
+            }
+        }
+        self.config = config;
+    }
+
+    /// One reconcile pass. Returns how long to wait before the next one.
+    async fn pass(&mut self, reason: Reason) -> Duration {
+        let span = tracing::info_span!("reconcile", reason = ?reason);
+        let _enter = span.enter();
+        let started = std::time::Instant::now();
+        if Instant::now() >= self.next_source_poll {
+            self.poll_source(None).await;
+        }
+        self.collect_inventories().await;
+        let now = SystemTime::now();
+        self.plan(now);
+        self.publish(now);
+        self.channels.metrics.observe_reconcile(started.elapsed());
+        let interval = self.config.reconcile.interval;
+        jitter(interval)
+    }
+
+    /// Read the source on the blocking pool (git2 and folder scans block).
+    async fn poll_source(&mut self, after: Option<RevisionId>) {
+        let Some(mut source) = self.source.take() else {
+            return;
+        };
+        let joined = tokio::task::spawn_blocking(move || {
+            let outcome = source.poll_now(after.as_ref());
+            (source, outcome)
+        })
+        .await;
+        let (source, outcome) = match joined {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::error!(error = %err, "source poll task failed; reopening the source");
+                match Source::open(&self.config.source, &self.config.state.path) {
+                    Ok(source) => self.source = Some(source),
+                    Err(err) => tracing::error!(error = %err, "cannot reopen the source"),
+                }
+                return;
+            }
+        };
+        self.source = Some(source);
+        let now = SystemTime::now();
+        let ok = outcome.is_ok();
+        let is_git = matches!(
+            self.config.source,
+            phoenix_core::config::SourceConfig::Git(_)
+        );
+        if is_git {
+            self.channels.metrics.git_fetch(ok);
+        }
+        match outcome {
+            Ok(PollOutcome::Unchanged) => self.source_error = None,
+            Ok(PollOutcome::Accepted { revision, reparsed }) => {
+                tracing::info!(revision = %revision.id, groups = revision.groups.len(), reparsed = reparsed.len(), "revision accepted");
+                self.record_revision(&revision.id, revision.commit.as_ref(), None, now);
+                self.revision = Some(revision.clone());
+                self.accepted_at = Some(now);
+                self.rejection = None;
+                self.source_error = None;
+                let _ = self.channels.events.send(ApiEvent::RevisionAccepted {
+                    revision: revision.id.to_string(),
+                    at: now,
+                });
+            }
+            Ok(PollOutcome::Rejected { rejection, .. }) => {
+                tracing::warn!(revision = %rejection.revision, problem = %rejection.primary(), "revision rejected; keeping the last good one");
+                self.record_revision(
+                    &rejection.revision,
+                    rejection.commit.as_ref(),
+                    Some(&rejection),
+                    now,
+                );
+                if self.rejection.as_ref().map(|r| &r.revision) != Some(&rejection.revision) {
+                    let problem = rejection.primary();
+                    let _ = self.channels.events.send(ApiEvent::RevisionRejected {
+                        error: RevisionError {
+                            revision: rejection.revision.to_string(),
+                            path: problem.path.clone().unwrap_or_default(),
+                            line: problem.line.and_then(|l| u32::try_from(l).ok()),
+                            column: problem.column.and_then(|c| u32::try_from(c).ok()),
+                            message: problem.message.clone(),
+                        },
+                        at: now,
+                    });
+                }
+                self.rejection = Some(rejection);
+                self.source_error = None;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the source; keeping the last good revision");
+                self.source_error = Some(error_chain(&err));
+            }
+        }
+        let delay = self.source_schedule.next_delay(ok, rand::random::<f64>());
+        self.next_source_poll = Instant::now() + delay;
+    }
+
+    fn record_revision(
+        &mut self,
+        id: &RevisionId,
+        commit: Option<&phoenix_source::CommitInfo>,
+        rejection: Option<&Rejection>,
+        now: SystemTime,
+    ) {
+        let verdict = match rejection {
+            None => RevisionVerdict::Accepted,
+            Some(rejection) => {
+                let problem = rejection.primary();
+                RevisionVerdict::Rejected(phoenix_store::RevisionError {
+                    path: problem.path.clone().unwrap_or_default(),
+                    line: problem.line.and_then(|l| u32::try_from(l).ok()),
+                    column: problem.column.and_then(|c| u32::try_from(c).ok()),
+                    message: problem.message.clone(),
+                })
+            }
+        };
+        let seen = SeenRevision {
+            id: id.to_string(),
+            verdict,
+            author: commit.map(|c| c.author.clone()),
+            message: commit.map(|c| c.message.clone()),
+        };
+        if let Err(err) = self.store.record_revision(&seen, now) {
+            tracing::error!(error = %err, "cannot record the revision in the store");
+        }
+    }
+
+    /// Every provider's inventory, concurrently. An incomplete one replaces the last only
+    /// as "incomplete": the planner then acts on nothing missing or orphaned there.
+    async fn collect_inventories(&mut self) {
+        let owner = self.config.owner.clone();
+        let passes = self.providers.values().map(|provider| {
+            let provider = provider.clone();
+            let owner = owner.clone();
+            async move { provider.inventory(&owner).await }
+        });
+        for inventory in futures::future::join_all(passes).await {
+            if !inventory.complete {
+                tracing::warn!(provider = %inventory.provider, error = ?inventory.error, "inventory incomplete");
+            }
+            self.inventories
+                .insert(inventory.provider.clone(), inventory);
+        }
+        let known: HashSet<&String> = self.providers.keys().collect();
+        self.inventories.retain(|name, _| known.contains(name));
+    }
+
+    /// Run the pure planner over what is known now.
+    fn plan(&mut self, now: SystemTime) {
+        let Some(revision) = self.revision.clone() else {
+            return;
+        };
+        let groups: Vec<ParsedGroup> = revision
+            .groups
+            .values()
+            .map(|desired| ParsedGroup {
+                group: (*desired.group).clone(),
+                hash: desired.hash,
+            })
+            .collect();
+        let memory: PlanMemory = match self.store.load_planner_memory() {
+            Ok(memory) => memory.unwrap_or_default(),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot load the planner memory; starting empty");
+                PlanMemory::default()
+            }
+        };
+        let failed: Vec<FailedGeneration> = match self.store.failed_hashes() {
+            Ok(failed) => failed
+                .into_iter()
+                .map(|f| FailedGeneration {
+                    group: f.group.to_string(),
+                    hash: f.spec_hash,
+                    commit: f.commit,
+                })
+                .collect(),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot load failed generations");
+                Vec::new()
+            }
+        };
+        let inventories: Vec<Inventory> = self.inventories.values().cloned().collect();
+        let outcome = match plan(&PlanInput {
+            revision: revision.id.as_str(),
+            owner: &self.config.owner,
+            groups: &groups,
+            inventories: &inventories,
+            config: &self.config.reconcile,
+            memory: &memory,
+            failed: &failed,
+            now,
+        }) {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                tracing::error!(error = %err, "planning failed");
+                return;
+            }
+        };
+        if let Err(err) = self.store.save_planner_memory(&outcome.memory, now) {
+            tracing::error!(error = %err, "cannot save the planner memory");
+        }
+        self.track_findings(&outcome.document, now);
+        if self.inventories.values().all(|inv| inv.complete) && !self.inventories.is_empty() {
+            self.ready = true;
+        }
+        if self.config.reconcile.mode == Mode::Observe {
+            tracing::debug!(
+                changes = outcome.document.changes,
+                "observe mode: not acting"
+            );
+        }
+        self.document = Some(outcome.document);
+    }
+
+    /// Remember since when each finding is open, and stream opened/resolved events.
+    fn track_findings(&mut self, document: &PlanDocument, now: SystemTime) {
+        let mut current: HashMap<FindingKey, SystemTime> = HashMap::new();
+        for group in &document.groups {
+            for finding in &group.drift {
+                let key = view::finding_key(&group.name, finding);
+                let since = match self.since.get(&key) {
+                    Some(since) => *since,
+                    None => {
+                        let _ = self.channels.events.send(ApiEvent::DriftOpened {
+                            group: group.name.clone(),
+                            kind: finding.kind,
+                            instance_id: finding.instance_id.clone(),
+                            at: now,
+                        });
+                        now
+                    }
+                };
+                current.insert(key, since);
+            }
+        }
+        for (group, kind, instance_id, _) in self.since.keys().filter(|k| !current.contains_key(*k))
+        {
+            let _ = self.channels.events.send(ApiEvent::DriftResolved {
+                group: group.clone(),
+                kind: *kind,
+                instance_id: instance_id.clone(),
+                at: now,
+            });
+        }
+        self.since = current;
+    }
+
+    fn publish(&mut self, now: SystemTime) {
+        let alerts = match self.store.outbox_counts() {
+            Ok(counts) => AlertCounts {
+                pending: counts.values().map(|c| c.pending as usize).sum(),
+                failed: counts
+                    .values()
+                    .map(|c| (c.failing + c.expired) as usize)
+                    .sum(),
+            },
+            Err(_) => AlertCounts::default(),
+        };
+        let revision = self
+            .revision
+            .as_ref()
+            .zip(self.accepted_at)
+            .map(|(r, at)| (r.id.as_str(), at));
+        let input = ViewInput {
+            ready: self.ready,
+            revision,
+            rejection: self.rejection.as_deref(),
+            source_error: self.source_error.as_deref(),
+            inventories: &self.inventories,
+            document: self.document.as_ref(),
+            since: &self.since,
+            alerts,
+        };
+        let snapshot = view::build(&self.store, &input, now);
+        self.channels.snapshots.send_replace(snapshot);
+    }
+}
+
+/// Wait for the folder watcher, or forever when there is none.
+async fn changed(watch: Option<&WatchSignal>) {
+    match watch {
+        Some(watch) => watch.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `interval` give or take 10%, so many daemons do not poll in lockstep.
+fn jitter(interval: Duration) -> Duration {
+    phoenix_source::jitter(interval, 0.1, rand::random::<f64>())
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,344 @@
+//! Building the API's immutable [`Snapshot`] from what the loop knows: the revision in
+//! force, the newest rejection, the last inventories, the last plan document, and the
+//! store's plans and history.
+//!
+//! Pure apart from store reads; called once per pass by the loop, never by handlers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use phoenix_api::{
+    AlertCounts, DriftFinding, Group, GroupHealth, GroupInstance, GroupSummary, HistoryEntry,
+    ObservedHash, Operation, Plan, PlanState, PlanStep, ProviderInventory, Revision, RevisionError,
+    Snapshot, SnapshotParts, StepState, SyncState,
+};
+use phoenix_core::drift::{DriftKind, Finding};
+use phoenix_core::model::{InstanceHealth, Inventory};
+use phoenix_core::plan::{GroupReport, GroupStatus, PlanDocument};
+use phoenix_source::Rejection;
+use phoenix_store::{GenerationOutcome, PlanRecord, PlanStatus, PlanWithSteps, StepStatus, Store};
+
+/// A drift finding's identity, for remembering since when it has been open.
+pub type FindingKey = (String, DriftKind, Option<String>, Option<String>);
+
+/// The identity of a finding: group, kind, instance, field.
+pub fn finding_key(group: &str, finding: &Finding) -> FindingKey {
+    (
+        group.to_string(),
+        finding.kind,
+        finding.instance_id.clone(),
+        finding.field.map(|f| f.as_str().to_string()),
+    )
+}
+
+/// Everything the snapshot is built from.
+#[derive(Debug)]
+pub struct ViewInput<'a> {
+    /// At least one complete reconcile pass has finished.
+    pub ready: bool,
+    /// The revision in force and when it was accepted.
+    pub revision: Option<(&'a str, SystemTime)>,
+    /// Why the newest revision was rejected, if it was.
+    pub rejection: Option<&'a Rejection>,
+    /// Why the source could not be read, if it could not (no position).
+    pub source_error: Option<&'a str>,
+    /// The last inventory of every provider.
+    pub inventories: &'a BTreeMap<String, Inventory>,
+    /// The last plan document.
+    pub document: Option<&'a PlanDocument>,
+    /// Since when each open finding has been open.
+    pub since: &'a HashMap<FindingKey, SystemTime>,
+    /// Alert outbox counts.
+    pub alerts: AlertCounts,
+}
+
+/// Build the snapshot. Store errors degrade to empty plan and history lists rather than
+/// failing the whole view: the API must keep answering.
+pub fn build(store: &Store, input: &ViewInput<'_>, now: SystemTime) -> Arc<Snapshot> {
+    let plans_with_steps = load_plans(store);
+    let active: HashMap<&str, &PlanWithSteps> = plans_with_steps
+        .iter()
+        .filter(|p| p.plan.status.is_active())
+        .map(|p| (p.plan.group.as_str(), p))
+        .collect();
+    let last_finished: HashMap<&str, &PlanRecord> = {
+        let mut map = HashMap::new();
+        for p in &plans_with_steps {
+            if !p.plan.status.is_active() {
+                map.entry(p.plan.group.as_str()).or_insert(&p.plan);
+            }
+        }
+        map
+    };
+
+    let groups = match input.document {
+        Some(doc) => doc
+            .groups
+            .iter()
+            .map(|report| {
+                group_view(
+                    store,
+                    report,
+                    input,
+                    active.get(report.name.as_str()).copied(),
+                    last_finished.get(report.name.as_str()).copied(),
+                    now,
+                )
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+
+    let revision = Revision {
+        id: input.revision.map(|(id, _)| id.to_string()),
+        accepted_at: input.revision.map(|(_, at)| at),
+        error: revision_error(input.rejection, input.source_error),
+    };
+    let inventory = input
+        .inventories
+        .values()
+        .map(|inv| ProviderInventory {
+            provider: inv.provider.clone(),
+            complete: inv.complete,
+            collected_at: Some(inv.collected_at),
+            instances: inv.instances.len(),
+        })
+        .collect();
+    let plans = plans_with_steps.iter().map(plan_view).collect();
+    Arc::new(Snapshot::new(SnapshotParts {
+        ready: input.ready,
+        revision,
+        inventory,
+        groups,
+        plans,
+        alerts: input.alerts.clone(),
+    }))
+}
+
+fn load_plans(store: &Store) -> Vec<PlanWithSteps> {
+    let records = match store.recent_plans(None, 200) {
+        Ok(records) => records,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read plans for the status view");
+            return Vec::new();
+        }
+    };
+    records
+        .into_iter()
+        .filter_map(|record| match store.steps(&record.id) {
+            Ok(steps) => Some(PlanWithSteps {
+                plan: record,
+                steps,
+            }),
+            Err(err) => {
+                tracing::warn!(error = %err, plan = %record.id, "cannot read plan steps");
+                None
+            }
+        })
+        .collect()
+}
+
+fn revision_error(
+    rejection: Option<&Rejection>,
+    source_error: Option<&str>,
+) -> Option<RevisionError> {
+    if let Some(rejection) = rejection {
+        let problem = rejection.primary();
+        return Some(RevisionError {
+            revision: rejection.revision.to_string(),
+            path: problem.path.clone().unwrap_or_default(),
+            line: problem.line.and_then(|l| u32::try_from(l).ok()),
+            column: problem.column.and_then(|c| u32::try_from(c).ok()),
+            message: problem.message.clone(),
+        });
+    }
+    source_error.map(|message| RevisionError {
+        revision: String::new(),
+        path: String::new(),
+        line: None,
+        column: None,
+        message: message.to_string(),
+    })
+}
+
+fn group_view(
+    store: &Store,
+    report: &GroupReport,
+    input: &ViewInput<'_>,
+    active: Option<&PlanWithSteps>,
+    last_finished: Option<&PlanRecord>,
+    now: SystemTime,
+) -> Group {
+    let instances: Vec<GroupInstance> = input
+        .inventories
+        .get(&report.provider)
+        .map(|inv| {
+            inv.instances
+                .iter()
+                .filter(|i| i.group() == Some(report.name.as_str()) && i.owner().is_some())
+                .map(|i| GroupInstance {
+                    id: i.id.clone(),
+                    spec_hash: i.spec_hash().and_then(|h| h.parse().ok()),
+                    state: i.state,
+                    health: i.health,
+                    commit: i.commit().map(str::to_string),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let drift = report
+        .drift
+        .iter()
+        .map(|f| DriftFinding {
+            kind: f.kind,
+            instance_id: f.instance_id.clone(),
+            field: f.field.map(|x| x.as_str().to_string()),
+            expected: f.expected.clone(),
+            observed: f.observed.clone(),
+            since: input
+                .since
+                .get(&finding_key(&report.name, f))
+                .copied()
+                .unwrap_or(now),
+        })
+        .collect::<Vec<_>>();
+    let sync = match report.status {
+        GroupStatus::Suspended => SyncState::Suspended,
+        _ if active.is_some() => SyncState::Progressing,
+        GroupStatus::InSync => SyncState::InSync,
+        _ if matches!(
+            last_finished.map(|p| p.status),
+            Some(PlanStatus::Failed | PlanStatus::RolledBack)
+        ) && last_finished.map(|p| Some(p.target_hash)) == Some(report.desired_hash) =>
+        {
+            SyncState::Failed
+        }
+        _ => SyncState::Drifted,
+    };
+    let health = if instances.is_empty() {
+        GroupHealth::Unknown
+    } else if instances
+        .iter()
+        .all(|i| i.health == InstanceHealth::Healthy)
+        && instances.len() >= report.replicas.unwrap_or(0) as usize
+    {
+        GroupHealth::Healthy
+    } else {
+        GroupHealth::Degraded
+    };
+    let history = phoenix_core::GroupName::new(report.name.clone())
+        .ok()
+        .and_then(|name| store.history(&name).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| HistoryEntry {
+            spec_hash: h.spec_hash,
+            commit: Some(h.commit),
+            first_seen: h.first_seen,
+            last_seen: h.last_seen,
+            outcome: outcome_str(h.outcome).to_string(),
+        })
+        .collect();
+    Group {
+        summary: GroupSummary {
+            name: report.name.clone(),
+            desired_hash: report.desired_hash,
+            replicas: report.replicas.unwrap_or(0),
+            sync,
+            health,
+            instances,
+            observed_hashes: report
+                .observed_hashes
+                .iter()
+                .filter_map(|h| {
+                    h.hash.parse().ok().map(|spec_hash| ObservedHash {
+                        spec_hash,
+                        count: h.count as usize,
+                    })
+                })
+                .collect(),
+            drift,
+            operation: active.map(|p| Operation {
+                plan_id: p.plan.id.to_string(),
+                phase: plan_state(p.plan.status),
+            }),
+        },
+        history,
+    }
+}
+
+fn outcome_str(outcome: GenerationOutcome) -> &'static str {
+    match outcome {
+        GenerationOutcome::Progressing => "progressing",
+        GenerationOutcome::Succeeded => "succeeded",
+        GenerationOutcome::Failed => "failed",
+        GenerationOutcome::RolledBack => "rolled_back",
+        GenerationOutcome::Superseded => "superseded",
+    }
+}
+
+/// The API's name for a store plan status.
+pub fn plan_state(status: PlanStatus) -> PlanState {
+    match status {
+        PlanStatus::Pending => PlanState::Pending,
+        PlanStatus::AwaitingApproval => PlanState::AwaitingApproval,
+        PlanStatus::Running => PlanState::Running,
+        PlanStatus::Succeeded => PlanState::Succeeded,
+        PlanStatus::Failed => PlanState::Failed,
+        PlanStatus::RolledBack => PlanState::RolledBack,
+        PlanStatus::Cancelled | PlanStatus::Superseded => PlanState::Cancelled,
+    }
+}
+
+/// The API's name for a store step status.
+pub fn step_state(status: StepStatus) -> StepState {
+    match status {
+        StepStatus::Pending => StepState::Pending,
+        StepStatus::Intent => StepState::Running,
+        StepStatus::Done => StepState::Succeeded,
+        StepStatus::Failed => StepState::Failed,
+    }
+}
+
+fn plan_view(p: &PlanWithSteps) -> Plan {
+    let record = &p.plan;
+    Plan {
+        id: record.id.to_string(),
+        group: record.group.to_string(),
+        target_hash: record.target_hash,
+        revision: Some(record.commit.clone()),
+        strategy: format!("{:?}", record.strategy).to_lowercase(),
+        state: plan_state(record.status),
+        requires_approval: record.status == PlanStatus::AwaitingApproval,
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+        steps: p
+            .steps
+            .iter()
+            .map(|s| PlanStep {
+                index: s.index,
+                action: s.action.clone(),
+                state: step_state(s.status),
+                count: s
+                    .detail
+                    .get("count")
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|c| u32::try_from(c).ok()),
+                instance_ids: s
+                    .detail
+                    .get("instance_ids")
+                    .and_then(serde_json::Value::as_array)
+                    .map(|ids| {
+                        ids.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                started_at: s.started_at,
+                finished_at: s.finished_at,
+                message: s.error.clone(),
+            })
+            .collect(),
+    }
+}
