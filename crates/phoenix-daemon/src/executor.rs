@@ -1,1 +1,1553 @@
-//! The plan executor: carries plans out step by step, durably (issue 6).
+//! The plan executor: carries plans out step by step, durably (issue 6; design section 6;
+//! behaviour documented in `docs/executor.md`).
+//!
+//! [`Executor::submit`] turns the planned groups of a [`PlanDocument`] into store plans
+//! (one active plan per group; a new target hash supersedes the running plan once its
+//! in-flight step has finished). [`Executor::advance`] drives every running plan as far
+//! as it can go without sleeping and says when it wants to be called again.
+//! [`Executor::recover`] is called once at start: it reconciles steps whose intent was
+//! written before a crash with the provider's inventory (by launch token).
+//!
+//! Write-ahead protocol: every step is written to the store (`write_intent`) before it
+//! acts and marked done or failed after; launch tokens are deterministic
+//! (`<plan>.<step>.<attempt>`) and stamped on what they launch, and providers launch
+//! idempotently per token. The executor holds no store: the caller passes `&mut Store`
+//! to each call. Store calls are synchronous (about 40 µs each, no fsync with the
+//! default `synchronous=NORMAL`); calling them from the async loop task is accepted, as
+//! the loop is the store's only user and the calls are short.
+//!
+//! All timing decisions use the `now` passed in, never the clock; nothing here sleeps.
+
+mod doc;
+mod health;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use phoenix_cloud::{ErrorKind, LaunchRequest, Provider, ProviderError};
+use phoenix_core::model::Instance;
+use phoenix_core::plan::{GroupStatus, PlanApproval, PlanDocument, RolloutLimits, Step};
+use phoenix_core::spec::{HealthCheck, ParsedGroup};
+use phoenix_core::{GroupName, InstanceGroup, SpecHash};
+use phoenix_store::{
+    GenerationOutcome, NewPlan, NewStep, PlanId, PlanRecord, PlanStatus, PlanWithSteps, StepIntent,
+    StepRecord, StepStatus, Store, StoreError,
+};
+
+pub use doc::launch_token;
+use doc::{Launched, PlanDoc, ROLLBACK_ACTION, StepDetail, from_ms, to_ms};
+use health::Verdict;
+
+/// Tunables of the executor. Every field has a documented default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutorOptions {
+    /// How soon to be called again while waiting on health (or a provider that failed).
+    /// Default 2 s.
+    pub poll_interval: Duration,
+    /// Timeout of one HTTP health probe (connect and response). Default 2 s.
+    pub probe_timeout: Duration,
+    /// How long an instance must stay healthy, continuously, before a `wait_healthy`
+    /// step counts it. Default 0 s (one healthy observation).
+    pub min_healthy_time: Duration,
+    /// Attempts of one launch step, the first included; each attempt has its own launch
+    /// token. Default 4.
+    pub launch_attempts: u32,
+    /// Attempts of one terminate or rollback step. Default 5.
+    pub terminate_attempts: u32,
+    /// First retry delay; doubles per attempt. Default 1 s.
+    pub retry_base: Duration,
+    /// Longest retry delay. Default 30 s.
+    pub retry_cap: Duration,
+}
+
+impl Default for ExecutorOptions {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(2),
+            probe_timeout: Duration::from_secs(2),
+            min_healthy_time: Duration::ZERO,
+            launch_attempts: 4,
+            terminate_attempts: 5,
+            retry_base: Duration::from_secs(1),
+            retry_cap: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Which plan a [`Transition`] is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanRef {
+    /// The plan id (stamped as `phoenix:plan`).
+    pub plan: PlanId,
+    /// The group.
+    pub group: GroupName,
+    /// The hash the plan converges to.
+    pub target_hash: SpecHash,
+    /// The commit the target came from.
+    pub commit: String,
+}
+
+impl PlanRef {
+    fn of(record: &PlanRecord) -> Self {
+        Self {
+            plan: record.id.clone(),
+            group: record.group.clone(),
+            target_hash: record.target_hash,
+            commit: record.commit.clone(),
+        }
+    }
+}
+
+/// Something that happened to a plan; the loop turns these into API events and alerts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// The plan was inserted running, or approved.
+    PlanStarted {
+        /// The plan.
+        plan: PlanRef,
+        /// For humans.
+        message: String,
+    },
+    /// A step's intent was written and it started acting.
+    StepStarted {
+        /// The plan.
+        plan: PlanRef,
+        /// Step index from 0.
+        index: u32,
+        /// `launch`, `wait_healthy`, `bake`, `terminate`, `rollback`.
+        action: String,
+        /// For humans.
+        message: String,
+    },
+    /// A step was marked done.
+    StepFinished {
+        /// The plan.
+        plan: PlanRef,
+        /// Step index.
+        index: u32,
+        /// The step's action.
+        action: String,
+        /// For humans.
+        message: String,
+    },
+    /// Every step done.
+    PlanSucceeded {
+        /// The plan.
+        plan: PlanRef,
+        /// For humans.
+        message: String,
+    },
+    /// The plan gave up without rollback; instances were left as they are.
+    PlanFailed {
+        /// The plan.
+        plan: PlanRef,
+        /// Why.
+        message: String,
+    },
+    /// The plan failed and its new instances were terminated; the old ones kept.
+    RolledBack {
+        /// The plan.
+        plan: PlanRef,
+        /// Why it failed and what was terminated.
+        message: String,
+    },
+    /// Cancelled by an operator.
+    PlanCancelled {
+        /// The plan.
+        plan: PlanRef,
+        /// For humans.
+        message: String,
+    },
+    /// Inserted with `approval: manual`; waits for [`Executor::approve`].
+    AwaitingApproval {
+        /// The plan.
+        plan: PlanRef,
+        /// For humans.
+        message: String,
+    },
+    /// A newer target hash replaced the plan.
+    Superseded {
+        /// The old plan.
+        plan: PlanRef,
+        /// The plan that replaced it, when it was inserted at the same time; `None` when
+        /// the group is to be re-planned on the next pass.
+        by: Option<PlanId>,
+        /// For humans.
+        message: String,
+    },
+}
+
+impl Transition {
+    /// The plan the transition is about.
+    pub fn plan(&self) -> &PlanRef {
+        match self {
+            Transition::PlanStarted { plan, .. }
+            | Transition::StepStarted { plan, .. }
+            | Transition::StepFinished { plan, .. }
+            | Transition::PlanSucceeded { plan, .. }
+            | Transition::PlanFailed { plan, .. }
+            | Transition::RolledBack { plan, .. }
+            | Transition::PlanCancelled { plan, .. }
+            | Transition::AwaitingApproval { plan, .. }
+            | Transition::Superseded { plan, .. } => plan,
+        }
+    }
+
+    /// The human message.
+    pub fn message(&self) -> &str {
+        match self {
+            Transition::PlanStarted { message, .. }
+            | Transition::StepStarted { message, .. }
+            | Transition::StepFinished { message, .. }
+            | Transition::PlanSucceeded { message, .. }
+            | Transition::PlanFailed { message, .. }
+            | Transition::RolledBack { message, .. }
+            | Transition::PlanCancelled { message, .. }
+            | Transition::AwaitingApproval { message, .. }
+            | Transition::Superseded { message, .. } => message,
+        }
+    }
+
+    /// A snake_case name (`plan_started`, `rolled_back`, ...), for logs and events.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Transition::PlanStarted { .. } => "plan_started",
+            Transition::StepStarted { .. } => "step_started",
+            Transition::StepFinished { .. } => "step_finished",
+            Transition::PlanSucceeded { .. } => "plan_succeeded",
+            Transition::PlanFailed { .. } => "plan_failed",
+            Transition::RolledBack { .. } => "rolled_back",
+            Transition::PlanCancelled { .. } => "plan_cancelled",
+            Transition::AwaitingApproval { .. } => "awaiting_approval",
+            Transition::Superseded { .. } => "superseded",
+        }
+    }
+}
+
+/// What [`Executor::advance`] did and when it wants to run again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// What happened, in order.
+    pub transitions: Vec<Transition>,
+    /// Call `advance` again after this long (zero: re-plan and advance right away);
+    /// `None` when no plan is running.
+    pub wake_after: Option<Duration>,
+}
+
+/// Errors of the executor. Provider failures are not errors: they become retries, plan
+/// failures or rollbacks. These are the store refusing or failing, and misuse.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecutorError {
+    /// A store call failed.
+    #[error("store call `{operation}` failed (plan {plan})")]
+    Store {
+        /// What the executor was doing.
+        operation: &'static str,
+        /// The plan concerned, or `-`.
+        plan: String,
+        /// The store's error (boxed: it is large and errors are rare).
+        #[source]
+        source: Box<StoreError>,
+    },
+    /// No such plan.
+    #[error("plan {plan} not found")]
+    PlanNotFound {
+        /// The plan.
+        plan: PlanId,
+    },
+    /// `approve` on a plan that is not awaiting approval.
+    #[error("plan {plan} is {status}, not awaiting approval")]
+    NotAwaitingApproval {
+        /// The plan.
+        plan: PlanId,
+        /// Its status.
+        status: PlanStatus,
+    },
+    /// `cancel` on a plan that already finished.
+    #[error("plan {plan} already finished ({status})")]
+    NotActive {
+        /// The plan.
+        plan: PlanId,
+        /// Its final status.
+        status: PlanStatus,
+    },
+    /// The stored plan document (or a step detail) does not parse.
+    #[error("plan {plan} has an unreadable executor document")]
+    BadDocument {
+        /// The plan.
+        plan: PlanId,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn store_err(operation: &'static str, plan: &PlanId) -> impl FnOnce(StoreError) -> ExecutorError {
+    let plan = plan.to_string();
+    move |source| ExecutorError::Store {
+        operation,
+        plan,
+        source: Box::new(source),
+    }
+}
+
+/// Per-plan state that need not survive a restart (it is rebuilt conservatively).
+#[derive(Debug, Default)]
+struct Runtime {
+    /// When each instance was first seen healthy in an unbroken run (min healthy time).
+    healthy_since: HashMap<String, SystemTime>,
+    /// Do not retry the current step before this.
+    retry_at: Option<SystemTime>,
+    /// A newer target hash is waiting: supersede once no step is in flight.
+    supersede: Option<SpecHash>,
+    /// When a terminate step was first held back by the healthy floor.
+    held_since: Option<SystemTime>,
+}
+
+/// What running one step produced.
+enum StepOutcome {
+    /// Marked done; go on with the next step.
+    Done,
+    /// Not finished; call again after this long.
+    Wait(Duration),
+    /// Failed for good: the plan fails (or rolls back).
+    Failed(String),
+}
+
+/// Carries plans out against the providers. See the module docs.
+#[derive(Debug)]
+pub struct Executor {
+    owner: String,
+    providers: BTreeMap<String, Arc<dyn Provider>>,
+    options: ExecutorOptions,
+    http: reqwest::Client,
+    runtime: HashMap<PlanId, Runtime>,
+}
+
+impl Executor {
+    /// An executor acting as `owner` (the `phoenix:owner` tag) on these providers, keyed
+    /// by config name.
+    pub fn new(
+        owner: String,
+        providers: BTreeMap<String, Arc<dyn Provider>>,
+        options: ExecutorOptions,
+    ) -> Self {
+        let http = health::client(options.probe_timeout);
+        Self {
+            owner,
+            providers,
+            options,
+            http,
+            runtime: HashMap::new(),
+        }
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &ExecutorOptions {
+        &self.options
+    }
+
+    /// After a planning pass in enforce mode: turn the document's planned groups into
+    /// store plans.
+    ///
+    /// - A group whose active plan has the same target hash: nothing (the planner keeps
+    ///   proposing plans while one runs; they are ignored).
+    /// - A different target hash: a plan waiting for approval, or running with no step in
+    ///   flight, is superseded at once by the new plan; a running plan with a step in
+    ///   flight is superseded by [`Executor::advance`] once that step finishes, and the
+    ///   group is planned again on the next pass.
+    /// - `approval: manual` plans are inserted awaiting approval; held plans (a held
+    ///   revision), orphan prunes (no desired hash) and groups not `planned` or
+    ///   `awaiting_approval` are skipped. A plan id already in the store (for example a
+    ///   plan an operator cancelled, proposed again unchanged) is not run again.
+    pub fn submit(
+        &mut self,
+        store: &mut Store,
+        doc: &PlanDocument,
+        groups: &[ParsedGroup],
+        commit: &str,
+        now: SystemTime,
+    ) -> Result<Vec<Transition>, ExecutorError> {
+        let mut out = Vec::new();
+        for report in &doc.groups {
+            if report.steps.is_empty()
+                || !matches!(
+                    report.status,
+                    GroupStatus::Planned | GroupStatus::AwaitingApproval
+                )
+            {
+                continue;
+            }
+            let (Some(plan_id), Some(target), Some(approval)) =
+                (&report.plan_id, &report.desired_hash, report.approval)
+            else {
+                continue;
+            };
+            if approval == PlanApproval::Held {
+                continue;
+            }
+            let Some(parsed) = groups
+                .iter()
+                .find(|g| g.group.name().as_str() == report.name)
+            else {
+                tracing::warn!(group = %report.name, "planned group has no desired spec; skipped");
+                continue;
+            };
+            if !self.providers.contains_key(&report.provider) {
+                tracing::warn!(group = %report.name, provider = %report.provider,
+                    "planned group names a provider that is not configured; skipped");
+                continue;
+            }
+            let id = PlanId::new(plan_id.clone());
+            if store
+                .plan(&id)
+                .map_err(store_err("read plan", &id))?
+                .is_some()
+            {
+                continue;
+            }
+            let status = if approval == PlanApproval::Manual {
+                PlanStatus::AwaitingApproval
+            } else {
+                PlanStatus::Running
+            };
+            let plan_doc = PlanDoc {
+                format: 1,
+                provider: report.provider.clone(),
+                revision: doc.revision.clone(),
+                commit: commit.to_string(),
+                group: parsed.group.clone(),
+            };
+            let new = NewPlan {
+                id: id.clone(),
+                group: parsed.group.name().clone(),
+                target_hash: *target,
+                commit: commit.to_string(),
+                strategy: parsed.group.spec.rollout.strategy,
+                status,
+                doc: serde_json::to_value(&plan_doc).map_err(|source| {
+                    ExecutorError::BadDocument {
+                        plan: id.clone(),
+                        source,
+                    }
+                })?,
+                steps: report
+                    .steps
+                    .iter()
+                    .map(|step| NewStep {
+                        action: action_of(step).to_string(),
+                        detail: serde_json::to_value(StepDetail::of(step.clone()))
+                            .expect("a step detail always serializes"),
+                    })
+                    .collect(),
+            };
+            let new_ref = PlanRef {
+                plan: id.clone(),
+                group: new.group.clone(),
+                target_hash: *target,
+                commit: commit.to_string(),
+            };
+            let active = store
+                .active_plan(&new.group)
+                .map_err(store_err("find active plan", &id))?;
+            match active {
+                None => {
+                    store
+                        .insert_plan(&new, now)
+                        .map_err(store_err("insert plan", &id))?;
+                }
+                Some(old) if old.plan.target_hash == *target => continue,
+                Some(old) => {
+                    let in_flight = old.steps.iter().any(|s| s.status == StepStatus::Intent);
+                    let old_ref = PlanRef::of(&old.plan);
+                    if old.plan.status == PlanStatus::Running && in_flight {
+                        self.runtime
+                            .entry(old.plan.id.clone())
+                            .or_default()
+                            .supersede = Some(*target);
+                        continue;
+                    }
+                    store
+                        .supersede_plan(&old.plan.id, &new, now)
+                        .map_err(store_err("supersede plan", &old.plan.id))?;
+                    self.runtime.remove(&old.plan.id);
+                    set_outcome(
+                        store,
+                        &old.plan.group,
+                        &old.plan.target_hash,
+                        GenerationOutcome::Superseded,
+                    )?;
+                    out.push(Transition::Superseded {
+                        plan: old_ref,
+                        by: Some(id.clone()),
+                        message: format!("superseded by plan {id} for {target} (commit {commit})"),
+                    });
+                }
+            }
+            let steps = report.steps.len();
+            out.push(if status == PlanStatus::AwaitingApproval {
+                Transition::AwaitingApproval {
+                    plan: new_ref,
+                    message: format!("{steps} steps wait for approval (approval: manual)"),
+                }
+            } else {
+                Transition::PlanStarted {
+                    plan: new_ref,
+                    message: format!("{steps} steps towards {target} (commit {commit})"),
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// Drive every running plan as far as it can go now, without sleeping.
+    pub async fn advance(
+        &mut self,
+        store: &mut Store,
+        now: SystemTime,
+    ) -> Result<Progress, ExecutorError> {
+        let plans = store
+            .unfinished_plans()
+            .map_err(store_err("list unfinished plans", &PlanId::new("-")))?;
+        let mut progress = Progress::default();
+        let mut live = BTreeSet::new();
+        for plan in plans {
+            live.insert(plan.plan.id.clone());
+            if plan.plan.status != PlanStatus::Running {
+                continue;
+            }
+            if let Some(wait) = self
+                .drive(store, plan, now, &mut progress.transitions)
+                .await?
+            {
+                progress.wake_after = Some(progress.wake_after.map_or(wait, |w| w.min(wait)));
+            }
+        }
+        self.runtime.retain(|id, _| live.contains(id));
+        Ok(progress)
+    }
+
+    /// Approve a plan awaiting approval: it starts running on the next `advance`.
+    pub fn approve(
+        &mut self,
+        store: &mut Store,
+        plan: &PlanId,
+        now: SystemTime,
+    ) -> Result<PlanStatus, ExecutorError> {
+        let record = load(store, plan)?;
+        if record.plan.status != PlanStatus::AwaitingApproval {
+            return Err(ExecutorError::NotAwaitingApproval {
+                plan: plan.clone(),
+                status: record.plan.status,
+            });
+        }
+        store
+            .set_plan_status(plan, PlanStatus::Running, now)
+            .map_err(store_err("approve plan", plan))?;
+        Ok(PlanStatus::Running)
+    }
+
+    /// Cancel an active plan. A wait or bake step in flight is marked failed
+    /// (`cancelled`); instances are left as they are (the next planning pass sees them).
+    pub fn cancel(
+        &mut self,
+        store: &mut Store,
+        plan: &PlanId,
+        now: SystemTime,
+    ) -> Result<PlanStatus, ExecutorError> {
+        let record = load(store, plan)?;
+        if !record.plan.status.is_active() {
+            return Err(ExecutorError::NotActive {
+                plan: plan.clone(),
+                status: record.plan.status,
+            });
+        }
+        for step in record
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Intent)
+        {
+            store
+                .mark_step_failed(plan, step.index, "cancelled by an operator", None, now)
+                .map_err(store_err("cancel plan", plan))?;
+        }
+        store
+            .set_plan_status(plan, PlanStatus::Cancelled, now)
+            .map_err(store_err("cancel plan", plan))?;
+        self.runtime.remove(plan);
+        Ok(PlanStatus::Cancelled)
+    }
+
+    /// On start: load the unfinished plans and reconcile every launch step left in
+    /// `intent` with the provider (instances carrying its launch token). A step whose
+    /// instances are all there is marked done without launching; one that is short stays
+    /// in `intent` and `advance` re-runs it with the same token, which only tops it up.
+    /// Terminate and rollback steps in `intent` are re-run by `advance` (terminating is
+    /// idempotent); wait and bake steps resume from their recorded start.
+    pub async fn recover(
+        &mut self,
+        store: &mut Store,
+        now: SystemTime,
+    ) -> Result<Vec<Transition>, ExecutorError> {
+        self.runtime.clear();
+        let plans = store
+            .unfinished_plans()
+            .map_err(store_err("list unfinished plans", &PlanId::new("-")))?;
+        let mut out = Vec::new();
+        for plan in plans {
+            let id = plan.plan.id.clone();
+            let doc = plan_doc(&plan.plan)?;
+            let Some(provider) = self.providers.get(&doc.provider).cloned() else {
+                tracing::warn!(plan = %id, provider = %doc.provider,
+                    "unfinished plan names a provider that is not configured");
+                continue;
+            };
+            for step in &plan.steps {
+                if step.status != StepStatus::Intent || step.action != "launch" {
+                    continue;
+                }
+                let (Some(token), Ok(mut detail)) =
+                    (step.launch_token.clone(), step_detail(&id, step))
+                else {
+                    continue;
+                };
+                let Some(Step::Launch { count }) = detail.step else {
+                    continue;
+                };
+                let mut found = Vec::new();
+                let mut lookup_failed = false;
+                for t in &detail.tokens {
+                    match provider.find_by_launch_token(&self.owner, t).await {
+                        Ok(instances) => found.extend(instances),
+                        Err(err) => {
+                            tracing::warn!(plan = %id, token = %t, error = %err,
+                                "recovery lookup by launch token failed; the step will be re-run");
+                            lookup_failed = true;
+                        }
+                    }
+                }
+                if !detail.tokens.contains(&token) {
+                    match provider.find_by_launch_token(&self.owner, &token).await {
+                        Ok(instances) => found.extend(instances),
+                        Err(_) => lookup_failed = true,
+                    }
+                }
+                let n = u32::try_from(found.len()).unwrap_or(u32::MAX);
+                if lookup_failed || n < count {
+                    continue;
+                }
+                detail.instances = launched(&found, now);
+                let value = serde_json::to_value(&detail).expect("a step detail always serializes");
+                store
+                    .mark_step_done(&id, step.index, Some(&value), now)
+                    .map_err(store_err("recover launch step", &id))?;
+                out.push(Transition::StepFinished {
+                    plan: PlanRef::of(&plan.plan),
+                    index: step.index,
+                    action: step.action.clone(),
+                    message: format!(
+                        "recovered after a restart: {n} instances found by launch token, nothing launched again"
+                    ),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Run one plan until it blocks or ends. Returns how long until it wants to run again.
+    async fn drive(
+        &mut self,
+        store: &mut Store,
+        mut plan: PlanWithSteps,
+        now: SystemTime,
+        out: &mut Vec<Transition>,
+    ) -> Result<Option<Duration>, ExecutorError> {
+        let id = plan.plan.id.clone();
+        let pref = PlanRef::of(&plan.plan);
+        let doc = plan_doc(&plan.plan)?;
+        let Some(provider) = self.providers.get(&doc.provider).cloned() else {
+            return Ok(None);
+        };
+        loop {
+            // A rollback step, once appended, is the only step that still matters.
+            if let Some(rb) = plan.steps.iter().find(|s| s.action == ROLLBACK_ACTION) {
+                let rb = rb.clone();
+                if rb.status == StepStatus::Done {
+                    let detail = step_detail(&id, &rb)?;
+                    self.finish_failed(store, &plan.plan, &doc, true, &detail, now, out)?;
+                    return Ok(Some(Duration::ZERO));
+                }
+                match self
+                    .run_rollback(store, &provider, &plan, &doc, &rb, now, out)
+                    .await?
+                {
+                    StepOutcome::Done => {
+                        plan = load(store, &id)?;
+                        continue;
+                    }
+                    StepOutcome::Wait(d) => return Ok(Some(d)),
+                    StepOutcome::Failed(why) => {
+                        // Rollback could not finish within its attempts: give up loudly,
+                        // leaving what is there (every instance carries its group tag).
+                        self.fail_plan(store, &plan, &doc, &why, now, out)?;
+                        return Ok(Some(Duration::ZERO));
+                    }
+                }
+            }
+            let Some(step) = plan
+                .steps
+                .iter()
+                .find(|s| s.status != StepStatus::Done)
+                .cloned()
+            else {
+                store
+                    .set_plan_status(&id, PlanStatus::Succeeded, now)
+                    .map_err(store_err("finish plan", &id))?;
+                set_outcome(
+                    store,
+                    &plan.plan.group,
+                    &plan.plan.target_hash,
+                    GenerationOutcome::Succeeded,
+                )?;
+                self.runtime.remove(&id);
+                out.push(Transition::PlanSucceeded {
+                    plan: pref,
+                    message: format!("all {} steps done", plan.steps.len()),
+                });
+                return Ok(Some(Duration::ZERO));
+            };
+            if step.status != StepStatus::Intent
+                && let Some(by) = self.runtime.get(&id).and_then(|r| r.supersede)
+            {
+                store
+                    .set_plan_status(&id, PlanStatus::Superseded, now)
+                    .map_err(store_err("supersede plan", &id))?;
+                set_outcome(
+                    store,
+                    &plan.plan.group,
+                    &plan.plan.target_hash,
+                    GenerationOutcome::Superseded,
+                )?;
+                self.runtime.remove(&id);
+                out.push(Transition::Superseded {
+                    plan: pref,
+                    by: None,
+                    message: format!(
+                        "superseded by target {by} after its in-flight step finished; the group is re-planned"
+                    ),
+                });
+                return Ok(Some(Duration::ZERO));
+            }
+            if step.status == StepStatus::Failed && !self.retryable(&step) {
+                let why = step
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("step {} failed", step.index));
+                self.fail_plan(store, &plan, &doc, &why, now, out)?;
+                continue_or_return(store, &id, &mut plan)?;
+                if plan.plan.status != PlanStatus::Running {
+                    return Ok(Some(Duration::ZERO));
+                }
+                continue;
+            }
+            let outcome = self
+                .run_step(store, &provider, &plan, &doc, &step, now, out)
+                .await?;
+            match outcome {
+                StepOutcome::Done => {
+                    if let Some(rt) = self.runtime.get_mut(&id) {
+                        rt.retry_at = None;
+                        rt.held_since = None;
+                    }
+                    plan = load(store, &id)?;
+                }
+                StepOutcome::Wait(d) => return Ok(Some(d)),
+                StepOutcome::Failed(why) => {
+                    self.fail_plan(store, &plan, &doc, &why, now, out)?;
+                    continue_or_return(store, &id, &mut plan)?;
+                    if plan.plan.status != PlanStatus::Running {
+                        return Ok(Some(Duration::ZERO));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a failed step gets another attempt.
+    fn retryable(&self, step: &StepRecord) -> bool {
+        match step.action.as_str() {
+            "launch" => step.attempt < self.options.launch_attempts,
+            "terminate" => step.attempt < self.options.terminate_attempts,
+            _ => false,
+        }
+    }
+
+    /// Delay before attempt `attempt + 1`: base doubled per attempt, capped.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1).min(20))
+            .unwrap_or(u32::MAX);
+        self.options
+            .retry_base
+            .saturating_mul(factor)
+            .min(self.options.retry_cap)
+    }
+
+    /// The next attempt number for a step, or a wait while its retry delay runs.
+    fn next_attempt(
+        &self,
+        id: &PlanId,
+        step: &StepRecord,
+        now: SystemTime,
+    ) -> Result<u32, Duration> {
+        match step.status {
+            StepStatus::Pending => Ok(1),
+            StepStatus::Intent => Ok(step.attempt.max(1)),
+            _ => {
+                if let Some(at) = self.runtime.get(id).and_then(|r| r.retry_at)
+                    && at > now
+                {
+                    return Err(at.duration_since(now).unwrap_or(Duration::ZERO));
+                }
+                Ok(step.attempt + 1)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_step(
+        &mut self,
+        store: &mut Store,
+        provider: &Arc<dyn Provider>,
+        plan: &PlanWithSteps,
+        doc: &PlanDoc,
+        step: &StepRecord,
+        now: SystemTime,
+        out: &mut Vec<Transition>,
+    ) -> Result<StepOutcome, ExecutorError> {
+        let id = plan.plan.id.clone();
+        let pref = PlanRef::of(&plan.plan);
+        let mut detail = step_detail(&id, step)?;
+        let Some(planned) = detail.step.clone() else {
+            return Ok(StepOutcome::Failed(format!(
+                "step {} has no planner step",
+                step.index
+            )));
+        };
+        match planned {
+            Step::Launch { count } => {
+                let attempt = match self.next_attempt(&id, step, now) {
+                    Ok(a) => a,
+                    Err(wait) => return Ok(StepOutcome::Wait(wait)),
+                };
+                let token = launch_token(id.as_str(), step.index, attempt);
+                // Instances an earlier attempt created (a partial failure) count.
+                let mut prior: Vec<Instance> = Vec::new();
+                for t in detail.tokens.iter().filter(|t| **t != token) {
+                    match provider.find_by_launch_token(&self.owner, t).await {
+                        Ok(found) => prior.extend(found),
+                        Err(err) => {
+                            tracing::warn!(plan = %id, error = %err, "lookup of an earlier launch attempt failed");
+                            return Ok(StepOutcome::Wait(self.options.poll_interval));
+                        }
+                    }
+                }
+                if !detail.tokens.contains(&token) {
+                    detail.tokens.push(token.clone());
+                }
+                let resumed = step.status == StepStatus::Intent;
+                store
+                    .write_intent(
+                        &id,
+                        step.index,
+                        &StepIntent {
+                            attempt,
+                            launch_token: Some(token.clone()),
+                            detail: Some(to_json(&detail)),
+                        },
+                        now,
+                    )
+                    .map_err(store_err("write launch intent", &id))?;
+                if !resumed {
+                    step_started(
+                        out,
+                        &pref,
+                        step,
+                        format!("launch {count} (attempt {attempt}, token {token})"),
+                    );
+                }
+                let want = count.saturating_sub(u32::try_from(prior.len()).unwrap_or(u32::MAX));
+                let request = LaunchRequest {
+                    owner: self.owner.clone(),
+                    group: doc.group.name().clone(),
+                    template: doc.group.spec.template.clone(),
+                    spec_hash: plan.plan.target_hash,
+                    commit: doc.commit.clone(),
+                    plan_id: id.to_string(),
+                    launch_token: token.clone(),
+                    count: want,
+                };
+                let result = if want == 0 {
+                    Ok(Vec::new())
+                } else {
+                    provider.launch(&request).await
+                };
+                match result {
+                    Ok(new) => {
+                        prior.extend(new);
+                        detail.instances = launched(&prior, now);
+                        store
+                            .mark_step_done(&id, step.index, Some(&to_json(&detail)), now)
+                            .map_err(store_err("mark launch done", &id))?;
+                        out.push(Transition::StepFinished {
+                            plan: pref,
+                            index: step.index,
+                            action: step.action.clone(),
+                            message: format!("launched {}", ids(&detail.instances).join(", ")),
+                        });
+                        Ok(StepOutcome::Done)
+                    }
+                    Err(err) => {
+                        let why = format!("launch attempt {attempt} failed: {err}");
+                        store
+                            .mark_step_failed(&id, step.index, &why, Some(&to_json(&detail)), now)
+                            .map_err(store_err("mark launch failed", &id))?;
+                        if attempt < self.options.launch_attempts && retry_worth(&err) {
+                            let delay = self.backoff(attempt);
+                            self.runtime.entry(id.clone()).or_default().retry_at =
+                                Some(now + delay);
+                            tracing::warn!(plan = %id, step = step.index, attempt, error = %err, "launch failed; retrying");
+                            Ok(StepOutcome::Wait(delay))
+                        } else {
+                            Ok(StepOutcome::Failed(why))
+                        }
+                    }
+                }
+            }
+            Step::WaitHealthy {
+                instance_ids,
+                grace,
+                deadline,
+            } => {
+                let started_at =
+                    begin_passive(store, &id, step, now, out, &pref, "wait until healthy")?;
+                let mut targets: Vec<(String, SystemTime)> = self
+                    .launched_before(plan, step.index)?
+                    .into_iter()
+                    .map(|l| (l.id, from_ms(l.launched_at_ms)))
+                    .collect();
+                targets.extend(instance_ids.iter().map(|i| (i.clone(), started_at)));
+                let verdicts = match self.verdicts(provider, &doc.group, &targets).await {
+                    Ok(v) => v,
+                    Err(err) => {
+                        if elapsed(started_at, now) >= deadline {
+                            return Ok(StepOutcome::Failed(format!(
+                                "health could not be read within the deadline: {err}"
+                            )));
+                        }
+                        return Ok(StepOutcome::Wait(self.options.poll_interval));
+                    }
+                };
+                let rt = self.runtime.entry(id.clone()).or_default();
+                let mut pending = Vec::new();
+                let mut min_wait = self.options.poll_interval;
+                for (instance, launched_at) in &targets {
+                    let verdict = verdicts.get(instance).copied().unwrap_or(Verdict::Unknown);
+                    let age = elapsed(*launched_at, now);
+                    if verdict == Verdict::Healthy {
+                        let since = *rt.healthy_since.entry(instance.clone()).or_insert(now);
+                        let healthy_for = elapsed(since, now);
+                        if healthy_for < self.options.min_healthy_time {
+                            min_wait = min_wait.min(self.options.min_healthy_time - healthy_for);
+                            pending.push(instance.clone());
+                        }
+                        continue;
+                    }
+                    rt.healthy_since.remove(instance);
+                    if verdict == Verdict::Unhealthy && age >= grace {
+                        return Ok(StepOutcome::Failed(format!(
+                            "instance {instance} is unhealthy {}s after launch (grace {})",
+                            age.as_secs(),
+                            humantime::format_duration(grace)
+                        )));
+                    }
+                    if age >= deadline {
+                        return Ok(StepOutcome::Failed(format!(
+                            "instance {instance} not healthy within the deadline of {}",
+                            humantime::format_duration(deadline)
+                        )));
+                    }
+                    min_wait = min_wait.min(deadline - age);
+                    pending.push(instance.clone());
+                }
+                if !pending.is_empty() {
+                    return Ok(StepOutcome::Wait(min_wait.max(Duration::from_millis(1))));
+                }
+                store
+                    .mark_step_done(&id, step.index, None, now)
+                    .map_err(store_err("mark wait done", &id))?;
+                out.push(Transition::StepFinished {
+                    plan: pref,
+                    index: step.index,
+                    action: step.action.clone(),
+                    message: format!("{} instances healthy", targets.len()),
+                });
+                Ok(StepOutcome::Done)
+            }
+            Step::Bake { duration } => {
+                let started_at = begin_passive(store, &id, step, now, out, &pref, "bake")?;
+                let baked = elapsed(started_at, now);
+                if baked < duration {
+                    return Ok(StepOutcome::Wait(duration - baked));
+                }
+                let targets: Vec<(String, SystemTime)> = self
+                    .launched_before(plan, step.index)?
+                    .into_iter()
+                    .map(|l| (l.id, from_ms(l.launched_at_ms)))
+                    .collect();
+                let verdicts = match self.verdicts(provider, &doc.group, &targets).await {
+                    Ok(v) => v,
+                    Err(_) => return Ok(StepOutcome::Wait(self.options.poll_interval)),
+                };
+                if let Some((bad, _)) = targets
+                    .iter()
+                    .find(|(i, _)| verdicts.get(i) != Some(&Verdict::Healthy))
+                {
+                    return Ok(StepOutcome::Failed(format!(
+                        "instance {bad} is not healthy at the end of the bake"
+                    )));
+                }
+                store
+                    .mark_step_done(&id, step.index, None, now)
+                    .map_err(store_err("mark bake done", &id))?;
+                out.push(Transition::StepFinished {
+                    plan: pref,
+                    index: step.index,
+                    action: step.action.clone(),
+                    message: format!("baked {}", humantime::format_duration(duration)),
+                });
+                Ok(StepOutcome::Done)
+            }
+            Step::Terminate { instance_ids } => {
+                let attempt = match self.next_attempt(&id, step, now) {
+                    Ok(a) => a,
+                    Err(wait) => return Ok(StepOutcome::Wait(wait)),
+                };
+                let inventory = provider.inventory(&self.owner).await;
+                if !inventory.complete {
+                    return Ok(StepOutcome::Wait(self.options.poll_interval));
+                }
+                let members = group_members(&inventory.instances, doc.group.name());
+                let verdicts = health::judge(&self.http, &doc.group.spec.health, &members).await;
+                let wanted: BTreeSet<&str> = instance_ids.iter().map(String::as_str).collect();
+                let existing: Vec<String> = members
+                    .iter()
+                    .filter(|m| wanted.contains(m.id.as_str()))
+                    .map(|m| m.id.clone())
+                    .collect();
+                let healthy_now = count_healthy(&verdicts, members.iter().map(|m| m.id.as_str()));
+                let healthy_going = count_healthy(&verdicts, existing.iter().map(String::as_str));
+                let required = healthy_floor(&doc.group).min(healthy_now);
+                if healthy_now - healthy_going < required {
+                    let rt = self.runtime.entry(id.clone()).or_default();
+                    let held = *rt.held_since.get_or_insert(now);
+                    if elapsed(held, now) >= doc.group.spec.health.deadline {
+                        return Ok(StepOutcome::Failed(format!(
+                            "terminating {} would leave {} healthy instances, below the floor of {required}",
+                            existing.join(", "),
+                            healthy_now - healthy_going
+                        )));
+                    }
+                    return Ok(StepOutcome::Wait(self.options.poll_interval));
+                }
+                detail.terminated = existing.clone();
+                let resumed = step.status == StepStatus::Intent;
+                store
+                    .write_intent(
+                        &id,
+                        step.index,
+                        &StepIntent {
+                            attempt,
+                            launch_token: None,
+                            detail: Some(to_json(&detail)),
+                        },
+                        now,
+                    )
+                    .map_err(store_err("write terminate intent", &id))?;
+                if !resumed {
+                    step_started(
+                        out,
+                        &pref,
+                        step,
+                        format!("terminate {}", existing.join(", ")),
+                    );
+                }
+                let result = if existing.is_empty() {
+                    Ok(())
+                } else {
+                    provider.terminate(&existing).await
+                };
+                match result {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == ErrorKind::NotFound => {
+                        tracing::info!(plan = %id, error = %err, "instances already gone");
+                    }
+                    Err(err) => {
+                        let why = format!("terminate attempt {attempt} failed: {err}");
+                        store
+                            .mark_step_failed(&id, step.index, &why, None, now)
+                            .map_err(store_err("mark terminate failed", &id))?;
+                        if attempt < self.options.terminate_attempts {
+                            let delay = self.backoff(attempt);
+                            self.runtime.entry(id.clone()).or_default().retry_at =
+                                Some(now + delay);
+                            return Ok(StepOutcome::Wait(delay));
+                        }
+                        return Ok(StepOutcome::Failed(why));
+                    }
+                }
+                store
+                    .mark_step_done(&id, step.index, None, now)
+                    .map_err(store_err("mark terminate done", &id))?;
+                let skipped = instance_ids.len() - existing.len();
+                out.push(Transition::StepFinished {
+                    plan: pref,
+                    index: step.index,
+                    action: step.action.clone(),
+                    message: if skipped == 0 {
+                        format!("terminated {}", existing.join(", "))
+                    } else {
+                        format!(
+                            "terminated {} ({skipped} named instances were already gone)",
+                            existing.join(", ")
+                        )
+                    },
+                });
+                Ok(StepOutcome::Done)
+            }
+        }
+    }
+
+    /// Every instance launched by done launch steps before `index`.
+    fn launched_before(
+        &self,
+        plan: &PlanWithSteps,
+        index: u32,
+    ) -> Result<Vec<Launched>, ExecutorError> {
+        let mut out = Vec::new();
+        for step in plan
+            .steps
+            .iter()
+            .filter(|s| s.index < index && s.action == "launch" && s.status == StepStatus::Done)
+        {
+            out.extend(step_detail(&plan.plan.id, step)?.instances);
+        }
+        Ok(out)
+    }
+
+    /// Health verdicts for targets: the provider's health call for `check: provider`,
+    /// else an inventory (state, address) and the probe.
+    async fn verdicts(
+        &self,
+        provider: &Arc<dyn Provider>,
+        group: &InstanceGroup,
+        targets: &[(String, SystemTime)],
+    ) -> Result<HashMap<String, Verdict>, ProviderError> {
+        let ids: Vec<String> = targets.iter().map(|(i, _)| i.clone()).collect();
+        if group.spec.health.check == HealthCheck::Provider {
+            let health = provider.health(&ids).await?;
+            return Ok(health
+                .into_iter()
+                .map(|(id, h)| (id, Verdict::from(h)))
+                .collect());
+        }
+        let inventory = provider.inventory(&self.owner).await;
+        let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        let seen: Vec<&Instance> = inventory
+            .instances
+            .iter()
+            .filter(|i| wanted.contains(i.id.as_str()))
+            .collect();
+        Ok(health::judge(&self.http, &group.spec.health, &seen).await)
+    }
+
+    /// The plan failed: append a rollback step (autoRollback and something was
+    /// launched), or mark it failed and leave everything as it is.
+    fn fail_plan(
+        &mut self,
+        store: &mut Store,
+        plan: &PlanWithSteps,
+        doc: &PlanDoc,
+        why: &str,
+        now: SystemTime,
+        out: &mut Vec<Transition>,
+    ) -> Result<(), ExecutorError> {
+        let id = &plan.plan.id;
+        // The caller's snapshot may predate the failing step's intent: read it again.
+        let plan = &load(store, id)?;
+        let launched_any = plan
+            .steps
+            .iter()
+            .any(|s| s.action == "launch" && s.launch_token.is_some());
+        let has_rollback = plan.steps.iter().any(|s| s.action == ROLLBACK_ACTION);
+        if doc.group.spec.rollout.auto_rollback && launched_any && !has_rollback {
+            // A wait or bake step that failed is still in intent: finish it first.
+            for s in plan.steps.iter().filter(|s| s.status == StepStatus::Intent) {
+                store
+                    .mark_step_failed(id, s.index, why, None, now)
+                    .map_err(store_err("mark step failed", id))?;
+            }
+            store
+                .append_steps(
+                    id,
+                    &[NewStep {
+                        action: ROLLBACK_ACTION.to_string(),
+                        detail: to_json(&StepDetail::rollback(why.to_string())),
+                    }],
+                    now,
+                )
+                .map_err(store_err("append rollback step", id))?;
+            tracing::warn!(plan = %id, reason = why, "plan failed; rolling back");
+            return Ok(());
+        }
+        let detail = StepDetail::rollback(why.to_string());
+        for s in plan.steps.iter().filter(|s| s.status == StepStatus::Intent) {
+            store
+                .mark_step_failed(id, s.index, why, None, now)
+                .map_err(store_err("mark step failed", id))?;
+        }
+        self.finish_failed(store, &plan.plan, doc, false, &detail, now, out)
+    }
+
+    /// Final status of a failed plan (rolled back or failed), the failed hash recorded so
+    /// the planner does not retry it at this commit.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_failed(
+        &mut self,
+        store: &mut Store,
+        plan: &PlanRecord,
+        doc: &PlanDoc,
+        rolled_back: bool,
+        detail: &StepDetail,
+        now: SystemTime,
+        out: &mut Vec<Transition>,
+    ) -> Result<(), ExecutorError> {
+        let id = &plan.id;
+        let why = detail
+            .reason
+            .clone()
+            .unwrap_or_else(|| "plan failed".to_string());
+        let (status, outcome) = if rolled_back {
+            (PlanStatus::RolledBack, GenerationOutcome::RolledBack)
+        } else {
+            (PlanStatus::Failed, GenerationOutcome::Failed)
+        };
+        store
+            .set_plan_status(id, status, now)
+            .map_err(store_err("finish failed plan", id))?;
+        store
+            .record_failed_hash(&plan.group, &plan.target_hash, &doc.commit, Some(&why), now)
+            .map_err(store_err("record failed hash", id))?;
+        set_outcome(store, &plan.group, &plan.target_hash, outcome)?;
+        self.runtime.remove(id);
+        let pref = PlanRef::of(plan);
+        out.push(if rolled_back {
+            let mut message = format!(
+                "{why}; rolled back: terminated [{}]",
+                detail.terminated.join(", ")
+            );
+            if !detail.kept.is_empty() {
+                message.push_str(&format!(
+                    ", kept [{}] to hold the healthy floor",
+                    detail.kept.join(", ")
+                ));
+            }
+            Transition::RolledBack {
+                plan: pref,
+                message,
+            }
+        } else {
+            Transition::PlanFailed {
+                plan: pref,
+                message: format!("{why}; instances left as they are"),
+            }
+        });
+        Ok(())
+    }
+
+    /// Terminate what this plan launched (found by its launch tokens), except healthy
+    /// instances needed to hold the group's healthy floor.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_rollback(
+        &mut self,
+        store: &mut Store,
+        provider: &Arc<dyn Provider>,
+        plan: &PlanWithSteps,
+        doc: &PlanDoc,
+        step: &StepRecord,
+        now: SystemTime,
+        out: &mut Vec<Transition>,
+    ) -> Result<StepOutcome, ExecutorError> {
+        let id = plan.plan.id.clone();
+        let mut detail = step_detail(&id, step)?;
+        let attempt = match self.next_attempt(&id, step, now) {
+            Ok(a) => a,
+            Err(wait) => return Ok(StepOutcome::Wait(wait)),
+        };
+        if step.status == StepStatus::Failed && step.attempt >= self.options.terminate_attempts {
+            return Ok(StepOutcome::Failed(format!(
+                "rollback gave up after {} attempts: {}",
+                step.attempt,
+                step.error.clone().unwrap_or_default()
+            )));
+        }
+        let mut ours = BTreeSet::new();
+        for s in plan.steps.iter().filter(|s| s.action == "launch") {
+            let d = step_detail(&id, s)?;
+            ours.extend(d.instances.into_iter().map(|l| l.id));
+            let mut tokens = d.tokens;
+            tokens.extend(s.launch_token.clone());
+            for t in tokens {
+                match provider.find_by_launch_token(&self.owner, &t).await {
+                    Ok(found) => ours.extend(found.into_iter().map(|i| i.id)),
+                    Err(_) => return Ok(StepOutcome::Wait(self.options.poll_interval)),
+                }
+            }
+        }
+        let inventory = provider.inventory(&self.owner).await;
+        if !inventory.complete {
+            return Ok(StepOutcome::Wait(self.options.poll_interval));
+        }
+        let members = group_members(&inventory.instances, doc.group.name());
+        let verdicts = health::judge(&self.http, &doc.group.spec.health, &members).await;
+        let healthy_now = count_healthy(&verdicts, members.iter().map(|m| m.id.as_str()));
+        let required = healthy_floor(&doc.group).min(healthy_now);
+        let mut allowed = healthy_now - required;
+        let (mut terminate, mut kept) = (Vec::new(), Vec::new());
+        // Not-healthy instances of the failed generation go first, then healthy ones
+        // while the floor allows.
+        let mut live: Vec<&&Instance> = members.iter().filter(|m| ours.contains(&m.id)).collect();
+        live.sort_by_key(|m| (verdicts.get(&m.id) == Some(&Verdict::Healthy), m.id.clone()));
+        for m in live {
+            if verdicts.get(&m.id) == Some(&Verdict::Healthy) {
+                if allowed == 0 {
+                    kept.push(m.id.clone());
+                    continue;
+                }
+                allowed -= 1;
+            }
+            terminate.push(m.id.clone());
+        }
+        detail.terminated = terminate.clone();
+        detail.kept = kept;
+        let resumed = step.status == StepStatus::Intent;
+        store
+            .write_intent(
+                &id,
+                step.index,
+                &StepIntent {
+                    attempt,
+                    launch_token: None,
+                    detail: Some(to_json(&detail)),
+                },
+                now,
+            )
+            .map_err(store_err("write rollback intent", &id))?;
+        if !resumed {
+            out.push(Transition::StepStarted {
+                plan: PlanRef::of(&plan.plan),
+                index: step.index,
+                action: ROLLBACK_ACTION.to_string(),
+                message: format!("roll back: terminate {}", terminate.join(", ")),
+            });
+        }
+        let result = if terminate.is_empty() {
+            Ok(())
+        } else {
+            provider.terminate(&terminate).await
+        };
+        match result {
+            Ok(()) => {}
+            Err(err) if err.kind() == ErrorKind::NotFound => {}
+            Err(err) => {
+                let why = format!("rollback attempt {attempt} failed: {err}");
+                store
+                    .mark_step_failed(&id, step.index, &why, None, now)
+                    .map_err(store_err("mark rollback failed", &id))?;
+                let delay = self.backoff(attempt);
+                self.runtime.entry(id.clone()).or_default().retry_at = Some(now + delay);
+                return Ok(StepOutcome::Wait(delay));
+            }
+        }
+        store
+            .mark_step_done(&id, step.index, None, now)
+            .map_err(store_err("mark rollback done", &id))?;
+        out.push(Transition::StepFinished {
+            plan: PlanRef::of(&plan.plan),
+            index: step.index,
+            action: ROLLBACK_ACTION.to_string(),
+            message: format!("terminated {}", terminate.join(", ")),
+        });
+        Ok(StepOutcome::Done)
+    }
+}
+
+/// Write the intent of a wait or bake step the first time; returns its start time.
+fn begin_passive(
+    store: &mut Store,
+    id: &PlanId,
+    step: &StepRecord,
+    now: SystemTime,
+    out: &mut Vec<Transition>,
+    pref: &PlanRef,
+    what: &str,
+) -> Result<SystemTime, ExecutorError> {
+    if step.status == StepStatus::Intent {
+        return Ok(step.started_at.unwrap_or(now));
+    }
+    store
+        .write_intent(
+            id,
+            step.index,
+            &StepIntent {
+                attempt: step.attempt + 1,
+                launch_token: None,
+                detail: None,
+            },
+            now,
+        )
+        .map_err(store_err("write step intent", id))?;
+    step_started(out, pref, step, what.to_string());
+    Ok(now)
+}
+
+fn step_started(out: &mut Vec<Transition>, pref: &PlanRef, step: &StepRecord, message: String) {
+    out.push(Transition::StepStarted {
+        plan: pref.clone(),
+        index: step.index,
+        action: step.action.clone(),
+        message,
+    });
+}
+
+/// Reload the plan after a failure was handled.
+fn continue_or_return(
+    store: &Store,
+    id: &PlanId,
+    plan: &mut PlanWithSteps,
+) -> Result<(), ExecutorError> {
+    *plan = load(store, id)?;
+    Ok(())
+}
+
+fn load(store: &Store, id: &PlanId) -> Result<PlanWithSteps, ExecutorError> {
+    store
+        .plan(id)
+        .map_err(store_err("read plan", id))?
+        .ok_or_else(|| ExecutorError::PlanNotFound { plan: id.clone() })
+}
+
+fn plan_doc(record: &PlanRecord) -> Result<PlanDoc, ExecutorError> {
+    serde_json::from_value(record.doc.clone()).map_err(|source| ExecutorError::BadDocument {
+        plan: record.id.clone(),
+        source,
+    })
+}
+
+fn step_detail(plan: &PlanId, step: &StepRecord) -> Result<StepDetail, ExecutorError> {
+    serde_json::from_value(step.detail.clone()).map_err(|source| ExecutorError::BadDocument {
+        plan: plan.clone(),
+        source,
+    })
+}
+
+fn to_json(detail: &StepDetail) -> serde_json::Value {
+    serde_json::to_value(detail).expect("a step detail always serializes")
+}
+
+fn action_of(step: &Step) -> &'static str {
+    match step {
+        Step::Launch { .. } => "launch",
+        Step::WaitHealthy { .. } => "wait_healthy",
+        Step::Bake { .. } => "bake",
+        Step::Terminate { .. } => "terminate",
+    }
+}
+
+/// The launch record of instances, sorted by id, launched "now" for the gates unless
+/// the provider reports an earlier launch time (instances found after a restart).
+fn launched(instances: &[Instance], now: SystemTime) -> Vec<Launched> {
+    let mut out: Vec<Launched> = instances
+        .iter()
+        .map(|i| Launched {
+            id: i.id.clone(),
+            private_ip: i.private_ip.clone(),
+            launched_at_ms: to_ms(now),
+        })
+        .collect();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.dedup_by(|a, b| a.id == b.id);
+    out
+}
+
+fn ids(launched: &[Launched]) -> Vec<String> {
+    launched.iter().map(|l| l.id.clone()).collect()
+}
+
+fn elapsed(since: SystemTime, now: SystemTime) -> Duration {
+    now.duration_since(since).unwrap_or(Duration::ZERO)
+}
+
+/// Whether another attempt may help: not for refused requests (bad AMI, auth, config).
+fn retry_worth(err: &ProviderError) -> bool {
+    !matches!(
+        err.kind(),
+        ErrorKind::Auth | ErrorKind::Client | ErrorKind::Config
+    )
+}
+
+/// The group's live instances (ours, this group's tag; not shutting down).
+fn group_members<'a>(instances: &'a [Instance], group: &GroupName) -> Vec<&'a Instance> {
+    instances
+        .iter()
+        .filter(|i| i.group() == Some(group.as_str()) && phoenix_core::drift::counts(i))
+        .collect()
+}
+
+fn count_healthy<'a>(
+    verdicts: &HashMap<String, Verdict>,
+    ids: impl Iterator<Item = &'a str>,
+) -> u32 {
+    let n = ids
+        .filter(|i| verdicts.get(*i) == Some(&Verdict::Healthy))
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// `replicas - maxUnavailable` (at least 1: maxUnavailable is capped at replicas - 1).
+fn healthy_floor(group: &InstanceGroup) -> u32 {
+    let parsed = ParsedGroup {
+        group: group.clone(),
+        hash: group.hash(),
+    };
+    let limits = RolloutLimits::of(&parsed);
+    group.spec.replicas.get().saturating_sub(limits.unavailable)
+}
+
+fn set_outcome(
+    store: &mut Store,
+    group: &GroupName,
+    hash: &SpecHash,
+    outcome: GenerationOutcome,
+) -> Result<(), ExecutorError> {
+    match store.set_generation_outcome(group, hash, outcome) {
+        Ok(()) | Err(StoreError::GenerationNotFound { .. }) => Ok(()),
+        Err(source) => Err(ExecutorError::Store {
+            operation: "set generation outcome",
+            plan: "-".to_string(),
+            source: Box::new(source),
+        }),
+    }
+}

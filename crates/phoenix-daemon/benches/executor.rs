@@ -1,0 +1,270 @@
+//! Benchmarks of the executor (issue 6, item 6):
+//!
+//! 1. Executor overhead per step: `advance` driving plans of bake steps of zero duration
+//!    against a provider that answers at once, i.e. the store writes (intent, done) plus
+//!    the executor's bookkeeping (reading the plan, decoding step details, transitions).
+//!    Baseline in the same run, on the same store: the bare store calls of a step
+//!    (`write_intent` + `mark_step_done`). Goal: under 1 ms per step.
+//! 2. A rolling replacement of 1,000 instances on the sim with zero latency (maxSurge
+//!    10%, maxUnavailable 0: ten rounds of launch 100, wait, terminate 100): one planning
+//!    pass, `submit`, then `advance` until the plan succeeds. Goal: under 10 s.
+//!
+//! Small sizes (20 plans, 100 instances) with `PHOENIX_BENCH_SIZE=small` or when not run
+//! by `cargo bench` (e.g. `cargo test --all-targets`). Prints Markdown for
+//! docs/benchmarks.md.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use phoenix_cloud::sim::SimProvider;
+use phoenix_cloud::{LaunchRequest, Provider, ProviderError};
+use phoenix_core::config::{ReconcileConfig, SimConfig};
+use phoenix_core::model::{Instance, InstanceHealth, Inventory};
+use phoenix_core::parse_group;
+use phoenix_core::plan::{PlanInput, PlanMemory, Step, plan};
+use phoenix_daemon::executor::{Executor, ExecutorOptions};
+use phoenix_store::{NewPlan, NewStep, PlanId, PlanStatus, StepIntent, Store, StoreOptions};
+
+const STEPS_PER_PLAN: usize = 20;
+
+/// A provider that answers at once and has nothing.
+#[derive(Debug)]
+struct Null;
+
+#[async_trait]
+impl Provider for Null {
+    fn name(&self) -> &str {
+        "null"
+    }
+    fn type_name(&self) -> &'static str {
+        "sim"
+    }
+    async fn inventory(&self, _owner: &str) -> Inventory {
+        Inventory {
+            provider: "null".to_string(),
+            complete: true,
+            collected_at: SystemTime::now(),
+            instances: Vec::new(),
+            error: None,
+        }
+    }
+    async fn launch(&self, _request: &LaunchRequest) -> Result<Vec<Instance>, ProviderError> {
+        Ok(Vec::new())
+    }
+    async fn terminate(&self, _ids: &[String]) -> Result<(), ProviderError> {
+        Ok(())
+    }
+    async fn health(
+        &self,
+        _ids: &[String],
+    ) -> Result<BTreeMap<String, InstanceHealth>, ProviderError> {
+        Ok(BTreeMap::new())
+    }
+    async fn find_by_launch_token(
+        &self,
+        _owner: &str,
+        _token: &str,
+    ) -> Result<Vec<Instance>, ProviderError> {
+        Ok(Vec::new())
+    }
+}
+
+fn group_yaml(name: &str, provider: &str, replicas: u32, image: &str, surge: &str) -> String {
+    format!(
+        "apiVersion: phoenix/v1\nkind: InstanceGroup\nmetadata:\n  name: {name}\nspec:\n  provider: {provider}\n  replicas: {replicas}\n  template:\n    image: {image}\n    instanceType: t3.micro\n    subnetIds: [subnet-a]\n  rollout:\n    strategy: rolling\n    maxSurge: \"{surge}\"\n    maxUnavailable: 0\n    bake: 0s\n  health:\n    check: provider\n    grace: 0s\n    deadline: 1m\n"
+    )
+}
+
+fn bake_plan(id: &str, group: &phoenix_core::spec::ParsedGroup) -> NewPlan {
+    let doc = serde_json::json!({
+        "format": 1, "provider": "null", "revision": "r", "commit": "c",
+        "group": group.group,
+    });
+    NewPlan {
+        id: PlanId::new(id),
+        group: group.group.name().clone(),
+        target_hash: group.hash,
+        commit: "c".to_string(),
+        strategy: group.group.spec.rollout.strategy,
+        status: PlanStatus::Running,
+        doc,
+        steps: (0..STEPS_PER_PLAN)
+            .map(|_| NewStep {
+                action: "bake".to_string(),
+                detail: serde_json::json!({"step": Step::Bake { duration: Duration::ZERO }}),
+            })
+            .collect(),
+    }
+}
+
+/// Mean executor time per step and mean bare store time per step.
+async fn per_step(plans: usize) -> (Duration, Duration) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(dir.path(), StoreOptions::default()).expect("store");
+    let group = parse_group(&group_yaml("bench", "null", 1, "ami-1", "1")).expect("valid group");
+    let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+    providers.insert("null".to_string(), Arc::new(Null));
+    let mut exec = Executor::new("bench".to_string(), providers, ExecutorOptions::default());
+    let now = SystemTime::now();
+    let mut executor_time = Duration::ZERO;
+    let mut bare_time = Duration::ZERO;
+    for p in 0..plans {
+        // Executor: one advance runs the 20 steps of the plan to the end.
+        store
+            .insert_plan(&bake_plan(&format!("exec-{p}"), &group), now)
+            .expect("insert");
+        let start = Instant::now();
+        let progress = exec.advance(&mut store, now).await.expect("advance");
+        executor_time += start.elapsed();
+        assert_eq!(progress.transitions.len(), 2 * STEPS_PER_PLAN + 1);
+        // Baseline: the same plan shape, only the two store calls per step.
+        let id = format!("bare-{p}");
+        store
+            .insert_plan(&bake_plan(&id, &group), now)
+            .expect("insert");
+        let id = PlanId::new(id);
+        let start = Instant::now();
+        for index in 0..STEPS_PER_PLAN as u32 {
+            store
+                .write_intent(
+                    &id,
+                    index,
+                    &StepIntent {
+                        attempt: 1,
+                        launch_token: None,
+                        detail: None,
+                    },
+                    now,
+                )
+                .expect("intent");
+            store.mark_step_done(&id, index, None, now).expect("done");
+        }
+        bare_time += start.elapsed();
+        store
+            .set_plan_status(&id, PlanStatus::Succeeded, now)
+            .expect("finish");
+    }
+    let steps = u32::try_from(plans * STEPS_PER_PLAN).expect("fits");
+    (executor_time / steps, bare_time / steps)
+}
+
+/// Seconds to replace `replicas` instances on the sim, and how many steps it took.
+async fn rolling_replacement(replicas: u32) -> (Duration, usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = SimProvider::open_dir(
+        &SimConfig {
+            name: "sim".to_string(),
+            launch_latency: Duration::ZERO,
+            launch_failure_rate: 0.0,
+            unhealthy_images: Vec::new(),
+        },
+        dir.path().join("sim"),
+    )
+    .await
+    .expect("sim");
+    let mut store = Store::open(&dir.path().join("state"), StoreOptions::default()).expect("store");
+    let old = parse_group(&group_yaml("fleet", "sim", replicas, "ami-old", "10%")).expect("valid");
+    let new = parse_group(&group_yaml("fleet", "sim", replicas, "ami-new", "10%")).expect("valid");
+    sim.launch(&LaunchRequest {
+        owner: "bench".to_string(),
+        group: old.group.name().clone(),
+        template: old.group.spec.template.clone(),
+        spec_hash: old.hash,
+        commit: "c0".to_string(),
+        plan_id: "seed".to_string(),
+        launch_token: "seed".to_string(),
+        count: replicas,
+    })
+    .await
+    .expect("seed");
+    let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+    providers.insert("sim".to_string(), Arc::new(sim.clone()));
+    let mut exec = Executor::new("bench".to_string(), providers, ExecutorOptions::default());
+    let config = ReconcileConfig {
+        max_replacements: replicas,
+        max_replacement_fraction: 1.0,
+        ..ReconcileConfig::default()
+    };
+    let start = Instant::now();
+    let now = SystemTime::now();
+    let inventory = sim.inventory("bench").await;
+    let groups = [new.clone()];
+    let outcome = plan(&PlanInput {
+        revision: "c1",
+        owner: "bench",
+        groups: &groups,
+        inventories: &[inventory],
+        config: &config,
+        memory: &PlanMemory::default(),
+        failed: &[],
+        now,
+    })
+    .expect("plan");
+    let steps = outcome.document.groups[0].steps.len();
+    exec.submit(&mut store, &outcome.document, &groups, "c1", now)
+        .expect("submit");
+    let mut t = now;
+    loop {
+        let progress = exec.advance(&mut store, t).await.expect("advance");
+        if progress.wake_after.is_none() || store.unfinished_plans().expect("plans").is_empty() {
+            break;
+        }
+        t += progress.wake_after.unwrap_or_default();
+    }
+    let elapsed = start.elapsed();
+    let inventory = sim.inventory("bench").await;
+    let target = new.hash.to_string();
+    assert_eq!(inventory.instances.len() as u32, replicas);
+    assert!(
+        inventory
+            .instances
+            .iter()
+            .all(|i| i.spec_hash() == Some(target.as_str()))
+    );
+    (elapsed, steps)
+}
+
+fn main() {
+    let small = std::env::var("PHOENIX_BENCH_SIZE").is_ok_and(|v| v == "small")
+        || !std::env::args().any(|a| a == "--bench");
+    let (plans, replicas) = if small { (20, 100) } else { (250, 1_000) };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (exec_step, bare_step) = rt.block_on(per_step(plans));
+    let micros = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e6);
+    println!(
+        "phoenix-daemon executor: {} steps ({plans} plans of {STEPS_PER_PLAN} zero-length bake steps)\n",
+        plans * STEPS_PER_PLAN
+    );
+    println!("| case | mean µs per step | ratio |");
+    println!("|---|---|---|");
+    println!(
+        "| executor: advance (intent, gate, done, reload, transitions) | {} | {:.2} |",
+        micros(exec_step),
+        exec_step.as_secs_f64() / bare_step.as_secs_f64()
+    );
+    println!(
+        "| baseline: bare write_intent + mark_step_done | {} | 1.00 |",
+        micros(bare_step)
+    );
+    let (elapsed, steps) = rt.block_on(rolling_replacement(replicas));
+    println!(
+        "\n| rolling replacement on sim, zero latency | instances | plan steps | wall |\n|---|---|---|---|\n| maxSurge 10%, maxUnavailable 0 | {replicas} | {steps} | {:.2} s |",
+        elapsed.as_secs_f64()
+    );
+    if !small {
+        assert!(
+            exec_step < Duration::from_millis(1),
+            "goal missed: {exec_step:?} per step"
+        );
+        assert!(
+            elapsed < Duration::from_secs(10),
+            "goal missed: {elapsed:?} for {replicas}"
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! The executor's own JSON documents, stored by `phoenix-store` beside the typed columns:
+//! the plan document (`plans.doc`: everything needed to run the plan without the
+//! revision, i.e. the whole group spec, the provider and the commit) and the step detail
+//! (`steps.detail`: the planner's step plus what executing it produced: launch tokens
+//! used, instances launched, instances terminated).
+//!
+//! Both are versioned by a `format` field and only ever gain optional fields.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use phoenix_core::InstanceGroup;
+use phoenix_core::plan::Step;
+use serde::{Deserialize, Serialize};
+
+/// `plans.doc`: how to run the plan, with no need for the revision it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PlanDoc {
+    /// Document format; 1 today.
+    pub format: u32,
+    /// The provider the group runs on.
+    pub provider: String,
+    /// The revision the planner planned.
+    pub revision: String,
+    /// The commit stamped on launched instances (`phoenix:commit`).
+    pub commit: String,
+    /// The whole group document: template, replicas, rollout, health.
+    pub group: InstanceGroup,
+}
+
+/// The `action` column of the extra step appended when a plan rolls back.
+pub(crate) const ROLLBACK_ACTION: &str = "rollback";
+
+/// One instance a launch step created (or found by its launch token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Launched {
+    /// Instance id.
+    pub id: String,
+    /// Private address, for the HTTP probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ip: Option<String>,
+    /// When the executor saw it launched (unix ms of the `now` passed in): grace and
+    /// deadline count from here.
+    pub launched_at_ms: u64,
+}
+
+/// `steps.detail`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StepDetail {
+    /// The planner's step; `None` for the rollback step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<Step>,
+    /// Launch steps: every launch token used, oldest first (one per attempt). Written
+    /// with the intent, before the launch call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<String>,
+    /// Launch steps: the instances launched, when done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<Launched>,
+    /// Terminate and rollback steps: the ids the step terminates (written with the intent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub terminated: Vec<String>,
+    /// Rollback steps: instances of the failed generation kept to hold the healthy floor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<String>,
+    /// Rollback steps: why the plan failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl StepDetail {
+    /// The detail of a fresh planner step.
+    pub fn of(step: Step) -> Self {
+        Self {
+            step: Some(step),
+            tokens: Vec::new(),
+            instances: Vec::new(),
+            terminated: Vec::new(),
+            kept: Vec::new(),
+            reason: None,
+        }
+    }
+
+    /// The detail of a rollback step.
+    pub fn rollback(reason: String) -> Self {
+        Self {
+            step: None,
+            tokens: Vec::new(),
+            instances: Vec::new(),
+            terminated: Vec::new(),
+            kept: Vec::new(),
+            reason: Some(reason),
+        }
+    }
+}
+
+/// Unix milliseconds of a time (0 before the epoch).
+pub(crate) fn to_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The time of unix milliseconds.
+pub(crate) fn from_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// The deterministic launch token of a step attempt: `<plan id>.<step index>.<attempt>`.
+pub fn launch_token(plan: &str, index: u32, attempt: u32) -> String {
+    format!("{plan}.{index}.{attempt}")
+}

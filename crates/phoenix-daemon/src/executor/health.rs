@@ -1,0 +1,155 @@
+//! Health verdicts for the executor's gates: the provider's own status
+//! (`health.check: provider`), an HTTP GET of `http://<private_ip>:<port><path>` with a
+//! short timeout (`check: http`, 2xx is healthy), or plain `running` (`check: none`).
+//!
+//! Probes run concurrently (one tokio task each) and never sleep; a probe that times out
+//! or is refused is `Unhealthy`, an instance without an address or not yet running is
+//! `Unknown`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use phoenix_core::model::{Instance, InstanceHealth, InstanceState};
+use phoenix_core::spec::{Health, HealthCheck};
+use tokio::task::JoinSet;
+
+/// What the executor knows about one instance's health right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Passes its check.
+    Healthy,
+    /// Fails its check (or is stopped).
+    Unhealthy,
+    /// No verdict yet (pending, no address, provider has no data, or gone).
+    Unknown,
+}
+
+impl From<InstanceHealth> for Verdict {
+    fn from(h: InstanceHealth) -> Self {
+        match h {
+            InstanceHealth::Healthy => Verdict::Healthy,
+            InstanceHealth::Unhealthy => Verdict::Unhealthy,
+            InstanceHealth::Unknown => Verdict::Unknown,
+        }
+    }
+}
+
+/// The verdict for each observed instance under the group's health config. `instances`
+/// come from an inventory (they carry state, address and the provider's health).
+pub(crate) async fn judge(
+    client: &reqwest::Client,
+    health: &Health,
+    instances: &[&Instance],
+) -> HashMap<String, Verdict> {
+    let mut out = HashMap::with_capacity(instances.len());
+    let mut probes = JoinSet::new();
+    for instance in instances {
+        let state_verdict = match instance.state {
+            InstanceState::Running => None,
+            InstanceState::Pending => Some(Verdict::Unknown),
+            _ => Some(Verdict::Unhealthy),
+        };
+        if let Some(v) = state_verdict {
+            out.insert(instance.id.clone(), v);
+            continue;
+        }
+        match health.check {
+            HealthCheck::Provider => {
+                out.insert(instance.id.clone(), Verdict::from(instance.health));
+            }
+            HealthCheck::None => {
+                out.insert(instance.id.clone(), Verdict::Healthy);
+            }
+            HealthCheck::Http => match (&instance.private_ip, &health.http) {
+                (Some(ip), Some(http)) => {
+                    let url = probe_url(ip, http.port, &http.path);
+                    let client = client.clone();
+                    let id = instance.id.clone();
+                    probes.spawn(async move { (id, probe(&client, &url).await) });
+                }
+                _ => {
+                    out.insert(instance.id.clone(), Verdict::Unknown);
+                }
+            },
+        }
+    }
+    while let Some(joined) = probes.join_next().await {
+        match joined {
+            Ok((id, verdict)) => {
+                out.insert(id, verdict);
+            }
+            Err(err) => {
+                // A probe task only ends abnormally if it panicked or was cancelled;
+                // its instance then has no verdict (it stays Unknown below).
+                tracing::warn!(error = %err, "health probe task failed");
+            }
+        }
+    }
+    for instance in instances {
+        out.entry(instance.id.clone()).or_insert(Verdict::Unknown);
+    }
+    out
+}
+
+/// `http://<ip>:<port><path>` (IPv6 addresses bracketed).
+pub(crate) fn probe_url(ip: &str, port: u16, path: &str) -> String {
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    format!("http://{host}:{port}{path}")
+}
+
+/// One GET; 2xx is healthy, anything else (status, refusal, timeout) unhealthy.
+async fn probe(client: &reqwest::Client, url: &str) -> Verdict {
+    match client.get(url).send().await {
+        Ok(resp) if resp.status().is_success() => Verdict::Healthy,
+        Ok(resp) => {
+            tracing::debug!(url, status = %resp.status(), "health probe failed");
+            Verdict::Unhealthy
+        }
+        Err(err) => {
+            tracing::debug!(url, error = %err, "health probe failed");
+            Verdict::Unhealthy
+        }
+    }
+}
+
+/// The probe client: no redirects, no proxy, `timeout` per request.
+pub(crate) fn client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap_or_else(|err| {
+            // Building only fails if the TLS backend cannot initialise; probes are
+            // plain HTTP, so the default client is an acceptable fallback.
+            tracing::warn!(error = %err, "health probe client with options failed; using defaults");
+            reqwest::Client::new()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probe_url;
+
+    #[test]
+    fn probe_url_brackets_ipv6_and_roots_the_path() {
+        assert_eq!(
+            probe_url("10.0.0.5", 8080, "/healthz"),
+            "http://10.0.0.5:8080/healthz"
+        );
+        assert_eq!(
+            probe_url("fd00::1", 80, "ready"),
+            "http://[fd00::1]:80/ready"
+        );
+    }
+}
