@@ -180,6 +180,34 @@ impl Store {
             .map_err(StoreError::sqlite("list due alerts"))
     }
 
+    /// [`Store::due_alerts`] for one receiver: its oldest pending alerts up to (not
+    /// including) the first whose next attempt is in the future, at most `limit`, in
+    /// order. Lets a delivery task read each receiver's queue on its own, so a receiver
+    /// with a long backlog (or one no longer configured) cannot crowd the others out
+    /// of a shared `limit`.
+    pub fn due_alerts_for(
+        &self,
+        receiver: &str,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>> {
+        let now = millis(now)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM ( \
+                   SELECT *, max(next_attempt_at > ?1) OVER ( \
+                     ORDER BY seq ROWS UNBOUNDED PRECEDING) AS blocked \
+                   FROM outbox WHERE receiver = ?2 AND delivered_at IS NULL \
+                   AND expired_at IS NULL) \
+                 WHERE blocked = 0 ORDER BY seq LIMIT ?3"
+            ))
+            .map_err(StoreError::sqlite("list due alerts of a receiver"))?;
+        stmt.query_map((now, receiver, limit), from_row)
+            .and_then(Iterator::collect)
+            .map_err(StoreError::sqlite("list due alerts of a receiver"))
+    }
+
     /// Record a successful delivery at `now`. Delivering again is a no-op.
     pub fn mark_alert_delivered(&mut self, delivery: &DeliveryId, now: SystemTime) -> Result<()> {
         let now = millis(now)?;

@@ -853,6 +853,55 @@ fn ids(entries: &[phoenix_store::OutboxEntry]) -> Vec<&str> {
 }
 
 #[test]
+fn due_alerts_for_reads_one_receivers_queue_and_stops_at_its_waiting_head() {
+    let mut store = Store::open_in_memory(StoreOptions::default()).expect("open");
+    for (id, receiver) in [
+        ("a1", "ops"),
+        ("b1", "slack"),
+        ("a2", "ops"),
+        ("b2", "slack"),
+    ] {
+        store
+            .enqueue_alert(&alert(id, receiver, t(1000)), t(0))
+            .expect("enqueue");
+    }
+    assert_eq!(
+        ids(&store.due_alerts_for("ops", t(5), 100).expect("due")),
+        ["a1", "a2"]
+    );
+    assert_eq!(
+        ids(&store.due_alerts_for("slack", t(5), 1).expect("due")),
+        ["b1"]
+    );
+    assert!(
+        store
+            .due_alerts_for("gone", t(5), 100)
+            .expect("due")
+            .is_empty()
+    );
+    store
+        .mark_alert_failed(&DeliveryId::new("a1"), "HTTP 503", t(60))
+        .expect("fail");
+    assert!(
+        store
+            .due_alerts_for("ops", t(10), 100)
+            .expect("due")
+            .is_empty()
+    );
+    assert_eq!(
+        ids(&store.due_alerts_for("ops", t(60), 100).expect("due")),
+        ["a1", "a2"]
+    );
+    store
+        .mark_alert_delivered(&DeliveryId::new("b1"), t(10))
+        .expect("deliver");
+    assert_eq!(
+        ids(&store.due_alerts_for("slack", t(10), 100).expect("due")),
+        ["b2"]
+    );
+}
+
+#[test]
 fn outbox_delivers_each_receiver_in_order_and_retries_the_head_first() {
     let mut store = Store::open_in_memory(StoreOptions::default()).expect("open");
     for (i, (id, receiver)) in [("a1", "ops"), ("b1", "slack"), ("a2", "ops"), ("a3", "ops")]
