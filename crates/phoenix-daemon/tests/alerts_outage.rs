@@ -7,9 +7,11 @@ mod alerts_support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use alerts_support::{Capture, RunningDelivery, fast_options, open_store, receiver, within};
+use alerts_support::{
+    Capture, RunningDelivery, fast_options, open_store, receiver, wait_settled, within,
+};
 use phoenix_core::config::AlertType;
-use phoenix_daemon::alerts::{AlertOptions, Alerts, SourceAlert, event_name};
+use phoenix_daemon::alerts::{AlertOptions, Alerts, Receivers, SourceAlert, event_name};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_queued_during_an_outage_arrive_in_order_exactly_once() {
@@ -61,26 +63,27 @@ async fn alerts_queued_during_an_outage_arrive_in_order_exactly_once() {
     }
     assert_eq!(expected.len(), 8, "{expected:?}");
 
-    // Down for a while: several failed attempts are recorded, nothing is lost.
-    within("failures recorded", async {
+    // Down for a while: the head alert is retried (several failed attempts recorded),
+    // nothing is lost.
+    let head = phoenix_store::DeliveryId::new(expected[0].clone());
+    within("retries recorded", async {
         loop {
-            let counts = store.outbox_counts().expect("counts");
-            if counts.get("ops").is_some_and(|c| c.failing > 0) {
+            let entry = store.outbox_entry(&head).expect("read").expect("queued");
+            if entry.attempts >= 3 {
+                assert!(entry.last_error.is_some() && entry.delivered_at.is_none());
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let counts = store.outbox_counts().expect("counts")["ops"];
+    assert_eq!(
+        (counts.pending, counts.failing, counts.delivered),
+        (8, 1, 0)
+    );
     // Restart the delivery task mid-outage: the outbox is the only state.
     within("first delivery task stops", first.stop()).await;
-    let entry = store
-        .outbox_entry(&phoenix_store::DeliveryId::new(expected[0].clone()))
-        .expect("read")
-        .expect("queued");
-    assert!(entry.attempts >= 2, "retried while down: {entry:?}");
-    assert!(entry.last_error.is_some() && entry.delivered_at.is_none());
 
     // Back, but answering 503 to its first three requests.
     let capture = Capture::start_on(addr).await;
@@ -91,8 +94,7 @@ async fn alerts_queued_during_an_outage_arrive_in_order_exactly_once() {
         fast_options(),
         alerts.delivery_wake(),
     );
-    capture.wait_for(expected.len()).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_settled(&store, "ops", 8).await;
     let received: Vec<String> = capture
         .received()
         .iter()
@@ -146,5 +148,68 @@ async fn alerts_expire_when_the_receiver_stays_down() {
         }
     })
     .await;
+    within("stop", delivery.stop()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_or_removed_receiver_does_not_hold_back_the_others() {
+    // Accepts connections and never answers.
+    let hanging = within("bind", tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .await
+        .expect("bind");
+    let hanging_addr = hanging.local_addr().expect("address");
+    let _hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = hanging.accept().await {
+            open.push(socket);
+        }
+    });
+    let capture = Capture::start().await;
+    let configs = vec![
+        receiver(
+            "hanging",
+            AlertType::Slack,
+            format!("http://{hanging_addr}/"),
+        ),
+        receiver("removed", AlertType::Slack, capture.url("/removed")),
+        receiver("fast", AlertType::Slack, capture.url("/fast")),
+    ];
+    let options = AlertOptions {
+        flap_window: Duration::ZERO,
+        ..AlertOptions::default()
+    };
+    let mut alerts = Alerts::new(&configs, &BTreeMap::new(), options).expect("alerts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open_store(dir.path());
+    for i in 0..150u64 {
+        // A backlog for every receiver, longer than one read (`batch` = 100).
+        let error = SourceAlert {
+            revision: None,
+            message: format!("unreachable ({i})"),
+        };
+        let at = SystemTime::now() + Duration::from_millis(i);
+        alerts
+            .source_state(&mut store, Some(error), at)
+            .expect("source error");
+        alerts
+            .source_state(&mut store, None, at)
+            .expect("source recovered");
+    }
+    // The delivery task only knows the current config: `removed` was taken out.
+    let current = Receivers::new(&[configs[0].clone(), configs[2].clone()], &BTreeMap::new())
+        .expect("receivers");
+    let delivery = RunningDelivery::start(
+        open_store(dir.path()),
+        current,
+        fast_options(),
+        alerts.delivery_wake(),
+    );
+    // `fast` gets all 300 alerts while `hanging` is stuck on its first request (5 s
+    // timeout) and `removed` is never read, though both come first in the outbox.
+    wait_settled(&store, "fast", 300).await;
+    let counts = store.outbox_counts().expect("counts");
+    assert_eq!(counts["hanging"].delivered, 0);
+    assert_eq!(counts["removed"].pending, 300);
+    assert!(capture.received().iter().all(|r| r.path == "/fast"));
     within("stop", delivery.stop()).await;
 }

@@ -7,7 +7,9 @@ mod alerts_support;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use alerts_support::{Capture, RunningDelivery, fast_options, open_store, receiver, within};
+use alerts_support::{
+    Capture, RunningDelivery, fast_options, open_store, receiver, wait_settled, within,
+};
 use hmac::{Hmac, Mac};
 use phoenix_core::config::AlertType;
 use phoenix_core::drift::{DriftKind, Field, Finding};
@@ -91,9 +93,8 @@ async fn one_signed_alert_per_transition_with_the_documented_body() {
         .observe_drift(&mut store, &pass(vec![]), SystemTime::now())
         .expect("observe");
     assert!(none.is_empty(), "{none:?}");
-    capture.wait_for(4).await;
-    // Nothing more arrives (a duplicate would show up within a few retry rounds).
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    wait_settled(&store, "ops", 2).await;
+    wait_settled(&store, "chat", 2).await;
     let received = capture.received();
     assert_eq!(received.len(), 4, "{received:#?}");
 
@@ -200,10 +201,9 @@ async fn event_filters_decide_who_gets_what() {
     alerts
         .observe_drift(&mut store, &pass(vec![]), SystemTime::now())
         .expect("observe");
-    let got = capture.wait_for(1).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let got_after = capture.received();
-    assert_eq!(got_after.len(), 1, "{got_after:#?}");
+    wait_settled(&store, "resolved-only", 1).await;
+    let got = capture.received();
+    assert_eq!(got.len(), 1, "{got:#?}");
     assert_eq!(got[0].header("X-Phoenix-Event"), "drift_resolved");
     within("stop", delivery.stop()).await;
 }

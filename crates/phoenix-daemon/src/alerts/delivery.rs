@@ -3,9 +3,11 @@
 //!
 //! It owns its own [`Store`] connection (a second SQLite connection in WAL mode writes
 //! alongside the loop's; it only touches the outbox), so a slow receiver never blocks the
-//! reconcile loop. Store calls run on the blocking pool. Each receiver has at most one
-//! batch in flight, sent in outbox order and stopped at the first failure, so its alerts
-//! arrive in order; receivers do not wait for one another.
+//! reconcile loop. Store calls run on the blocking pool. Each receiver's queue is read on
+//! its own and has at most one batch in flight, sent in outbox order and stopped at the
+//! first failure, so its alerts arrive in order; receivers do not wait for one another.
+//! Alerts queued for a receiver that is no longer configured are never sent; they
+//! expire.
 //!
 //! Delivery is at-least-once: an alert whose answer was lost, or that was in flight at
 //! shutdown, is sent again with the same `X-Phoenix-Delivery` id, by which receivers
@@ -72,7 +74,7 @@ pub struct DeliveryOptions {
     /// Look at the outbox at least this often even without a wake-up (covers retries
     /// scheduled before a restart). Default 30 s.
     pub poll_interval: Duration,
-    /// At most this many alerts read per look. Default 100.
+    /// At most this many alerts of one receiver read per look. Default 100.
     pub batch: usize,
 }
 
@@ -186,12 +188,17 @@ impl Delivery {
         let mut workers = JoinSet::new();
         let mut busy: BTreeSet<String> = BTreeSet::new();
         let mut retry_at: BTreeMap<String, Instant> = BTreeMap::new();
-        let mut unknown_warned: BTreeSet<String> = BTreeSet::new();
         tokio::pin!(shutdown);
         loop {
             let now = self.now();
             let batch = self.options.batch;
-            match self.with_store(move |s| load(s, now, batch)).await {
+            let idle: Vec<String> = self
+                .receivers
+                .iter()
+                .map(|r| r.name().to_string())
+                .filter(|name| !busy.contains(name))
+                .collect();
+            match self.with_store(move |s| load(s, now, &idle, batch)).await {
                 Ok((expired, due)) => {
                     for entry in expired {
                         warn!(
@@ -203,20 +210,8 @@ impl Delivery {
                             "alert expired undelivered"
                         );
                     }
-                    let mut by_receiver: BTreeMap<String, Vec<OutboxEntry>> = BTreeMap::new();
-                    for entry in due {
-                        if !busy.contains(&entry.receiver) {
-                            by_receiver
-                                .entry(entry.receiver.clone())
-                                .or_default()
-                                .push(entry);
-                        }
-                    }
-                    for (name, entries) in by_receiver {
+                    for (name, entries) in due {
                         let Some(receiver) = self.receivers.get(&name).cloned() else {
-                            if unknown_warned.insert(name.clone()) {
-                                warn!(receiver = %name, "alerts queued for a receiver no longer configured; they will expire");
-                            }
                             continue;
                         };
                         retry_at.remove(&name);
@@ -333,13 +328,26 @@ impl Delivery {
     }
 }
 
+/// What one look at the outbox found: the alerts that just expired, and the due alerts
+/// of each idle receiver that has some.
+type Loaded = (Vec<OutboxEntry>, Vec<(String, Vec<OutboxEntry>)>);
+
+/// Expire what is too old, then read the due alerts of each idle receiver. Alerts of
+/// receivers no longer configured are never read: they expire.
 fn load(
     store: &mut Store,
     now: SystemTime,
+    idle: &[String],
     batch: usize,
-) -> Result<(Vec<OutboxEntry>, Vec<OutboxEntry>), StoreError> {
+) -> Result<Loaded, StoreError> {
     let expired = store.expire_alerts(now)?;
-    let due = store.due_alerts(now, batch)?;
+    let mut due = Vec::new();
+    for name in idle {
+        let entries = store.due_alerts_for(name, now, batch)?;
+        if !entries.is_empty() {
+            due.push((name.clone(), entries));
+        }
+    }
     Ok((expired, due))
 }
 

@@ -219,3 +219,25 @@ impl RunningDelivery {
             .expect("delivery task")
     }
 }
+
+/// Wait until the outbox records `delivered` deliveries to `receiver` and nothing
+/// pending: from then on the delivery task has nothing left to send, so what the
+/// receiver got is final.
+pub async fn wait_settled(store: &Store, receiver: &str, delivered: u64) {
+    within(
+        &format!("{delivered} deliveries to {receiver} recorded"),
+        async {
+            loop {
+                let counts = store.outbox_counts().expect("outbox counts");
+                if let Some(c) = counts.get(receiver) {
+                    assert!(c.delivered <= delivered, "too many deliveries: {c:?}");
+                    if c.delivered == delivered && c.pending == 0 {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+}
