@@ -188,6 +188,23 @@ impl GitSource {
         self.poll_now(None)
     }
 
+    /// After a restart: put the last revision accepted before the restart back in force,
+    /// if its commit is still in the local clone, so that a rejected newest commit keeps
+    /// the last good state instead of leaving the daemon with none. Returns the restored
+    /// revision, or `None` when the commit is gone or no longer valid. Blocking.
+    pub fn restore(&mut self, id: &RevisionId) -> Result<Option<Arc<Revision>>, SourceError> {
+        let Ok(oid) = Oid::from_str(id.as_str()) else {
+            return Ok(None);
+        };
+        if self.repo()?.find_commit(oid).is_err() {
+            return Ok(None);
+        }
+        match self.load(oid)? {
+            PollOutcome::Accepted { revision, .. } => Ok(Some(revision)),
+            PollOutcome::Rejected { .. } | PollOutcome::Unchanged => Ok(None),
+        }
+    }
+
     /// Poll now, optionally aimed at `after`, the commit a push webhook announced: if it
     /// is the commit last evaluated the answer is `Unchanged` without network IO; if the
     /// remote still advertises an older commit the answer is

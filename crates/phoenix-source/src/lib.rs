@@ -74,6 +74,16 @@ impl Source {
         })
     }
 
+    /// After a restart, put the last accepted revision back in force (Git sources, when
+    /// the commit is still in the local clone). A folder keeps no history, so a folder
+    /// source answers `None`. Blocking.
+    pub fn restore(&mut self, id: &RevisionId) -> Result<Option<Arc<Revision>>, SourceError> {
+        match self {
+            Source::Git(git) => git.restore(id),
+            Source::Dir(_) => Ok(None),
+        }
+    }
+
     /// Look for a new revision. Blocking: see the crate docs.
     pub fn poll(&mut self) -> Result<PollOutcome, SourceError> {
         self.poll_now(None)
