@@ -34,6 +34,7 @@ use phoenix_store::{RevisionVerdict, SeenRevision, Store, StoreOptions};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
+use crate::executor::{Executor, ExecutorError, ExecutorOptions, Transition};
 use crate::view::{self, FindingKey, ViewInput};
 
 /// Why the daemon could not start. Once running, errors are reported, not returned.
@@ -78,8 +79,10 @@ pub struct LoopOptions {
     pub debounce_quiet: Duration,
     /// ...or until this much time has passed since the first one.
     pub debounce_max: Duration,
-    /// Pass interval while a plan is running (executor progress).
+    /// Longest wait between passes while a plan is running (executor progress).
     pub busy_interval: Duration,
+    /// Executor tunables.
+    pub executor: ExecutorOptions,
 }
 
 impl Default for LoopOptions {
@@ -87,7 +90,8 @@ impl Default for LoopOptions {
         Self {
             debounce_quiet: Duration::from_millis(200),
             debounce_max: Duration::from_secs(2),
-            busy_interval: Duration::from_secs(1),
+            busy_interval: Duration::from_secs(2),
+            executor: ExecutorOptions::default(),
         }
     }
 }
@@ -113,6 +117,9 @@ struct Daemon {
     next_source_poll: Instant,
     watch: Option<WatchSignal>,
     providers: BTreeMap<String, Arc<dyn Provider>>,
+    executor: Executor,
+    /// When the executor wants to be called again (a plan is running).
+    executor_wake: Option<Duration>,
     revision: Option<Arc<Revision>>,
     accepted_at: Option<SystemTime>,
     rejection: Option<Arc<Rejection>>,
@@ -143,6 +150,11 @@ pub async fn run(
         .await
         .map_err(DaemonError::Providers)?;
     let source_schedule = PollSchedule::new(source.interval());
+    let executor = Executor::new(
+        config.owner.clone(),
+        providers.clone(),
+        options.executor.clone(),
+    );
     let mut daemon = Daemon {
         config,
         options,
@@ -152,6 +164,8 @@ pub async fn run(
         next_source_poll: Instant::now(),
         watch,
         providers,
+        executor,
+        executor_wake: None,
         revision: None,
         accepted_at: None,
         rejection: None,
@@ -162,6 +176,8 @@ pub async fn run(
         ready: false,
         channels,
     };
+    daemon.restore_revision().await;
+    daemon.recover().await;
     daemon.main_loop(shutdown).await;
     Ok(())
 }
@@ -203,12 +219,24 @@ impl Daemon {
     async fn command(&mut self, command: ApiCommand) -> Option<Reason> {
         match command {
             ApiCommand::Approve { plan_id, reply } => {
-                let _ = reply.send(Err(PlanCommandError::NotFound { plan_id }));
-                None
+                let id = phoenix_store::PlanId::new(plan_id.clone());
+                let result = self
+                    .executor
+                    .approve(&mut self.store, &id, SystemTime::now());
+                if let Some(answer) = plan_reply(plan_id, result) {
+                    let _ = reply.send(answer);
+                }
+                Some(Reason::Request)
             }
             ApiCommand::Cancel { plan_id, reply } => {
-                let _ = reply.send(Err(PlanCommandError::NotFound { plan_id }));
-                None
+                let id = phoenix_store::PlanId::new(plan_id.clone());
+                let result = self
+                    .executor
+                    .cancel(&mut self.store, &id, SystemTime::now());
+                if let Some(answer) = plan_reply(plan_id, result) {
+                    let _ = reply.send(answer);
+                }
+                Some(Reason::Request)
             }
             first @ (ApiCommand::Reconcile | ApiCommand::Webhook { .. }) => {
                 let burst = phoenix_api::coalesce_burst(
@@ -232,6 +260,75 @@ impl Daemon {
         }
     }
 
+    /// On start: put the last revision accepted before the restart back in force, so a
+    /// rejected newest commit leaves the daemon on its last good state, not on none.
+    async fn restore_revision(&mut self) {
+        let last = match self.store.last_accepted_revision() {
+            Ok(Some(last)) => last,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the last accepted revision");
+                return;
+            }
+        };
+        let Some(mut source) = self.source.take() else {
+            return;
+        };
+        let id = RevisionId::new(last.id.clone());
+        let joined = tokio::task::spawn_blocking(move || {
+            let restored = source.restore(&id);
+            (source, restored)
+        })
+        .await;
+        match joined {
+            Ok((source, restored)) => {
+                self.source = Some(source);
+                match restored {
+                    Ok(Some(revision)) => {
+                        tracing::info!(revision = %revision.id, "restored the last accepted revision");
+                        self.accepted_at = Some(last.first_seen);
+                        self.revision = Some(revision);
+                    }
+                    Ok(None) => {
+                        tracing::info!(revision = %last.id, "the last accepted revision cannot be restored; waiting for the source")
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot restore the last accepted revision")
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "restore task failed; reopening the source");
+                if let Ok(source) = Source::open(&self.config.source, &self.config.state.path) {
+                    self.source = Some(source);
+                }
+            }
+        }
+    }
+
+    /// On start: continue unfinished plans from the store, reconciling half-done steps
+    /// with inventory through their launch tokens.
+    async fn recover(&mut self) {
+        match self
+            .executor
+            .recover(&mut self.store, SystemTime::now())
+            .await
+        {
+            Ok(transitions) => {
+                if !transitions.is_empty() {
+                    tracing::info!(
+                        transitions = transitions.len(),
+                        "recovered unfinished plans"
+                    );
+                }
+                self.transitions(&transitions, SystemTime::now());
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "crash recovery failed; plans stay as stored")
+            }
+        }
+    }
+
     async fn reload(&mut self, config: Config) {
         tracing::info!("reloading the configuration");
         if config.providers != self.config.providers {
@@ -242,7 +339,14 @@ impl Daemon {
             )
             .await
             {
-                Ok(providers) => self.providers = providers,
+                Ok(providers) => {
+                    self.executor = Executor::new(
+                        config.owner.clone(),
+                        providers.clone(),
+                        self.options.executor.clone(),
+                    );
+                    self.providers = providers;
+                }
                 Err(err) => {
                     tracing::error!(error = %err, "new provider config refused; keeping the old one");
                     return;
@@ -276,11 +380,95 @@ impl Daemon {
         }
         self.collect_inventories().await;
         let now = SystemTime::now();
-        self.plan(now);
-        self.publish(now);
+        let groups = self.plan(now);
+        if self.config.reconcile.mode == Mode::Enforce {
+            self.execute(&groups, now).await;
+        }
+        self.publish(SystemTime::now());
         self.channels.metrics.observe_reconcile(started.elapsed());
-        let interval = self.config.reconcile.interval;
-        jitter(interval)
+        let interval = jitter(self.config.reconcile.interval);
+        match self.executor_wake {
+            Some(wake) => interval.min(wake.min(self.options.busy_interval)),
+            None => interval,
+        }
+    }
+
+    /// Enforce mode: hand the plan to the executor and drive running plans as far as
+    /// they can go without waiting.
+    async fn execute(&mut self, groups: &[ParsedGroup], now: SystemTime) {
+        let (Some(document), Some(revision)) = (self.document.as_ref(), self.revision.as_ref())
+        else {
+            return;
+        };
+        let commit = revision.id.to_string();
+        match self
+            .executor
+            .submit(&mut self.store, document, groups, &commit, now)
+        {
+            Ok(transitions) => self.transitions(&transitions, now),
+            Err(err) => tracing::error!(error = %err, "cannot submit plans"),
+        }
+        match self.executor.advance(&mut self.store, now).await {
+            Ok(progress) => {
+                self.transitions(&progress.transitions, SystemTime::now());
+                self.executor_wake = progress.wake_after;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "executor failed; retrying next pass");
+                self.executor_wake = Some(self.options.busy_interval);
+            }
+        }
+    }
+
+    /// Log executor transitions, stream them to SSE subscribers and count results.
+    fn transitions(&mut self, transitions: &[Transition], now: SystemTime) {
+        use phoenix_api::{PlanResult, PlanState, StepState};
+        for transition in transitions {
+            let plan = transition.plan();
+            tracing::info!(plan = %plan.plan, group = %plan.group, kind = transition.kind(), message = transition.message(), "plan transition");
+            let plan_event = |state: PlanState| ApiEvent::PlanTransition {
+                plan_id: plan.plan.to_string(),
+                group: plan.group.to_string(),
+                target_hash: plan.target_hash,
+                state,
+                at: now,
+            };
+            let event = match transition {
+                Transition::PlanStarted { .. } => plan_event(PlanState::Running),
+                Transition::AwaitingApproval { .. } => plan_event(PlanState::AwaitingApproval),
+                Transition::PlanSucceeded { .. } => {
+                    self.channels.metrics.plan_finished(PlanResult::Succeeded);
+                    plan_event(PlanState::Succeeded)
+                }
+                Transition::PlanFailed { .. } => {
+                    self.channels.metrics.plan_finished(PlanResult::Failed);
+                    plan_event(PlanState::Failed)
+                }
+                Transition::RolledBack { .. } => {
+                    self.channels.metrics.plan_finished(PlanResult::RolledBack);
+                    plan_event(PlanState::RolledBack)
+                }
+                Transition::PlanCancelled { .. } | Transition::Superseded { .. } => {
+                    self.channels.metrics.plan_finished(PlanResult::Cancelled);
+                    plan_event(PlanState::Cancelled)
+                }
+                Transition::StepStarted { index, action, .. } => ApiEvent::StepTransition {
+                    plan_id: plan.plan.to_string(),
+                    index: *index,
+                    action: action.clone(),
+                    state: StepState::Running,
+                    at: now,
+                },
+                Transition::StepFinished { index, action, .. } => ApiEvent::StepTransition {
+                    plan_id: plan.plan.to_string(),
+                    index: *index,
+                    action: action.clone(),
+                    state: StepState::Succeeded,
+                    at: now,
+                },
+            };
+            let _ = self.channels.events.send(event);
+        }
     }
 
     /// Read the source on the blocking pool (git2 and folder scans block).
@@ -319,6 +507,7 @@ impl Daemon {
             Ok(PollOutcome::Accepted { revision, reparsed }) => {
                 tracing::info!(revision = %revision.id, groups = revision.groups.len(), reparsed = reparsed.len(), "revision accepted");
                 self.record_revision(&revision.id, revision.commit.as_ref(), None, now);
+                self.record_generations(&revision, now);
                 self.revision = Some(revision.clone());
                 self.accepted_at = Some(now);
                 self.rejection = None;
@@ -359,6 +548,26 @@ impl Daemon {
         }
         let delay = self.source_schedule.next_delay(ok, rand::random::<f64>());
         self.next_source_poll = Instant::now() + delay;
+    }
+
+    /// Per-group history: a new generation for every group whose hash is new or changed.
+    fn record_generations(&mut self, revision: &Revision, now: SystemTime) {
+        let previous = self.revision.as_ref().map(|r| r.groups.clone());
+        for (name, desired) in revision.groups.iter() {
+            let unchanged = previous
+                .as_ref()
+                .and_then(|p| p.get(name))
+                .is_some_and(|old| old.hash == desired.hash);
+            if unchanged {
+                continue;
+            }
+            if let Err(err) =
+                self.store
+                    .record_generation(name, &desired.hash, revision.id.as_str(), now)
+            {
+                tracing::error!(error = %err, group = %name, "cannot record the group's history");
+            }
+        }
     }
 
     fn record_revision(
@@ -411,10 +620,10 @@ impl Daemon {
         self.inventories.retain(|name, _| known.contains(name));
     }
 
-    /// Run the pure planner over what is known now.
-    fn plan(&mut self, now: SystemTime) {
+    /// Run the pure planner over what is known now; returns the desired groups.
+    fn plan(&mut self, now: SystemTime) -> Vec<ParsedGroup> {
         let Some(revision) = self.revision.clone() else {
-            return;
+            return Vec::new();
         };
         let groups: Vec<ParsedGroup> = revision
             .groups
@@ -459,7 +668,7 @@ impl Daemon {
             Ok(outcome) => outcome,
             Err(err) => {
                 tracing::error!(error = %err, "planning failed");
-                return;
+                return groups;
             }
         };
         if let Err(err) = self.store.save_planner_memory(&outcome.memory, now) {
@@ -476,6 +685,7 @@ impl Daemon {
             );
         }
         self.document = Some(outcome.document);
+        groups
     }
 
     /// Remember since when each finding is open, and stream opened/resolved events.
@@ -539,6 +749,31 @@ impl Daemon {
         };
         let snapshot = view::build(&self.store, &input, now);
         self.channels.snapshots.send_replace(snapshot);
+    }
+}
+
+/// The API's answer to approve or cancel; `None` for an internal failure (the API then
+/// answers 503 rather than a wrong verdict).
+fn plan_reply(
+    plan_id: String,
+    result: Result<phoenix_store::PlanStatus, ExecutorError>,
+) -> Option<phoenix_api::PlanReply> {
+    match result {
+        Ok(status) => Some(Ok(view::plan_state(status))),
+        Err(ExecutorError::PlanNotFound { .. }) => {
+            Some(Err(PlanCommandError::NotFound { plan_id }))
+        }
+        Err(
+            ExecutorError::NotAwaitingApproval { status, .. }
+            | ExecutorError::NotActive { status, .. },
+        ) => Some(Err(PlanCommandError::WrongState {
+            plan_id,
+            state: view::plan_state(status),
+        })),
+        Err(err) => {
+            tracing::error!(error = %err, plan = %plan_id, "plan command failed");
+            None
+        }
     }
 }
 
