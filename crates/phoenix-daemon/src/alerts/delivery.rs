@@ -175,8 +175,13 @@ impl Delivery {
         })
     }
 
+    /// The wall-clock time at `at`, on the tokio clock anchored at start.
+    fn wall_time(&self, at: Instant) -> SystemTime {
+        self.origin.0 + at.saturating_duration_since(self.origin.1)
+    }
+
     fn now(&self) -> SystemTime {
-        self.origin.0 + self.origin.1.elapsed()
+        self.wall_time(Instant::now())
     }
 
     /// Deliver until `shutdown` completes; `wake` (from [`super::Alerts::delivery_wake`])
@@ -190,7 +195,8 @@ impl Delivery {
         let mut retry_at: BTreeMap<String, Instant> = BTreeMap::new();
         tokio::pin!(shutdown);
         loop {
-            let now = self.now();
+            let read_at = Instant::now();
+            let now = self.wall_time(read_at);
             let batch = self.options.batch;
             let idle: Vec<String> = self
                 .receivers
@@ -227,6 +233,9 @@ impl Delivery {
                 Err(error) => warn!(error = %error, "cannot read the alert outbox; will retry"),
             }
 
+            // A retry time at or before the read was served by it (or its alert
+            // expired): forget it, or the task would wake in a loop.
+            retry_at.retain(|_, at| *at > read_at);
             let mut deadline = Instant::now() + self.options.poll_interval;
             if let Some(first) = retry_at.values().min() {
                 deadline = deadline.min(*first);
