@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use phoenix_core::config::{AlertConfig, AlertEvent, AlertType};
-use phoenix_core::drift::{DriftKind, Finding};
+use phoenix_core::drift::{DriftKind, Finding, GroupDrift};
 use phoenix_core::{GroupName, SpecHash};
 use phoenix_store::{
     DeliveryId, IncidentId, IncidentOpening, IncidentRecord, NewAlert, NewIncident, PlanId, Store,
@@ -82,6 +82,24 @@ pub struct GroupObservation {
     pub observed_hashes: Vec<SpecHash>,
     /// Its drift findings (`unmanaged` ones are ignored: report only).
     pub findings: Vec<Finding>,
+}
+
+impl GroupObservation {
+    /// From what `phoenix_core::drift::classify_group` found for a desired group: its
+    /// findings and the distinct observed hashes (tags that are not valid spec hashes,
+    /// such as `(none)`, are left out of `observed_hashes`; the findings still say so).
+    pub fn from_drift(name: GroupName, desired_hash: SpecHash, drift: &GroupDrift<'_>) -> Self {
+        Self {
+            name,
+            desired_hash: Some(desired_hash),
+            observed_hashes: drift
+                .observed_hashes
+                .iter()
+                .filter_map(|h| h.hash.parse().ok())
+                .collect(),
+            findings: drift.findings.clone(),
+        }
+    }
 }
 
 /// A plan transition, for [`Alerts::plan_event`].
@@ -878,6 +896,30 @@ mod tests {
     }
 
     #[test]
+    fn observation_from_drift_keeps_findings_and_valid_hashes() {
+        let drift = GroupDrift {
+            findings: vec![finding(DriftKind::Outdated, Some("i-1"))],
+            current: Vec::new(),
+            replace: Vec::new(),
+            observed_hashes: vec![
+                phoenix_core::drift::HashCount {
+                    hash: "(none)".into(),
+                    count: 1,
+                },
+                phoenix_core::drift::HashCount {
+                    hash: hash(2).to_string(),
+                    count: 2,
+                },
+            ],
+        };
+        let name = GroupName::new("web").expect("name");
+        let observation = GroupObservation::from_drift(name, hash(1), &drift);
+        assert_eq!(observation.desired_hash, Some(hash(1)));
+        assert_eq!(observation.observed_hashes, [hash(2)]);
+        assert_eq!(observation.findings, drift.findings);
+    }
+
+    #[test]
     fn one_notice_on_open_and_one_on_resolve() {
         let (mut alerts, mut store) = webhook_only();
         let modified = || pass(vec![finding(DriftKind::Modified, Some("i-1"))]);
@@ -1036,6 +1078,27 @@ mod tests {
         let last = outbox(&store).pop().expect("an entry");
         assert_eq!(last.event, AlertEvent::DriftDetected);
         assert!(last.delivery_id.as_str().contains("renotify"));
+    }
+
+    #[test]
+    fn alertmanager_reminders_extend_the_firing_alert() {
+        let (mut alerts, mut store) = setup(vec![config("am", AlertType::Alertmanager, HOUR)]);
+        alerts
+            .observe_drift(
+                &mut store,
+                &pass(vec![finding(DriftKind::Missing, None)]),
+                t(0),
+            )
+            .expect("observe");
+        alerts.renotify(&mut store, t(3600)).expect("renotify");
+        let entries = outbox(&store);
+        assert_eq!(entries.len(), 2);
+        let ends_at = |entry: &OutboxEntry| {
+            let body: serde_json::Value = serde_json::from_str(&entry.body).expect("json");
+            body[0]["endsAt"].as_str().expect("endsAt").to_string()
+        };
+        assert_eq!(ends_at(&entries[0]), rfc3339(t(2 * 3600)));
+        assert_eq!(ends_at(&entries[1]), rfc3339(t(3 * 3600)));
     }
 
     #[test]
