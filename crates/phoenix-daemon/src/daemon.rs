@@ -34,6 +34,10 @@ use phoenix_store::{RevisionVerdict, SeenRevision, Store, StoreOptions};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
+use crate::alerts::{
+    AlertOptions, Alerts, Delivery, DeliveryOptions, DriftPass, GroupObservation, PlanAlert,
+    PlanAlertKind, SourceAlert,
+};
 use crate::executor::{Executor, ExecutorError, ExecutorOptions, Transition};
 use crate::view::{self, FindingKey, ViewInput};
 
@@ -55,6 +59,9 @@ pub enum DaemonError {
     /// A provider could not be set up.
     #[error("cannot set up the providers")]
     Providers(#[source] phoenix_cloud::ProviderError),
+    /// An alert receiver could not be set up.
+    #[error("cannot set up the alert receivers")]
+    Alerts(#[source] crate::alerts::AlertError),
 }
 
 /// The channels the loop shares with the API server.
@@ -118,6 +125,7 @@ struct Daemon {
     watch: Option<WatchSignal>,
     providers: BTreeMap<String, Arc<dyn Provider>>,
     executor: Executor,
+    alerts: Alerts,
     /// When the executor wants to be called again (a plan is running).
     executor_wake: Option<Duration>,
     revision: Option<Arc<Revision>>,
@@ -132,18 +140,44 @@ struct Daemon {
 }
 
 /// Run the daemon until `shutdown` resolves. Returns an error only if it cannot start.
+///
+/// `alert_secrets` maps alert receiver names to the secrets the binary read from their
+/// `secret_env`. Alert delivery runs in its own task with its own store connection, so a
+/// slow receiver never holds up the loop.
 pub async fn run(
     config: Config,
     options: LoopOptions,
     channels: Channels,
+    alert_secrets: &BTreeMap<String, Vec<u8>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let state_dir = config.state.path.clone();
-    let store =
+    let open_store = || {
         Store::open(&state_dir, StoreOptions::default()).map_err(|source| DaemonError::Store {
             path: state_dir.display().to_string(),
             source,
-        })?;
+        })
+    };
+    let store = open_store()?;
+    let alerts = Alerts::new(
+        &config.alerts,
+        alert_secrets,
+        AlertOptions {
+            owner: config.owner.clone(),
+            ..AlertOptions::default()
+        },
+    )
+    .map_err(DaemonError::Alerts)?;
+    let delivery = Delivery::new(
+        open_store()?,
+        alerts.receivers(),
+        DeliveryOptions::default(),
+    )
+    .map_err(DaemonError::Alerts)?;
+    let (delivery_stop, mut delivery_stopped) = watch::channel(false);
+    let delivery_task = tokio::spawn(delivery.run(alerts.delivery_wake(), async move {
+        let _ = delivery_stopped.wait_for(|stop| *stop).await;
+    }));
     let source = Source::open(&config.source, &state_dir).map_err(DaemonError::Source)?;
     let watch = source.watch_signal();
     let providers = build_providers(&config.providers, &state_dir, &BuildOptions::default())
@@ -165,6 +199,7 @@ pub async fn run(
         watch,
         providers,
         executor,
+        alerts,
         executor_wake: None,
         revision: None,
         accepted_at: None,
@@ -179,6 +214,15 @@ pub async fn run(
     daemon.restore_revision().await;
     daemon.recover().await;
     daemon.main_loop(shutdown).await;
+    let _ = delivery_stop.send(true);
+    if tokio::time::timeout(Duration::from_secs(5), delivery_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "alert delivery did not stop within 5s; undelivered alerts stay in the outbox"
+        );
+    }
     Ok(())
 }
 
@@ -381,8 +425,12 @@ impl Daemon {
         self.collect_inventories().await;
         let now = SystemTime::now();
         let groups = self.plan(now);
+        self.drift_alerts(now);
         if self.config.reconcile.mode == Mode::Enforce {
             self.execute(&groups, now).await;
+        }
+        if let Err(err) = self.alerts.renotify(&mut self.store, SystemTime::now()) {
+            tracing::error!(error = %err, "cannot re-notify open incidents");
         }
         self.publish(SystemTime::now());
         self.channels.metrics.observe_reconcile(started.elapsed());
@@ -390,6 +438,42 @@ impl Daemon {
         match self.executor_wake {
             Some(wake) => interval.min(wake.min(self.options.busy_interval)),
             None => interval,
+        }
+    }
+
+    /// After a complete pass: open and resolve drift incidents and enqueue their alerts.
+    /// An incomplete inventory proves nothing, so it neither opens nor resolves.
+    fn drift_alerts(&mut self, now: SystemTime) {
+        let complete =
+            !self.inventories.is_empty() && self.inventories.values().all(|inv| inv.complete);
+        let (Some(document), Some(revision), true) =
+            (self.document.as_ref(), self.revision.as_ref(), complete)
+        else {
+            return;
+        };
+        let groups = document
+            .groups
+            .iter()
+            .filter_map(|report| {
+                let name = phoenix_core::GroupName::new(report.name.clone()).ok()?;
+                Some(GroupObservation {
+                    name,
+                    desired_hash: report.desired_hash,
+                    observed_hashes: report
+                        .observed_hashes
+                        .iter()
+                        .filter_map(|h| h.hash.parse().ok())
+                        .collect(),
+                    findings: report.drift.clone(),
+                })
+            })
+            .collect();
+        let pass = DriftPass {
+            commit: revision.id.to_string(),
+            groups,
+        };
+        if let Err(err) = self.alerts.observe_drift(&mut self.store, &pass, now) {
+            tracing::error!(error = %err, "cannot record drift incidents");
         }
     }
 
@@ -468,7 +552,42 @@ impl Daemon {
                 },
             };
             let _ = self.channels.events.send(event);
+            let kind = match transition {
+                Transition::PlanStarted { .. } => Some(PlanAlertKind::Started),
+                Transition::PlanSucceeded { .. } => Some(PlanAlertKind::Succeeded),
+                Transition::PlanFailed { .. } => Some(PlanAlertKind::Failed),
+                Transition::RolledBack { .. } => Some(PlanAlertKind::RolledBack),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                let alert = PlanAlert {
+                    kind,
+                    plan_id: plan.plan.clone(),
+                    group: plan.group.clone(),
+                    target_hash: plan.target_hash,
+                    observed_hashes: self.observed_hashes(plan.group.as_str()),
+                    commit: plan.commit.clone(),
+                    message: transition.message().to_string(),
+                };
+                if let Err(err) = self.alerts.plan_event(&mut self.store, alert, now) {
+                    tracing::error!(error = %err, "cannot record the plan alert");
+                }
+            }
         }
+    }
+
+    /// The distinct spec hashes running in a group, per the last inventories.
+    fn observed_hashes(&self, group: &str) -> Vec<phoenix_core::SpecHash> {
+        let mut hashes: Vec<phoenix_core::SpecHash> = self
+            .inventories
+            .values()
+            .flat_map(|inv| inv.instances.iter())
+            .filter(|i| i.group() == Some(group))
+            .filter_map(|i| i.spec_hash()?.parse().ok())
+            .collect();
+        hashes.sort();
+        hashes.dedup();
+        hashes
     }
 
     /// Read the source on the blocking pool (git2 and folder scans block).
@@ -501,6 +620,20 @@ impl Daemon {
         );
         if is_git {
             self.channels.metrics.git_fetch(ok);
+        }
+        let source_alert = match &outcome {
+            Ok(PollOutcome::Rejected { rejection, .. }) => Some(SourceAlert {
+                revision: Some(rejection.revision.to_string()),
+                message: rejection.primary().to_string(),
+            }),
+            Err(err) => Some(SourceAlert {
+                revision: None,
+                message: error_chain(err),
+            }),
+            Ok(_) => None,
+        };
+        if let Err(err) = self.alerts.source_state(&mut self.store, source_alert, now) {
+            tracing::error!(error = %err, "cannot record the source alert");
         }
         match outcome {
             Ok(PollOutcome::Unchanged) => self.source_error = None,

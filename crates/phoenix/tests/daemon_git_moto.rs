@@ -4,7 +4,9 @@
 //! Push a new image -> signed webhook -> replacement executed -> status in sync and every
 //! instance carries the new hash; out-of-band ModifyInstanceAttribute -> `modified` drift
 //! in the API -> replaced; an invalid commit -> rejection on /api/v1/status, fleet
-//! untouched; a restart keeps history and plans.
+//! untouched; a restart keeps history and plans. Alerts go to a signed webhook
+//! receiver: the out-of-band change produces exactly one `drift_detected` and, after
+//! the replacement, one `drift_resolved` (issue 8).
 
 mod support;
 
@@ -16,10 +18,11 @@ use phoenix_testkit::git::{GitDaemon, RepoHost, WorkRepo};
 use phoenix_testkit::moto::{MotoServer, http_request};
 use serde_json::Value;
 use sha2::Sha256;
-use support::Daemon;
+use support::{Daemon, Receiver};
 
 const SECRET: &str = "webhook-secret";
 const TOKEN: &str = "api-token";
+const ALERT_SECRET: &str = "alert-secret";
 
 fn group(image: &str) -> String {
     format!(
@@ -46,6 +49,7 @@ fn env() -> Vec<(&'static str, &'static str)> {
         ("AWS_EC2_METADATA_DISABLED", "true"),
         ("PHX_HOOK", SECRET),
         ("PHX_TOKEN", TOKEN),
+        ("PHX_ALERT", ALERT_SECRET),
     ]
 }
 
@@ -107,6 +111,7 @@ fn push_webhook_drift_rejection_and_restart() {
     let first = work.commit("web on image 1");
     work.push();
 
+    let receiver = Receiver::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = format!(
         "owner: e2e
@@ -118,7 +123,10 @@ reconcile: {{interval: 2s, mode: enforce}}
 state: {{path: state}}
 server: {{listen: \"{{LISTEN}}\", token_env: PHX_TOKEN}}
 webhooks: {{git: {{secret_env: PHX_HOOK}}}}
+alerts:
+  - {{name: ops, type: webhook, url: \"{alert_url}\", secret_env: PHX_ALERT}}
 ",
+        alert_url = receiver.url(),
         url = git_daemon.url("infra"),
         endpoint = moto.endpoint_url(),
     );
@@ -220,6 +228,39 @@ webhooks: {{git: {{secret_env: PHX_HOOK}}}}
             converged(&g) && !instance_ids(&g).contains(&victim)
         },
     );
+
+    // Alerts: one signed drift_detected for the modified instance, one drift_resolved.
+    let modified = |event: &str| -> Vec<Value> {
+        receiver
+            .received()
+            .iter()
+            .map(|r| {
+                let mut mac =
+                    Hmac::<Sha256>::new_from_slice(ALERT_SECRET.as_bytes()).expect("hmac key");
+                mac.update(&r.body);
+                let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                assert_eq!(
+                    r.header("X-Phoenix-Signature"),
+                    Some(expected.as_str()),
+                    "every alert is signed"
+                );
+                r.json()
+            })
+            .filter(|b| b["event"] == event && b["drift_kind"] == "modified")
+            .collect()
+    };
+    daemon.wait_for("the modified alerts", Duration::from_secs(60), |_| {
+        !modified("drift_detected").is_empty() && !modified("drift_resolved").is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let detected = modified("drift_detected");
+    let resolved = modified("drift_resolved");
+    assert_eq!(detected.len(), 1, "one drift_detected: {detected:?}");
+    assert_eq!(resolved.len(), 1, "one drift_resolved: {resolved:?}");
+    assert_eq!(detected[0]["version"], "1");
+    assert_eq!(detected[0]["group"], "web");
+    assert_eq!(detected[0]["incident_id"], resolved[0]["incident_id"]);
+    assert!(detected[0]["delivery_id"].is_string() && detected[0]["timestamp"].is_string());
 
     // 3. An invalid commit: rejected with its position, the fleet untouched.
     let before = instance_ids(&web(&daemon));

@@ -99,6 +99,27 @@ async fn run_async(config: Config, config_path: PathBuf) -> Result<()> {
         config.webhooks.git.as_ref().map(|g| g.secret_env.as_str()),
         "webhooks.git.secret_env",
     )?;
+    let mut alert_secrets = std::collections::BTreeMap::new();
+    for alert in &config.alerts {
+        let Some(var) = alert.secret_env.as_deref() else {
+            continue;
+        };
+        match std::env::var(var) {
+            Ok(value) if !value.is_empty() => {
+                alert_secrets.insert(alert.name.clone(), value.into_bytes());
+            }
+            Ok(_) | Err(std::env::VarError::NotPresent) => {
+                anyhow::bail!(
+                    "alerts `{}`: secret_env ${var} is not set; refusing to send unsigned alerts",
+                    alert.name
+                )
+            }
+            Err(err) => {
+                return Err(err)
+                    .with_context(|| format!("alerts `{}`: cannot read ${var}", alert.name));
+            }
+        }
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -141,8 +162,13 @@ async fn run_async(config: Config, config_path: PathBuf) -> Result<()> {
         metrics,
         reloads: reload_rx,
     };
-    let daemon =
-        phoenix_daemon::daemon::run(config, LoopOptions::default(), channels, shutdown_signal());
+    let daemon = phoenix_daemon::daemon::run(
+        config,
+        LoopOptions::default(),
+        channels,
+        &alert_secrets,
+        shutdown_signal(),
+    );
     let outcome = daemon.await;
 
     // Drain: stop the server, end event streams, give requests a grace period.
