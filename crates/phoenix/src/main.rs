@@ -43,6 +43,8 @@ enum Command {
     /// Exit 64 on an invalid config, listing every problem. SIGTERM/SIGINT drain
     /// gracefully; SIGHUP or a change to the config file reloads it.
     Run(commands::run::Args),
+    /// Ask a running daemon for its status.
+    Status(commands::status::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Hash(args) => commands::hash::run(&args),
         Command::Plan(args) => commands::plan::run(&args),
         Command::Run(args) => commands::run::run(&args),
+        Command::Status(args) => commands::status::run(&args),
     };
     match outcome {
         Ok(code) => code,

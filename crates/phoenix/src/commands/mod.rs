@@ -3,4 +3,5 @@
 pub mod hash;
 pub mod plan;
 pub mod run;
+pub mod status;
 pub mod validate;
