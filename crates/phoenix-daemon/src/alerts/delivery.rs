@@ -191,6 +191,7 @@ impl Delivery {
     pub async fn run(mut self, wake: Arc<Notify>, shutdown: impl Future<Output = ()>) -> Store {
         let (reports_tx, mut reports) = mpsc::unbounded_channel::<Report>();
         let mut workers = JoinSet::new();
+        let mut worker_of: BTreeMap<tokio::task::Id, String> = BTreeMap::new();
         let mut busy: BTreeSet<String> = BTreeSet::new();
         let mut retry_at: BTreeMap<String, Instant> = BTreeMap::new();
         tokio::pin!(shutdown);
@@ -221,13 +222,14 @@ impl Delivery {
                             continue;
                         };
                         retry_at.remove(&name);
-                        busy.insert(name);
-                        workers.spawn(send_batch(
+                        busy.insert(name.clone());
+                        let worker = workers.spawn(send_batch(
                             self.client.clone(),
                             receiver,
                             entries,
                             reports_tx.clone(),
                         ));
+                        worker_of.insert(worker.id(), name);
                     }
                 }
                 Err(error) => warn!(error = %error, "cannot read the alert outbox; will retry"),
@@ -254,7 +256,21 @@ impl Delivery {
                 }
                 () = wake.notified() => {}
                 () = tokio::time::sleep_until(deadline) => {}
-                Some(_) = workers.join_next(), if !workers.is_empty() => {}
+                Some(joined) = workers.join_next_with_id(), if !workers.is_empty() => {
+                    match joined {
+                        Ok((id, ())) => {
+                            worker_of.remove(&id);
+                        }
+                        Err(error) => {
+                            // A worker that died never reported `Idle`: free its
+                            // receiver, whose unsent alerts are still pending.
+                            if let Some(name) = worker_of.remove(&error.id()) {
+                                warn!(receiver = %name, error = %error, "alert delivery worker died");
+                                busy.remove(&name);
+                            }
+                        }
+                    }
+                }
             }
         }
         workers.abort_all();

@@ -182,7 +182,7 @@ pub fn slack_body(notice: &AlertNotice, owner: &str) -> String {
     }
     context.push(rfc3339(notice.at));
     let body = json!({
-        "text": format!("{headline}: {}", notice.message),
+        "text": headline,
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": format!("*{headline}*\n{}", notice.message)}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": context.join(" · ")}]},
