@@ -400,14 +400,9 @@ impl Executor {
                     "planned group names a provider that is not configured; skipped");
                 continue;
             }
-            let id = PlanId::new(plan_id.clone());
-            if store
-                .plan(&id)
-                .map_err(store_err("read plan", &id))?
-                .is_some()
-            {
+            let Some(id) = fresh_plan_id(store, plan_id)? else {
                 continue;
-            }
+            };
             let status = if approval == PlanApproval::Manual {
                 PlanStatus::AwaitingApproval
             } else {
@@ -702,15 +697,15 @@ impl Executor {
                 .find(|s| s.status != StepStatus::Done)
                 .cloned()
             else {
-                store
-                    .set_plan_status(&id, PlanStatus::Succeeded, now)
-                    .map_err(store_err("finish plan", &id))?;
                 set_outcome(
                     store,
                     &plan.plan.group,
                     &plan.plan.target_hash,
                     GenerationOutcome::Succeeded,
                 )?;
+                store
+                    .set_plan_status(&id, PlanStatus::Succeeded, now)
+                    .map_err(store_err("finish plan", &id))?;
                 self.runtime.remove(&id);
                 out.push(Transition::PlanSucceeded {
                     plan: pref,
@@ -721,15 +716,15 @@ impl Executor {
             if step.status != StepStatus::Intent
                 && let Some(by) = self.runtime.get(&id).and_then(|r| r.supersede)
             {
-                store
-                    .set_plan_status(&id, PlanStatus::Superseded, now)
-                    .map_err(store_err("supersede plan", &id))?;
                 set_outcome(
                     store,
                     &plan.plan.group,
                     &plan.plan.target_hash,
                     GenerationOutcome::Superseded,
                 )?;
+                store
+                    .set_plan_status(&id, PlanStatus::Superseded, now)
+                    .map_err(store_err("supersede plan", &id))?;
                 self.runtime.remove(&id);
                 out.push(Transition::Superseded {
                     plan: pref,
@@ -1244,13 +1239,17 @@ impl Executor {
         } else {
             (PlanStatus::Failed, GenerationOutcome::Failed)
         };
-        store
-            .set_plan_status(id, status, now)
-            .map_err(store_err("finish failed plan", id))?;
+        // Records first, final status last: a crash in between leaves the plan active,
+        // and the restarted executor finishes it again (both records are upserts). The
+        // other order could end the plan without the failed hash, and the planner would
+        // propose the very same plan (same id) again, which never runs twice.
         store
             .record_failed_hash(&plan.group, &plan.target_hash, &doc.commit, Some(&why), now)
             .map_err(store_err("record failed hash", id))?;
         set_outcome(store, &plan.group, &plan.target_hash, outcome)?;
+        store
+            .set_plan_status(id, status, now)
+            .map_err(store_err("finish failed plan", id))?;
         self.runtime.remove(id);
         let pref = PlanRef::of(plan);
         out.push(if rolled_back {
@@ -1392,6 +1391,31 @@ impl Executor {
         });
         Ok(StepOutcome::Done)
     }
+}
+
+/// The id to insert the planner's plan `proposed` under, or `None` to skip it.
+///
+/// Plan ids never repeat (launch tokens derive from them). The planner's id is a hash of
+/// the revision and the steps, so the same proposal can come back at the same revision:
+/// - it is the active plan (or any active plan): skip, it is already running;
+/// - it was cancelled: skip, an operator stopped exactly these steps (a new commit or a
+///   different observation gives a new id);
+/// - it failed or rolled back: skip (the planner blocks that hash anyway);
+/// - it succeeded or was superseded and the same steps are needed again (an instance
+///   vanished twice at the same revision, say): run it again as `<id>.r<k>`.
+fn fresh_plan_id(store: &Store, proposed: &str) -> Result<Option<PlanId>, ExecutorError> {
+    let mut id = PlanId::new(proposed);
+    for k in 1u32.. {
+        let existing = store.plan(&id).map_err(store_err("read plan", &id))?;
+        match existing.map(|p| p.plan.status) {
+            None => return Ok(Some(id)),
+            Some(PlanStatus::Succeeded | PlanStatus::Superseded) => {
+                id = PlanId::new(format!("{proposed}.r{k}"));
+            }
+            Some(_) => return Ok(None),
+        }
+    }
+    Ok(None)
 }
 
 /// Write the intent of a wait or bake step the first time; returns its start time.

@@ -9,6 +9,7 @@ mod executor_support;
 use std::time::Duration;
 
 use executor_support::{G, World, bounded};
+use phoenix_cloud::Provider;
 use phoenix_core::plan::GroupStatus;
 use phoenix_store::{PlanId, PlanStatus};
 
@@ -471,4 +472,40 @@ async fn a_plan_awaiting_approval_is_superseded_at_once() {
     assert_eq!(active.len(), 1);
     assert_eq!(active[0].plan.status, PlanStatus::AwaitingApproval);
     assert_eq!(active[0].plan.target_hash, last.parsed().hash);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_proposal_after_a_success_runs_again_under_a_new_id() {
+    // Replicas 2 with one instance: the plan is [launch 1, wait]. After it succeeds an
+    // instance vanishes at the same revision: the planner proposes the very same plan
+    // (same id); it must run again, not be skipped as "already seen".
+    let g = G {
+        replicas: 2,
+        image: "ami-new",
+        ..G::default()
+    };
+    let mut w = World::new(&[]).await;
+    w.seed(&G {
+        replicas: 1,
+        ..g.clone()
+    })
+    .await;
+    w.checked.limit(&g);
+    let groups = [g.parsed()];
+    assert!(w.converge(&groups, "c1", 50).await);
+    let first = w.store.recent_plans(None, 10).expect("plans");
+    assert_eq!(first.len(), 1);
+    let gone = w.members("web").await[0].id.clone();
+    bounded(w.sim.terminate(&[gone]))
+        .await
+        .expect("out-of-band terminate");
+    assert!(w.converge(&groups, "c1", 50).await);
+    assert_converged(&w, &g).await;
+    let plans = w.store.recent_plans(None, 10).expect("plans");
+    assert_eq!(plans.len(), 2, "{plans:?}");
+    assert_eq!(
+        plans[0].id.as_str(),
+        format!("{}.r1", first[0].id),
+        "{plans:?}"
+    );
 }

@@ -139,7 +139,120 @@ pub(crate) fn client(timeout: Duration) -> reqwest::Client {
 
 #[cfg(test)]
 mod tests {
-    use super::probe_url;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use phoenix_core::model::{Instance, InstanceHealth, InstanceState};
+    use phoenix_core::spec::{Health, HealthCheck, HttpCheck};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::{Verdict, client, judge, probe_url};
+
+    fn instance(id: &str, state: InstanceState, ip: Option<&str>) -> Instance {
+        Instance {
+            id: id.to_string(),
+            state,
+            health: InstanceHealth::Unknown,
+            image: "ami-1".to_string(),
+            instance_type: "t3.micro".to_string(),
+            subnet_id: None,
+            security_group_ids: Vec::new(),
+            launch_time: None,
+            private_ip: ip.map(str::to_string),
+            tags: BTreeMap::new(),
+        }
+    }
+
+    fn health(check: HealthCheck, port: u16, path: &str) -> Health {
+        Health {
+            check,
+            http: Some(HttpCheck {
+                port,
+                path: path.to_string(),
+            }),
+            grace: Duration::ZERO,
+            deadline: Duration::from_secs(60),
+        }
+    }
+
+    /// A server answering 200 on /healthz and 503 elsewhere.
+    async fn server() -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 1024];
+                    let n = conn.read(&mut buf).await.unwrap_or(0);
+                    let request = String::from_utf8_lossy(&buf[..n]);
+                    let status = if request.starts_with("GET /healthz ") {
+                        "200 OK"
+                    } else {
+                        "503 Service Unavailable"
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = conn.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn http_check_probes_the_private_address() {
+        let port = server().await;
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let c = client(Duration::from_secs(2));
+        let up = instance("i-up", InstanceState::Running, Some("127.0.0.1"));
+        let starting = instance("i-pending", InstanceState::Pending, Some("127.0.0.1"));
+        let no_ip = instance("i-noip", InstanceState::Running, None);
+        let stopped = instance("i-stopped", InstanceState::Stopped, Some("127.0.0.1"));
+        let all = [&up, &starting, &no_ip, &stopped];
+        let ok = tokio::time::timeout(
+            Duration::from_secs(10),
+            judge(&c, &health(HealthCheck::Http, port, "/healthz"), &all),
+        )
+        .await
+        .expect("probes finish");
+        assert_eq!(ok["i-up"], Verdict::Healthy);
+        assert_eq!(ok["i-pending"], Verdict::Unknown);
+        assert_eq!(ok["i-noip"], Verdict::Unknown);
+        assert_eq!(ok["i-stopped"], Verdict::Unhealthy);
+        let failing = tokio::time::timeout(
+            Duration::from_secs(10),
+            judge(&c, &health(HealthCheck::Http, port, "/broken"), &[&up]),
+        )
+        .await
+        .expect("probes finish");
+        assert_eq!(failing["i-up"], Verdict::Unhealthy, "503 is unhealthy");
+        let refused = tokio::time::timeout(
+            Duration::from_secs(10),
+            judge(&c, &health(HealthCheck::Http, closed, "/healthz"), &[&up]),
+        )
+        .await
+        .expect("probes finish");
+        assert_eq!(refused["i-up"], Verdict::Unhealthy, "refused is unhealthy");
+    }
+
+    #[tokio::test]
+    async fn none_check_counts_running_and_provider_check_uses_the_provider() {
+        let c = client(Duration::from_secs(1));
+        let mut up = instance("i-up", InstanceState::Running, None);
+        let v = judge(&c, &health(HealthCheck::None, 1, "/"), &[&up]).await;
+        assert_eq!(v["i-up"], Verdict::Healthy);
+        let v = judge(&c, &health(HealthCheck::Provider, 1, "/"), &[&up]).await;
+        assert_eq!(v["i-up"], Verdict::Unknown);
+        up.health = InstanceHealth::Unhealthy;
+        let v = judge(&c, &health(HealthCheck::Provider, 1, "/"), &[&up]).await;
+        assert_eq!(v["i-up"], Verdict::Unhealthy);
+    }
 
     #[test]
     fn probe_url_brackets_ipv6_and_roots_the_path() {
