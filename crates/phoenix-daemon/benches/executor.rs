@@ -31,19 +31,19 @@ const STEPS_PER_PLAN: usize = 20;
 
 /// A provider that answers at once and has nothing.
 #[derive(Debug)]
-struct Null;
+struct Noop;
 
 #[async_trait]
-impl Provider for Null {
+impl Provider for Noop {
     fn name(&self) -> &str {
-        "null"
+        "noop"
     }
     fn type_name(&self) -> &'static str {
         "sim"
     }
     async fn inventory(&self, _owner: &str) -> Inventory {
         Inventory {
-            provider: "null".to_string(),
+            provider: "noop".to_string(),
             complete: true,
             collected_at: SystemTime::now(),
             instances: Vec::new(),
@@ -73,13 +73,13 @@ impl Provider for Null {
 
 fn group_yaml(name: &str, provider: &str, replicas: u32, image: &str, surge: &str) -> String {
     format!(
-        "apiVersion: phoenix/v1\nkind: InstanceGroup\nmetadata:\n  name: {name}\nspec:\n  provider: {provider}\n  replicas: {replicas}\n  template:\n    image: {image}\n    instanceType: t3.micro\n    subnetIds: [subnet-a]\n  rollout:\n    strategy: rolling\n    maxSurge: \"{surge}\"\n    maxUnavailable: 0\n    bake: 0s\n  health:\n    check: provider\n    grace: 0s\n    deadline: 1m\n"
+        "apiVersion: phoenix/v1\nkind: InstanceGroup\nmetadata:\n  name: {name}\nspec:\n  provider: {provider}\n  replicas: {replicas}\n  template:\n    image: {image}\n    instanceType: t3.micro\n    subnetIds: [subnet-a]\n  rollout:\n    strategy: rolling\n    maxSurge: {surge}\n    maxUnavailable: 0\n    bake: 0s\n  health:\n    check: provider\n    grace: 0s\n    deadline: 1m\n"
     )
 }
 
 fn bake_plan(id: &str, group: &phoenix_core::spec::ParsedGroup) -> NewPlan {
     let doc = serde_json::json!({
-        "format": 1, "provider": "null", "revision": "r", "commit": "c",
+        "format": 1, "provider": "noop", "revision": "r", "commit": "c",
         "group": group.group,
     });
     NewPlan {
@@ -103,9 +103,9 @@ fn bake_plan(id: &str, group: &phoenix_core::spec::ParsedGroup) -> NewPlan {
 async fn per_step(plans: usize) -> (Duration, Duration) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = Store::open(dir.path(), StoreOptions::default()).expect("store");
-    let group = parse_group(&group_yaml("bench", "null", 1, "ami-1", "1")).expect("valid group");
+    let group = parse_group(&group_yaml("bench", "noop", 1, "ami-1", "1")).expect("valid group");
     let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
-    providers.insert("null".to_string(), Arc::new(Null));
+    providers.insert("noop".to_string(), Arc::new(Noop));
     let mut exec = Executor::new("bench".to_string(), providers, ExecutorOptions::default());
     let now = SystemTime::now();
     let mut executor_time = Duration::ZERO;

@@ -513,10 +513,22 @@ impl Executor {
             if plan.plan.status != PlanStatus::Running {
                 continue;
             }
-            if let Some(wait) = self
+            let id = plan.plan.id.clone();
+            let wait = match self
                 .drive(store, plan, now, &mut progress.transitions)
-                .await?
+                .await
             {
+                Ok(wait) => wait,
+                // One plan whose documents do not parse (written by a newer Phoenix, or
+                // edited by hand) must not stop every other plan: it is left alone and
+                // reported on every pass.
+                Err(err @ ExecutorError::BadDocument { .. }) => {
+                    tracing::error!(plan = %id, error = %err, "plan skipped");
+                    None
+                }
+                Err(err) => return Err(err),
+            };
+            if let Some(wait) = wait {
                 progress.wake_after = Some(progress.wake_after.map_or(wait, |w| w.min(wait)));
             }
         }

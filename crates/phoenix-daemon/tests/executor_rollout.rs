@@ -509,3 +509,42 @@ async fn the_same_proposal_after_a_success_runs_again_under_a_new_id() {
         "{plans:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_plan_does_not_stop_the_others() {
+    let old = G::default();
+    let new = G {
+        image: "ami-new",
+        ..old.clone()
+    };
+    let mut w = World::new(&[]).await;
+    w.seed(&old).await;
+    let other = G {
+        name: "other",
+        ..G::default()
+    }
+    .parsed();
+    w.store
+        .insert_plan(
+            &phoenix_store::NewPlan {
+                id: PlanId::new("plan-from-the-future"),
+                group: other.group.name().clone(),
+                target_hash: other.hash,
+                commit: "c9".to_string(),
+                strategy: phoenix_core::spec::Strategy::Rolling,
+                status: PlanStatus::Running,
+                doc: serde_json::json!({"format": 99}),
+                steps: Vec::new(),
+            },
+            w.now,
+        )
+        .expect("insert");
+    let groups = [new.parsed()];
+    w.plan_and_submit(&groups, "c1").await;
+    w.advance().await;
+    let web = w
+        .store
+        .recent_plans(Some(new.parsed().group.name()), 1)
+        .expect("plans");
+    assert_eq!(web[0].status, PlanStatus::Succeeded, "{web:?}");
+}
