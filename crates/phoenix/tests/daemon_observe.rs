@@ -161,16 +161,17 @@ fn dashboard_renders_real_data_in_headless_chromium() {
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("http://{}/?live=0", daemon.addr))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        // Files, not pipes: a full pipe would stall Chromium while we wait for it.
+        .stdout(std::fs::File::create(dir.path().join("dom.html")).expect("dom file"))
+        .stderr(std::fs::File::create(dir.path().join("chromium.log")).expect("log file"))
         .spawn()
         .expect("run chromium");
-    let out = wait_with_deadline(child, Duration::from_secs(90));
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let status = wait_with_deadline(child, Duration::from_secs(90));
+    let dom = std::fs::read_to_string(dir.path().join("dom.html")).expect("read the DOM");
     assert!(
-        out.status.success(),
+        status.success(),
         "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        std::fs::read_to_string(dir.path().join("chromium.log")).unwrap_or_default()
     );
     // The static page carries neither the group name nor the revision id: finding them
     // in the rendered DOM means the page fetched and showed live data.
