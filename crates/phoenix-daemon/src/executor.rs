@@ -304,12 +304,14 @@ struct Runtime {
     supersede: Option<SpecHash>,
     /// When a terminate step was first held back by the healthy floor.
     held_since: Option<SystemTime>,
+    /// Instances of done launch steps, by step index (done steps never change).
+    launched: HashMap<u32, Vec<Launched>>,
 }
 
 /// What running one step produced.
 enum StepOutcome {
-    /// Marked done; go on with the next step.
-    Done,
+    /// Marked done (with this detail, when it changed); go on with the next step.
+    Done(Option<serde_json::Value>),
     /// Not finished; call again after this long.
     Wait(Duration),
     /// Failed for good: the plan fails (or rolls back).
@@ -690,7 +692,7 @@ impl Executor {
                     .run_rollback(store, &provider, &plan, &doc, &rb, now, out)
                     .await?
                 {
-                    StepOutcome::Done => {
+                    StepOutcome::Done(_) => {
                         plan = load(store, &id)?;
                         continue;
                     }
@@ -763,12 +765,22 @@ impl Executor {
                 .run_step(store, &provider, &plan, &doc, &step, now, out)
                 .await?;
             match outcome {
-                StepOutcome::Done => {
+                StepOutcome::Done(detail) => {
                     if let Some(rt) = self.runtime.get_mut(&id) {
                         rt.retry_at = None;
                         rt.held_since = None;
                     }
-                    plan = load(store, &id)?;
+                    // Patch the snapshot instead of reading the plan again: a plan of a
+                    // thousand rounds would otherwise re-read every step after each one.
+                    match plan.steps.iter_mut().find(|s| s.index == step.index) {
+                        Some(s) => {
+                            s.status = StepStatus::Done;
+                            if let Some(detail) = detail {
+                                s.detail = detail;
+                            }
+                        }
+                        None => plan = load(store, &id)?,
+                    }
                 }
                 StepOutcome::Wait(d) => return Ok(Some(d)),
                 StepOutcome::Failed(why) => {
@@ -905,8 +917,9 @@ impl Executor {
                     Ok(new) => {
                         prior.extend(new);
                         detail.instances = launched(&prior, now);
+                        let done = to_json(&detail);
                         store
-                            .mark_step_done(&id, step.index, Some(&to_json(&detail)), now)
+                            .mark_step_done(&id, step.index, Some(&done), now)
                             .map_err(store_err("mark launch done", &id))?;
                         out.push(Transition::StepFinished {
                             plan: pref,
@@ -914,7 +927,7 @@ impl Executor {
                             action: step.action.clone(),
                             message: format!("launched {}", ids(&detail.instances).join(", ")),
                         });
-                        Ok(StepOutcome::Done)
+                        Ok(StepOutcome::Done(Some(done)))
                     }
                     Err(err) => {
                         let why = format!("launch attempt {attempt} failed: {err}");
@@ -1001,7 +1014,7 @@ impl Executor {
                     action: step.action.clone(),
                     message: format!("{} instances healthy", targets.len()),
                 });
-                Ok(StepOutcome::Done)
+                Ok(StepOutcome::Done(None))
             }
             Step::Bake { duration } => {
                 let started_at = begin_passive(store, &id, step, now, out, &pref, "bake")?;
@@ -1035,7 +1048,7 @@ impl Executor {
                     action: step.action.clone(),
                     message: format!("baked {}", humantime::format_duration(duration)),
                 });
-                Ok(StepOutcome::Done)
+                Ok(StepOutcome::Done(None))
             }
             Step::Terminate { instance_ids } => {
                 let attempt = match self.next_attempt(&id, step, now) {
@@ -1132,24 +1145,32 @@ impl Executor {
                         )
                     },
                 });
-                Ok(StepOutcome::Done)
+                Ok(StepOutcome::Done(Some(to_json(&detail))))
             }
         }
     }
 
     /// Every instance launched by done launch steps before `index`.
     fn launched_before(
-        &self,
+        &mut self,
         plan: &PlanWithSteps,
         index: u32,
     ) -> Result<Vec<Launched>, ExecutorError> {
+        let cache = &mut self
+            .runtime
+            .entry(plan.plan.id.clone())
+            .or_default()
+            .launched;
         let mut out = Vec::new();
         for step in plan
             .steps
             .iter()
             .filter(|s| s.index < index && s.action == "launch" && s.status == StepStatus::Done)
         {
-            out.extend(step_detail(&plan.plan.id, step)?.instances);
+            if !cache.contains_key(&step.index) {
+                cache.insert(step.index, step_detail(&plan.plan.id, step)?.instances);
+            }
+            out.extend(cache[&step.index].iter().cloned());
         }
         Ok(out)
     }
@@ -1401,7 +1422,7 @@ impl Executor {
             action: ROLLBACK_ACTION.to_string(),
             message: format!("terminated {}", terminate.join(", ")),
         });
-        Ok(StepOutcome::Done)
+        Ok(StepOutcome::Done(None))
     }
 }
 
