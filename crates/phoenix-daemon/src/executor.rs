@@ -1167,10 +1167,13 @@ impl Executor {
             .iter()
             .filter(|s| s.index < index && s.action == "launch" && s.status == StepStatus::Done)
         {
-            if !cache.contains_key(&step.index) {
-                cache.insert(step.index, step_detail(&plan.plan.id, step)?.instances);
-            }
-            out.extend(cache[&step.index].iter().cloned());
+            let launched = match cache.entry(step.index) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(step_detail(&plan.plan.id, step)?.instances)
+                }
+            };
+            out.extend(launched.iter().cloned());
         }
         Ok(out)
     }
