@@ -165,3 +165,43 @@ fn bad_config_exits_64_listing_every_problem() {
         "{stderr}"
     );
 }
+
+#[test]
+fn config_reload_applies_a_valid_config_and_refuses_a_bad_one() {
+    let dir = setup();
+    let daemon = Daemon::start(dir.path(), CONFIG, &[]);
+    assert_eq!(
+        daemon.json("/api/v1/groups/web")["sync"],
+        "drifted",
+        "observe mode acts on nothing"
+    );
+    let config_path = dir.path().join("phoenix.yaml");
+    let running = std::fs::read_to_string(&config_path).expect("read config");
+
+    // A bad config (an unknown key) is refused; the daemon keeps running on the old one.
+    std::fs::write(
+        &config_path,
+        running.replace("mode: observe", "mode: observe, intervall: 1s"),
+    )
+    .expect("write");
+    daemon.wait_for("the refusal in the log", Duration::from_secs(30), |d| {
+        d.log_text().contains("new config refused")
+    });
+    assert_eq!(daemon.get("/readyz").0, 200);
+
+    // A valid one (enforce) is applied: the group gets its instances.
+    std::fs::write(
+        &config_path,
+        running.replace("mode: observe", "mode: enforce"),
+    )
+    .expect("write");
+    daemon.wait_for(
+        "the group to converge after the reload",
+        Duration::from_secs(60),
+        |d| {
+            let group = d.json("/api/v1/groups/web");
+            group["sync"] == "in_sync"
+                && group["instances"].as_array().is_some_and(|i| i.len() == 2)
+        },
+    );
+}
