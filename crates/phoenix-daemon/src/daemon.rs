@@ -267,6 +267,7 @@ impl Daemon {
                 let result = self
                     .executor
                     .approve(&mut self.store, &id, SystemTime::now());
+                self.announce_plan_state(&id, &result);
                 if let Some(answer) = plan_reply(plan_id, result) {
                     let _ = reply.send(answer);
                 }
@@ -277,6 +278,7 @@ impl Daemon {
                 let result = self
                     .executor
                     .cancel(&mut self.store, &id, SystemTime::now());
+                self.announce_plan_state(&id, &result);
                 if let Some(answer) = plan_reply(plan_id, result) {
                     let _ = reply.send(answer);
                 }
@@ -573,6 +575,29 @@ impl Daemon {
                     tracing::error!(error = %err, "cannot record the plan alert");
                 }
             }
+        }
+    }
+
+    /// Approve and cancel change a plan's state outside `advance`: stream it too.
+    fn announce_plan_state(
+        &mut self,
+        id: &phoenix_store::PlanId,
+        result: &Result<phoenix_store::PlanStatus, ExecutorError>,
+    ) {
+        let Ok(status) = result else { return };
+        match self.store.plan(id) {
+            Ok(Some(plan)) => {
+                tracing::info!(plan = %id, group = %plan.plan.group, status = ?status, "plan changed by an operator");
+                let _ = self.channels.events.send(ApiEvent::PlanTransition {
+                    plan_id: id.to_string(),
+                    group: plan.plan.group.to_string(),
+                    target_hash: plan.plan.target_hash,
+                    state: view::plan_state(*status),
+                    at: SystemTime::now(),
+                });
+            }
+            Ok(None) => {}
+            Err(err) => tracing::error!(error = %err, plan = %id, "cannot read the plan"),
         }
     }
 
