@@ -205,3 +205,67 @@ fn config_reload_applies_a_valid_config_and_refuses_a_bad_one() {
         },
     );
 }
+
+#[test]
+fn manual_approval_waits_for_an_authorised_approve() {
+    let dir = setup();
+    std::fs::write(
+        dir.path().join("desired/web.yaml"),
+        format!("{WEB}  approval: manual\n"),
+    )
+    .expect("write group");
+    let config = CONFIG.replace("mode: observe", "mode: enforce").replace(
+        "server: {listen: \"{LISTEN}\"}",
+        "server: {listen: \"{LISTEN}\", token_env: PHX_TOKEN}",
+    );
+    let daemon = Daemon::start(dir.path(), &config, &[("PHX_TOKEN", "s3cret")]);
+    daemon.wait_for("a plan awaiting approval", Duration::from_secs(30), |d| {
+        d.json("/api/v1/status")["plans"]["awaiting_approval"] == 1
+    });
+    let plans = daemon.json("/api/v1/plans");
+    let plan = plans["plans"]
+        .as_array()
+        .expect("plans")
+        .iter()
+        .find(|p| p["state"] == "awaiting_approval")
+        .expect("the plan")
+        .clone();
+    let id = plan["id"].as_str().expect("plan id");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        daemon.json("/api/v1/groups/web")["instances"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "nothing launched before approval"
+    );
+
+    let path = format!("/api/v1/plans/{id}/approve");
+    assert_eq!(
+        daemon.post(&path, &[], b"").0,
+        401,
+        "approve needs the token"
+    );
+    assert_eq!(
+        daemon
+            .post(&path, &[("Authorization", "Bearer wrong")], b"")
+            .0,
+        401
+    );
+    let (code, body) = daemon.post(&path, &[("Authorization", "Bearer s3cret")], b"");
+    assert_eq!(code, 200, "{body}");
+    daemon.wait_for(
+        "the approved plan to converge",
+        Duration::from_secs(60),
+        |d| {
+            let group = d.json("/api/v1/groups/web");
+            group["sync"] == "in_sync"
+                && group["instances"].as_array().is_some_and(|i| i.len() == 2)
+        },
+    );
+    let (code, _) = daemon.post(
+        "/api/v1/plans/plan-unknown/approve",
+        &[("Authorization", "Bearer s3cret")],
+        b"",
+    );
+    assert_eq!(code, 404);
+}
