@@ -112,7 +112,7 @@ pub fn build(store: &Store, input: &ViewInput<'_>, now: SystemTime) -> Arc<Snaps
         inventory,
         groups,
         plans,
-        alerts: input.alerts.clone(),
+        alerts: input.alerts,
     }))
 }
 

@@ -71,10 +71,10 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             );
         }
     }
-    if let Some(name) = &args.group {
-        if !revision.groups.keys().any(|g| g.as_str() == name) {
-            bail!("group `{name}` is not in revision {}", revision.id);
-        }
+    if let Some(name) = &args.group
+        && !revision.groups.keys().any(|g| g.as_str() == name)
+    {
+        bail!("group `{name}` is not in revision {}", revision.id);
     }
 
     let inventories = collect_inventories(&config)?;

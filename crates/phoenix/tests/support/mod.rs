@@ -69,13 +69,13 @@ impl Daemon {
     pub fn wait_ready(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "phoenix run exited early with {status}; log:\n{}",
-                        self.log_text()
-                    );
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "phoenix run exited early with {status}; log:\n{}",
+                    self.log_text()
+                );
             }
             if std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok()
                 && self.get("/readyz").0 == 200
