@@ -95,8 +95,12 @@ pub struct LoopOptions {
 impl Default for LoopOptions {
     fn default() -> Self {
         Self {
-            debounce_quiet: Duration::from_millis(200),
-            debounce_max: Duration::from_secs(2),
+            // Act on a push at once: triggers already queued are coalesced, and those that
+            // arrive during the fetch and pass are coalesced into the next one, so a burst
+            // costs at most one extra fetch. Waiting for quiet would add its whole length
+            // to every push's latency.
+            debounce_quiet: Duration::ZERO,
+            debounce_max: Duration::ZERO,
             busy_interval: Duration::from_secs(2),
             executor: ExecutorOptions::default(),
         }
