@@ -19,9 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use phoenix_api::{
-    AlertCounts, ApiCommand, ApiEvent, Metrics, PlanCommandError, RevisionError, Snapshot,
-};
+use phoenix_api::{AlertCounts, ApiCommand, ApiEvent, Metrics, PlanCommandError, Snapshot};
 use phoenix_cloud::{BuildOptions, Provider, build_providers};
 use phoenix_core::config::{Config, Mode};
 use phoenix_core::model::Inventory;
@@ -688,15 +686,8 @@ impl Daemon {
                     now,
                 );
                 if self.rejection.as_ref().map(|r| &r.revision) != Some(&rejection.revision) {
-                    let problem = rejection.primary();
                     let _ = self.channels.events.send(ApiEvent::RevisionRejected {
-                        error: RevisionError {
-                            revision: rejection.revision.to_string(),
-                            path: problem.path.clone().unwrap_or_default(),
-                            line: problem.line.and_then(|l| u32::try_from(l).ok()),
-                            column: problem.column.and_then(|c| u32::try_from(c).ok()),
-                            message: problem.message.clone(),
-                        },
+                        error: view::rejection_error(&rejection),
                         at: now,
                     });
                 }

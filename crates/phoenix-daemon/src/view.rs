@@ -139,19 +139,24 @@ fn load_plans(store: &Store) -> Vec<PlanWithSteps> {
         .collect()
 }
 
+/// The API's view of a rejected revision: its first problem, with position.
+pub fn rejection_error(rejection: &Rejection) -> RevisionError {
+    let problem = rejection.primary();
+    RevisionError {
+        revision: rejection.revision.to_string(),
+        path: problem.path.clone().unwrap_or_default(),
+        line: problem.line.and_then(|l| u32::try_from(l).ok()),
+        column: problem.column.and_then(|c| u32::try_from(c).ok()),
+        message: problem.message.clone(),
+    }
+}
+
 fn revision_error(
     rejection: Option<&Rejection>,
     source_error: Option<&str>,
 ) -> Option<RevisionError> {
     if let Some(rejection) = rejection {
-        let problem = rejection.primary();
-        return Some(RevisionError {
-            revision: rejection.revision.to_string(),
-            path: problem.path.clone().unwrap_or_default(),
-            line: problem.line.and_then(|l| u32::try_from(l).ok()),
-            column: problem.column.and_then(|c| u32::try_from(c).ok()),
-            message: problem.message.clone(),
-        });
+        return Some(rejection_error(rejection));
     }
     source_error.map(|message| RevisionError {
         revision: String::new(),
