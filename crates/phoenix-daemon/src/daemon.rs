@@ -137,6 +137,7 @@ struct Daemon {
     inventories: BTreeMap<String, Inventory>,
     document: Option<PlanDocument>,
     since: HashMap<FindingKey, SystemTime>,
+    histories: view::Histories,
     ready: bool,
     channels: Channels,
 }
@@ -210,6 +211,7 @@ pub async fn run(
         inventories: BTreeMap::new(),
         document: None,
         since: HashMap::new(),
+        histories: view::Histories::default(),
         ready: false,
         channels,
     };
@@ -299,7 +301,12 @@ impl Daemon {
                 }
                 if burst.webhooks > 0 {
                     tracing::info!(webhooks = burst.webhooks, after = ?burst.after, "push webhook");
+                    let started = std::time::Instant::now();
                     self.poll_source(burst.after.map(RevisionId::new)).await;
+                    tracing::debug!(
+                        took_ms = started.elapsed().as_secs_f64() * 1000.0,
+                        "webhook fetch finished"
+                    );
                     Some(Reason::Webhook)
                 } else {
                     Some(Reason::Request)
@@ -423,21 +430,29 @@ impl Daemon {
         let span = tracing::info_span!("reconcile", reason = ?reason);
         let _enter = span.enter();
         let started = std::time::Instant::now();
+        let mut phases = Phases::new();
         if Instant::now() >= self.next_source_poll {
             self.poll_source(None).await;
         }
+        phases.end("source");
         self.collect_inventories().await;
+        phases.end("inventory");
         let now = SystemTime::now();
         let groups = self.plan(now);
+        phases.end("plan");
         self.drift_alerts(now);
+        phases.end("drift_alerts");
         if self.config.reconcile.mode == Mode::Enforce {
             self.execute(&groups, now).await;
         }
+        phases.end("execute");
         if let Err(err) = self.alerts.renotify(&mut self.store, SystemTime::now()) {
             tracing::error!(error = %err, "cannot re-notify open incidents");
         }
         self.publish(SystemTime::now());
+        phases.end("publish");
         self.channels.metrics.observe_reconcile(started.elapsed());
+        tracing::debug!(phases = %phases, "pass finished");
         let interval = jitter(self.config.reconcile.interval);
         match self.executor_wake {
             Some(wake) => interval.min(wake.min(self.options.busy_interval)),
@@ -875,6 +890,7 @@ impl Daemon {
     }
 
     fn publish(&mut self, now: SystemTime) {
+        self.histories.refresh(&mut self.store);
         let alerts = match self.store.outbox_counts() {
             Ok(counts) => AlertCounts {
                 pending: counts.values().map(|c| c.pending as usize).sum(),
@@ -900,8 +916,41 @@ impl Daemon {
             since: &self.since,
             alerts,
         };
-        let snapshot = view::build(&self.store, &input, now);
+        let snapshot = view::build(&self.store, &input, &self.histories, now);
         self.channels.snapshots.send_replace(snapshot);
+    }
+}
+
+/// Wall time of each phase of a pass, for the `pass finished` debug line.
+struct Phases {
+    last: std::time::Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        Phases {
+            last: std::time::Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn end(&mut self, phase: &'static str) {
+        let now = std::time::Instant::now();
+        self.done.push((phase, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (phase, took)) in self.done.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{phase}={:.1}ms", took.as_secs_f64() * 1000.0)?;
+        }
+        Ok(())
     }
 }
 

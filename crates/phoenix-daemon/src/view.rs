@@ -3,6 +3,10 @@
 //! store's plans and history.
 //!
 //! Pure apart from store reads; called once per pass by the loop, never by handlers.
+//! A pass costs O(groups + instances), never O(groups x instances): inventories are
+//! indexed by group once per build, and group histories are kept in memory
+//! ([`Histories`]) and re-read only for the groups whose history the store reports
+//! changed, instead of one store query per group per pass.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -14,7 +18,7 @@ use phoenix_api::{
     Snapshot, SnapshotParts, StepState, SyncState,
 };
 use phoenix_core::drift::{DriftKind, Finding};
-use phoenix_core::model::{InstanceHealth, Inventory};
+use phoenix_core::model::{Instance, InstanceHealth, Inventory};
 use phoenix_core::plan::{GroupReport, GroupStatus, PlanDocument};
 use phoenix_source::Rejection;
 use phoenix_store::{GenerationOutcome, PlanRecord, PlanStatus, PlanWithSteps, StepStatus, Store};
@@ -53,9 +57,84 @@ pub struct ViewInput<'a> {
     pub alerts: AlertCounts,
 }
 
-/// Build the snapshot. Store errors degrade to empty plan and history lists rather than
-/// failing the whole view: the API must keep answering.
-pub fn build(store: &Store, input: &ViewInput<'_>, now: SystemTime) -> Arc<Snapshot> {
+/// Every group's history as the API shows it, kept between passes.
+///
+/// The first [`Histories::refresh`] reads all history in one query; later ones re-read
+/// only the groups the store says it changed since ([`Store::take_history_changes`]).
+/// Only the loop's own store connection writes history, so nothing is missed.
+#[derive(Debug, Default)]
+pub struct Histories {
+    by_group: HashMap<String, Vec<HistoryEntry>>,
+    loaded: bool,
+}
+
+impl Histories {
+    /// Bring the cache up to date with the store. A read error leaves the cache to be
+    /// read whole on the next call (and logs); the API shows what it had.
+    pub fn refresh(&mut self, store: &mut Store) {
+        let changed = store.take_history_changes();
+        if !self.loaded {
+            match store.all_history() {
+                Ok(all) => {
+                    self.by_group.clear();
+                    for entry in all {
+                        self.by_group
+                            .entry(entry.group.to_string())
+                            .or_default()
+                            .push(history_entry(entry));
+                    }
+                    self.loaded = true;
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot read group history"),
+            }
+            return;
+        }
+        for group in changed {
+            match store.history(&group) {
+                Ok(entries) => {
+                    let entries: Vec<HistoryEntry> =
+                        entries.into_iter().map(history_entry).collect();
+                    if entries.is_empty() {
+                        self.by_group.remove(group.as_str());
+                    } else {
+                        self.by_group.insert(group.to_string(), entries);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, group = %group, "cannot read group history");
+                    self.loaded = false;
+                }
+            }
+        }
+    }
+
+    /// The group's generations, newest first.
+    pub fn get(&self, group: &str) -> &[HistoryEntry] {
+        self.by_group.get(group).map_or(&[], Vec::as_slice)
+    }
+}
+
+fn history_entry(h: phoenix_store::HistoryEntry) -> HistoryEntry {
+    HistoryEntry {
+        spec_hash: h.spec_hash,
+        commit: Some(h.commit),
+        first_seen: h.first_seen,
+        last_seen: h.last_seen,
+        outcome: outcome_str(h.outcome).to_string(),
+    }
+}
+
+/// Owned instances of one provider's inventory by group name.
+type ByGroup<'a> = HashMap<&'a str, Vec<&'a Instance>>;
+
+/// Build the snapshot. Store errors degrade to empty plan lists rather than failing the
+/// whole view: the API must keep answering.
+pub fn build(
+    store: &Store,
+    input: &ViewInput<'_>,
+    histories: &Histories,
+    now: SystemTime,
+) -> Arc<Snapshot> {
     let plans_with_steps = load_plans(store);
     let active: HashMap<&str, &PlanWithSteps> = plans_with_steps
         .iter()
@@ -72,15 +151,33 @@ pub fn build(store: &Store, input: &ViewInput<'_>, now: SystemTime) -> Arc<Snaps
         map
     };
 
+    let members: HashMap<&str, ByGroup<'_>> = input
+        .inventories
+        .iter()
+        .map(|(provider, inv)| {
+            let mut by_group: ByGroup<'_> = HashMap::new();
+            for instance in &inv.instances {
+                if let (Some(group), Some(_)) = (instance.group(), instance.owner()) {
+                    by_group.entry(group).or_default().push(instance);
+                }
+            }
+            (provider.as_str(), by_group)
+        })
+        .collect();
     let groups = match input.document {
         Some(doc) => doc
             .groups
             .iter()
             .map(|report| {
+                let instances = members
+                    .get(report.provider.as_str())
+                    .and_then(|by_group| by_group.get(report.name.as_str()))
+                    .map_or(&[][..], Vec::as_slice);
                 group_view(
-                    store,
                     report,
+                    instances,
                     input,
+                    histories.get(&report.name),
                     active.get(report.name.as_str()).copied(),
                     last_finished.get(report.name.as_str()).copied(),
                     now,
@@ -168,30 +265,24 @@ fn revision_error(
 }
 
 fn group_view(
-    store: &Store,
     report: &GroupReport,
+    members: &[&Instance],
     input: &ViewInput<'_>,
+    history: &[HistoryEntry],
     active: Option<&PlanWithSteps>,
     last_finished: Option<&PlanRecord>,
     now: SystemTime,
 ) -> Group {
-    let instances: Vec<GroupInstance> = input
-        .inventories
-        .get(&report.provider)
-        .map(|inv| {
-            inv.instances
-                .iter()
-                .filter(|i| i.group() == Some(report.name.as_str()) && i.owner().is_some())
-                .map(|i| GroupInstance {
-                    id: i.id.clone(),
-                    spec_hash: i.spec_hash().and_then(|h| h.parse().ok()),
-                    state: i.state,
-                    health: i.health,
-                    commit: i.commit().map(str::to_string),
-                })
-                .collect()
+    let instances: Vec<GroupInstance> = members
+        .iter()
+        .map(|i| GroupInstance {
+            id: i.id.clone(),
+            spec_hash: i.spec_hash().and_then(|h| h.parse().ok()),
+            state: i.state,
+            health: i.health,
+            commit: i.commit().map(str::to_string),
         })
-        .unwrap_or_default();
+        .collect();
     let drift = report
         .drift
         .iter()
@@ -232,19 +323,6 @@ fn group_view(
     } else {
         GroupHealth::Degraded
     };
-    let history = phoenix_core::GroupName::new(report.name.clone())
-        .ok()
-        .and_then(|name| store.history(&name).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|h| HistoryEntry {
-            spec_hash: h.spec_hash,
-            commit: Some(h.commit),
-            first_seen: h.first_seen,
-            last_seen: h.last_seen,
-            outcome: outcome_str(h.outcome).to_string(),
-        })
-        .collect();
     Group {
         summary: GroupSummary {
             name: report.name.clone(),
@@ -269,7 +347,7 @@ fn group_view(
                 phase: plan_state(p.plan.status),
             }),
         },
-        history,
+        history: history.to_vec(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! to the last N per group, and the hashes that failed and were rolled back, which are not
 //! retried until a new commit or an explicit retry.
 
+use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use phoenix_core::{GroupName, SpecHash};
@@ -174,6 +175,7 @@ impl Store {
             )
             .map_err(StoreError::sqlite(OPERATION))?;
         tx.commit().map_err(StoreError::sqlite(OPERATION))?;
+        self.history_changed.insert(group.clone());
         Ok(entry)
     }
 
@@ -198,6 +200,7 @@ impl Store {
                 hash: hash.to_string(),
             });
         }
+        self.history_changed.insert(group.clone());
         Ok(())
     }
 
@@ -212,6 +215,27 @@ impl Store {
         stmt.query_map([group.as_str()], history_from_row)
             .and_then(Iterator::collect)
             .map_err(StoreError::sqlite("read history"))
+    }
+
+    /// Every group's generations in one read: by group name, each group's newest first.
+    /// For building a whole view at once; [`Store::history`] reads one group.
+    pub fn all_history(&self) -> Result<Vec<HistoryEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {HISTORY_COLUMNS} FROM history ORDER BY group_name, seq DESC"
+            ))
+            .map_err(StoreError::sqlite("read all history"))?;
+        stmt.query_map([], history_from_row)
+            .and_then(Iterator::collect)
+            .map_err(StoreError::sqlite("read all history"))
+    }
+
+    /// The groups whose history this connection has written since the last call (new
+    /// generations and outcomes), so a reader that keeps histories in memory refreshes
+    /// only those. Writes by other connections are not seen here.
+    pub fn take_history_changes(&mut self) -> BTreeSet<GroupName> {
+        std::mem::take(&mut self.history_changed)
     }
 
     /// Record that `hash` failed in `group` at `commit` (after a rollback). Replaces an

@@ -33,9 +33,11 @@ mod schema;
 mod sql;
 mod types;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use phoenix_core::GroupName;
 use rusqlite::Connection;
 
 pub use error::StoreError;
@@ -108,6 +110,9 @@ pub struct Store {
     /// The database file, or `None` for an in-memory store.
     path: Option<PathBuf>,
     options: StoreOptions,
+    /// Groups whose history this connection changed since the last
+    /// [`Store::take_history_changes`].
+    history_changed: BTreeSet<GroupName>,
 }
 
 impl Store {
@@ -132,6 +137,7 @@ impl Store {
             conn,
             path: Some(path),
             options,
+            history_changed: BTreeSet::new(),
         };
         schema::migrate(&mut store.conn, store.path.as_deref())?;
         Ok(store)
@@ -150,6 +156,7 @@ impl Store {
             conn,
             path: None,
             options,
+            history_changed: BTreeSet::new(),
         };
         schema::migrate(&mut store.conn, None)?;
         Ok(store)

@@ -1145,6 +1145,54 @@ fn history_keeps_the_last_generations_per_group() {
 }
 
 #[test]
+fn all_history_and_history_changes_let_a_reader_cache_histories() {
+    let mut store = Store::open_in_memory(StoreOptions::default()).expect("open");
+    let (web, db) = (group("web"), group("db"));
+    store
+        .record_generation(&web, &hash(1), "c1", t(0))
+        .expect("record");
+    store
+        .record_generation(&web, &hash(2), "c2", t(1))
+        .expect("record");
+    store
+        .record_generation(&db, &hash(3), "c2", t(1))
+        .expect("record");
+    let all = store.all_history().expect("all history");
+    let rows: Vec<(&str, SpecHash)> = all.iter().map(|h| (h.group.as_str(), h.spec_hash)).collect();
+    assert_eq!(
+        rows,
+        [("db", hash(3)), ("web", hash(2)), ("web", hash(1))],
+        "by group, each group's newest first"
+    );
+    for one in [&web, &db] {
+        let from_all: Vec<_> = all.iter().filter(|h| &h.group == one).cloned().collect();
+        assert_eq!(from_all, store.history(one).expect("history"));
+    }
+
+    assert_eq!(
+        store.take_history_changes().into_iter().collect::<Vec<_>>(),
+        [db.clone(), web.clone()]
+    );
+    assert!(store.take_history_changes().is_empty(), "taken once");
+    // Seen again (only last_seen moves) and a new outcome both count as changes.
+    store
+        .record_generation(&web, &hash(2), "c3", t(2))
+        .expect("seen again");
+    store
+        .set_generation_outcome(&db, &hash(3), GenerationOutcome::Succeeded)
+        .expect("outcome");
+    assert_eq!(
+        store.take_history_changes().into_iter().collect::<Vec<_>>(),
+        [db.clone(), web.clone()]
+    );
+    // A failed write changes nothing.
+    store
+        .set_generation_outcome(&web, &hash(9), GenerationOutcome::Failed)
+        .expect_err("no such generation");
+    assert!(store.take_history_changes().is_empty());
+}
+
+#[test]
 fn failed_hashes_block_retries_until_a_new_commit_or_an_explicit_retry() {
     let mut store = Store::open_in_memory(StoreOptions::default()).expect("open");
     let web = group("web");
