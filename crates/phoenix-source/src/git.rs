@@ -215,6 +215,15 @@ impl GitSource {
         {
             return Ok(PollOutcome::Unchanged);
         }
+        if let (Some(after), Target::Ref(name)) = (after, self.target.clone()) {
+            match self.poll_pushed(&name, after) {
+                Ok(outcome) => return Ok(outcome),
+                Err(err @ SourceError::NotYetAdvertised { .. }) => return Err(err),
+                Err(err) => {
+                    debug!(error = %err, "fetching the pushed ref directly failed; listing the remote's refs first");
+                }
+            }
+        }
         let tip = self.resolve_tip()?;
         if self.seen.map(|(commit, _)| commit) == Some(tip.commit_hint) {
             return match after {
@@ -235,6 +244,29 @@ impl GitSource {
             }
             other => other,
         }
+    }
+
+    /// A push webhook announced `after` on the followed ref: fetch the ref at once,
+    /// without first listing the remote's refs (one connection to the remote instead of
+    /// two, which is most of a push's latency). Any error sends the caller down the
+    /// ordinary path, which lists the refs and classifies errors precisely.
+    fn poll_pushed(&mut self, name: &str, after: &RevisionId) -> Result<PollOutcome, SourceError> {
+        let tip = Tip {
+            fetch: Some(name.to_string()),
+            commit_hint: Oid::ZERO_SHA1,
+        };
+        let commit = self.fetch(&tip)?;
+        if self.seen.map(|(seen, _)| seen) == Some(commit) {
+            return if after.as_str() == commit.to_string() {
+                Ok(PollOutcome::Unchanged)
+            } else {
+                Err(SourceError::NotYetAdvertised {
+                    after: after.clone(),
+                    tip: RevisionId::new(commit.to_string()),
+                })
+            };
+        }
+        self.load(commit)
     }
 
     /// Where the remote says the target points. For a pinned commit present locally, no
@@ -348,9 +380,14 @@ impl GitSource {
             options.download_tags(AutotagOption::None);
             options.update_fetchhead(false);
             debug!(url = %url, reference = %reference, "fetching");
+            let started = std::time::Instant::now();
             remote
                 .fetch(&refspecs, Some(&mut options), None)
                 .map_err(|source| classify_fetch(&url, &reference, source, attempts.get()))?;
+            debug!(
+                took_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "fetched"
+            );
         }
         match &tip.fetch {
             Some(_) => {
@@ -805,36 +842,59 @@ fn diff_changes(
     Ok(changes)
 }
 
-/// A tree entry reduced to what the diff compares.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Slot {
+/// A tree entry reduced to what the diff compares: spec candidates (regular and
+/// executable files) and subtrees; symlinks and submodules are not specs.
+struct Slot<'a> {
+    name: &'a [u8],
     id: Oid,
     mode: i32,
     is_tree: bool,
 }
 
-fn slots(tree: &Tree<'_>) -> Result<std::collections::BTreeMap<String, Slot>, git2::Error> {
-    let mut slots = std::collections::BTreeMap::new();
-    for entry in tree.iter() {
-        let name = entry
-            .name()
-            .map_err(|_| git2::Error::from_str("a file name is not valid UTF-8"))?
-            .to_string();
-        let is_tree = entry.kind() == Some(git2::ObjectType::Tree);
-        if is_tree || is_blob_mode(entry.filemode()) {
-            slots.insert(
-                name,
-                Slot {
-                    id: entry.id(),
-                    mode: entry.filemode(),
-                    is_tree,
-                },
-            );
-        }
-    }
-    Ok(slots)
+/// The entries of `tree` that matter, in Git's tree order.
+fn slots<'a>(entries: &'a [git2::TreeEntry<'_>]) -> Vec<Slot<'a>> {
+    let mut slots: Vec<Slot<'a>> = entries
+        .iter()
+        .filter_map(|entry| {
+            let is_tree = entry.kind() == Some(git2::ObjectType::Tree);
+            (is_tree || is_blob_mode(entry.filemode())).then(|| Slot {
+                name: entry.name_bytes(),
+                id: entry.id(),
+                mode: entry.filemode(),
+                is_tree,
+            })
+        })
+        .collect();
+    // Git writes trees sorted, so this is one linear check; a hand-made unsorted tree is
+    // sorted here so the merge below stays correct.
+    slots.sort_by(|a, b| tree_order(a, b));
+    slots
 }
 
+/// Git's order of tree entries: by name bytes, a subtree's name compared as if it ended
+/// in `/`.
+fn tree_order(a: &Slot<'_>, b: &Slot<'_>) -> std::cmp::Ordering {
+    let common = a.name.len().min(b.name.len());
+    a.name[..common].cmp(&b.name[..common]).then_with(|| {
+        let next = |slot: &Slot<'_>| {
+            slot.name
+                .get(common)
+                .copied()
+                .unwrap_or(if slot.is_tree { b'/' } else { 0 })
+        };
+        next(a).cmp(&next(b))
+    })
+}
+
+fn slot_path(prefix: &str, slot: &Slot<'_>) -> Result<String, git2::Error> {
+    let name = std::str::from_utf8(slot.name)
+        .map_err(|_| git2::Error::from_str("a file name is not valid UTF-8"))?;
+    Ok(format!("{prefix}{name}"))
+}
+
+/// One level of the tree diff: a merge of the two sorted entry lists, so its cost is the
+/// number of entries compared, without building maps or copying names; only changed
+/// entries become paths.
 fn diff_into(
     repo: &Repository,
     old: &Tree<'_>,
@@ -842,59 +902,89 @@ fn diff_into(
     prefix: &str,
     changes: &mut Vec<Change>,
 ) -> Result<(), git2::Error> {
-    let old_slots = slots(old)?;
-    let new_slots = slots(new)?;
-    for (name, old_slot) in &old_slots {
-        let new_slot = new_slots.get(name);
-        if new_slot == Some(old_slot) {
-            continue;
-        }
-        let path = format!("{prefix}{name}");
-        match (old_slot.is_tree, new_slot) {
-            (true, Some(new_slot)) if new_slot.is_tree => {
-                let old_sub = repo.find_tree(old_slot.id)?;
-                let new_sub = repo.find_tree(new_slot.id)?;
-                diff_into(repo, &old_sub, &new_sub, &format!("{path}/"), changes)?;
-            }
-            (true, _) => {
-                let old_sub = repo.find_tree(old_slot.id)?;
-                walk_blobs(&old_sub, &format!("{path}/"), &mut |path, _| {
+    let old_entries: Vec<git2::TreeEntry<'_>> = old.iter().collect();
+    let new_entries: Vec<git2::TreeEntry<'_>> = new.iter().collect();
+    let old_slots = slots(&old_entries);
+    let new_slots = slots(&new_entries);
+    let removed = |slot: &Slot<'_>, changes: &mut Vec<Change>| -> Result<(), git2::Error> {
+        let path = slot_path(prefix, slot)?;
+        if slot.is_tree {
+            walk_blobs(
+                &repo.find_tree(slot.id)?,
+                &format!("{path}/"),
+                &mut |path, _| {
                     changes.push(Change { path, blob: None });
-                })?;
+                },
+            )
+        } else {
+            if is_spec_file(&path) {
+                changes.push(Change { path, blob: None });
             }
-            (false, new_slot) => {
-                // A blob that changed content or mode is upserted below; one that is gone
-                // or became a folder is deleted here.
-                if new_slot.is_none_or(|s| s.is_tree) && is_spec_file(&path) {
-                    changes.push(Change { path, blob: None });
-                }
-            }
+            Ok(())
         }
-    }
-    for (name, new_slot) in &new_slots {
-        let old_slot = old_slots.get(name);
-        if old_slot == Some(new_slot) {
-            continue;
-        }
-        let path = format!("{prefix}{name}");
-        if new_slot.is_tree {
-            if !old_slot.is_some_and(|s| s.is_tree) {
-                let new_sub = repo.find_tree(new_slot.id)?;
-                walk_blobs(&new_sub, &format!("{path}/"), &mut |path, id| {
+    };
+    let added = |slot: &Slot<'_>, changes: &mut Vec<Change>| -> Result<(), git2::Error> {
+        let path = slot_path(prefix, slot)?;
+        if slot.is_tree {
+            walk_blobs(
+                &repo.find_tree(slot.id)?,
+                &format!("{path}/"),
+                &mut |path, id| {
                     changes.push(Change {
                         path,
                         blob: Some(id),
                     });
-                })?;
+                },
+            )
+        } else {
+            // A new blob, or one whose content or mode changed: upserted.
+            if is_spec_file(&path) {
+                changes.push(Change {
+                    path,
+                    blob: Some(slot.id),
+                });
             }
-        } else if is_spec_file(&path) {
-            changes.push(Change {
-                path,
-                blob: Some(new_slot.id),
-            });
+            Ok(())
+        }
+    };
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (old_slots.get(i), new_slots.get(j)) {
+            (None, None) => return Ok(()),
+            (Some(o), None) => {
+                removed(o, changes)?;
+                i += 1;
+            }
+            (None, Some(n)) => {
+                added(n, changes)?;
+                j += 1;
+            }
+            (Some(o), Some(n)) => match tree_order(o, n) {
+                std::cmp::Ordering::Less => {
+                    removed(o, changes)?;
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    added(n, changes)?;
+                    j += 1;
+                }
+                // Same name and kind (a file that became a folder sorts apart).
+                std::cmp::Ordering::Equal => {
+                    if o.id != n.id || o.mode != n.mode {
+                        if o.is_tree {
+                            let path = slot_path(prefix, o)?;
+                            let (old_sub, new_sub) = (repo.find_tree(o.id)?, repo.find_tree(n.id)?);
+                            diff_into(repo, &old_sub, &new_sub, &format!("{path}/"), changes)?;
+                        } else {
+                            added(n, changes)?;
+                        }
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            },
         }
     }
-    Ok(())
 }
 
 /// Call `found` for every spec file below `tree`.

@@ -244,6 +244,80 @@ fn add_modify_delete_rename_parse_only_what_changed() {
     });
 }
 
+/// The incremental tree diff (a merge over Git's sorted entries) must find exactly what a
+/// fresh full load finds. Names are chosen around Git's tree order, where a folder sorts
+/// as if its name ended in `/`: `a-b.yaml` < `a.yaml` < `a/` < `a0.yaml`.
+#[test]
+fn incremental_diff_matches_a_fresh_load_around_tree_order() {
+    within(|| {
+        let s = served();
+        let config = git_config(s.daemon.url("infra"), "groups");
+        let mut source = open(&config, s.cache.path());
+        let steps: Vec<(&str, Vec<(&str, Option<&str>)>)> = vec![
+            (
+                "start",
+                vec![
+                    ("groups/a-b.yaml", Some("ab")),
+                    ("groups/a.yaml", Some("a")),
+                    ("groups/a/x.yaml", Some("ax")),
+                    ("groups/a0.yaml", Some("a0")),
+                    ("groups/b/c/d.yaml", Some("bcd")),
+                ],
+            ),
+            (
+                "change around the folder",
+                vec![
+                    ("groups/a.yaml", Some("a-2")),
+                    ("groups/a/x.yaml", Some("ax-2")),
+                    ("groups/a0.yaml", None),
+                    ("groups/a/y.yaml", Some("ay")),
+                ],
+            ),
+            (
+                "folder goes, file with its name comes",
+                vec![
+                    ("groups/a/x.yaml", None),
+                    ("groups/a/y.yaml", None),
+                    ("groups/a", Some("a-file-not-a-spec")),
+                    ("groups/b/c/e.yaml", Some("bce")),
+                ],
+            ),
+            (
+                "file goes, folder with its name comes",
+                vec![
+                    ("groups/a", None),
+                    ("groups/a/z.yaml", Some("az")),
+                    ("groups/b/c/d.yaml", None),
+                ],
+            ),
+        ];
+        for (message, edits) in steps {
+            for (path, name) in edits {
+                match name {
+                    Some(name) if path.ends_with(".yaml") => {
+                        s.work.write(path, &spec(name, "ami-1"));
+                    }
+                    Some(text) => {
+                        // The folder of the same name was emptied just before.
+                        let _ = std::fs::remove_dir(s.work.path().join(path));
+                        s.work.write(path, text);
+                    }
+                    None => {
+                        s.work.remove(path);
+                    }
+                }
+            }
+            let commit = s.work.commit(message);
+            s.work.push();
+            let (incremental, _) = accepted(source.poll());
+            assert_eq!(incremental.id.as_str(), commit);
+            let fresh_cache = tempfile::tempdir().expect("cache tempdir");
+            let (fresh, _) = accepted(open(&config, fresh_cache.path()).poll());
+            assert_eq!(groups(&incremental), groups(&fresh), "after `{message}`");
+        }
+    });
+}
+
 #[test]
 fn invalid_file_and_duplicate_name_keep_the_last_good_revision() {
     within(|| {
