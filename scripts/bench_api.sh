@@ -5,7 +5,9 @@
 #
 # full: 10,000 groups, wrk -t2 -c32 -d10s, 20 pushes; small: 1,000 groups, -d3s, 5 pushes.
 # Environment: PHOENIX_BIN (skip the build and use this binary), CARGO_TARGET_DIR
-# (default ~/.cache/phoenix/target), BENCH_KEEP=1 (keep the temp dir).
+# (default ~/.cache/phoenix/target), BENCH_KEEP=1 (keep the temp dir), BENCH_SKIP_WRK=1
+# (push-to-plan only), BENCH_PERF=FILE (record `perf record --call-graph dwarf` of the daemon during the
+# push rounds into FILE, for profiling).
 #
 # What it does, all on 127.0.0.1 with free ports and a temp dir, everything stopped by
 # PID on exit:
@@ -194,6 +196,9 @@ p50() { awk '$1=="50%"{print $2}' "$TMP/wrk-$1.txt"; }
 p99() { awk '$1=="99%"{print $2}' "$TMP/wrk-$1.txt"; }
 
 LOAD_RUN=$(cut -d' ' -f1-3 /proc/loadavg)
+if [ "${BENCH_SKIP_WRK:-0}" = 1 ]; then
+    PHX_STATUS= PHX_GROUPS= NGX_STATUS= NGX_GROUPS=
+else
 log "wrk ${WRK_ARGS[*]} $API/api/v1/status"
 PHX_STATUS=$(run_wrk "$API/api/v1/status" status)
 log "wrk ${WRK_ARGS[*]} $API/api/v1/groups"
@@ -237,13 +242,24 @@ NGX_STATUS=$(run_wrk "http://127.0.0.1:$NGX_PORT/status.json" nginx-status)
 NGX_GROUPS=$(run_wrk "http://127.0.0.1:$NGX_PORT/groups.json" nginx-groups)
 kill "$NGX_PID" 2>/dev/null || true
 wait "$NGX_PID" 2>/dev/null || true
+fi
 
 # --- push-to-plan ----------------------------------------------------------------------
 log "push-to-plan: $ROUNDS rounds"
+if [ -n "${BENCH_PERF:-}" ]; then
+    perf record --call-graph dwarf,32768 -F 499 -o "$BENCH_PERF" -p "$PHX_PID" >/dev/null 2>&1 &
+    PERF_PID=$!
+    sleep 0.5
+fi
 python3 "$ROOT/scripts/bench/push_to_plan.py" --port "$API_PORT" --work "$TMP/work" \
     --secret "$SECRET" --rounds "$ROUNDS" --groups "$GROUPS_N" --mode enforce \
     >"$TMP/push.json" 2>"$TMP/push.log" || { cat "$TMP/push.log" >&2; exit 1; }
 cat "$TMP/push.log" >&2
+if [ -n "${BENCH_PERF:-}" ]; then
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    log "perf data in $BENCH_PERF"
+fi
 RSS_KB=$(awk '/^VmHWM:/{print $2}' /proc/$PHX_PID/status 2>/dev/null || echo 0)
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 

@@ -4,8 +4,10 @@
 For each of N rounds: change one group's template in the work repository, commit and
 push it to the `git daemon` repository, send a signed GitHub push webhook for the new
 commit, then poll `GET /api/v1/groups/<name>` every 5 ms until the group shows the new
-desired hash with a plan acting on it (`operation.plan_id`), in enforce mode, or just the
-new desired hash in observe mode. The clock starts just before the webhook is sent.
+desired hash with a plan acting on it: the group's current operation (`operation.plan_id`),
+or, for a plan that already ran to completion in the pass that created it (sim launches
+at once), a plan for the group and the new hash in `GET /api/v1/plans`; in observe mode
+just the new desired hash. The clock starts just before the webhook is sent.
 
 Prints one JSON object: the per-round latencies (ms) to the new hash and to the plan.
 Every loop is bounded in count and time; traffic goes to 127.0.0.1 only.
@@ -54,6 +56,14 @@ class Api:
         if status != 200:
             raise RuntimeError(f"GET group {name}: {status} {body[:200]!r}")
         return json.loads(body)
+
+
+def planned(api, group, target_hash):
+    """Whether GET /api/v1/plans lists a plan moving `group` to `target_hash`."""
+    status, body = api.request("GET", "/api/v1/plans")
+    if status != 200:
+        raise RuntimeError(f"GET plans: {status} {body[:200]!r}")
+    return any(p["group"] == group and p["target_hash"] == target_hash for p in json.loads(body)["plans"])
 
 
 def pct(values, p):
@@ -122,10 +132,11 @@ def main():
                 if a.mode == "observe" or (op and op.get("plan_id")):
                     t_plan = now
                     break
-                insts = g.get("instances") or []
-                if insts and all(x.get("spec_hash") == g["desired_hash"] for x in insts):
-                    # the plan ran to completion between two polls
-                    t_plan = now
+                # A plan can run to completion within the pass that created it (sim
+                # launches at once); then it is no current operation, but it is in the
+                # plan list.
+                if planned(api, name, g["desired_hash"]):
+                    t_plan = time.monotonic()
                     done_before_seen += 1
                     break
             time.sleep(a.interval)
