@@ -15,6 +15,8 @@
 
 use serde::de::DeserializeOwned;
 
+mod fast;
+
 /// Largest YAML input accepted, in bytes.
 pub const MAX_INPUT_BYTES: usize = 1024 * 1024;
 /// Deepest nesting of collections accepted.
@@ -77,6 +79,33 @@ fn options() -> serde_saphyr::Options {
 
 /// Deserialize one YAML document into `T`, with YAML 1.2 scalars and hard limits.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    check_size(text)?;
+    if let Some(value) = fast::from_str(text) {
+        return Ok(value);
+    }
+    from_str_reference(text)
+}
+
+/// Read `text` with serde-saphyr alone, skipping the fast path. This is what
+/// [`from_str`] falls back to, and the reference the differential tests compare the
+/// fast path against.
+#[doc(hidden)]
+pub fn from_str_reference<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    check_size(text)?;
+    serde_saphyr::from_str_with_options(text, options()).map_err(|err| convert(&err))
+}
+
+/// The fast path alone: `Some` when it read the document, `None` when it declined.
+/// For the differential tests; use [`from_str`].
+#[doc(hidden)]
+pub fn from_str_fast<T: DeserializeOwned>(text: &str) -> Option<T> {
+    if text.len() > MAX_INPUT_BYTES {
+        return None;
+    }
+    fast::from_str(text)
+}
+
+fn check_size(text: &str) -> Result<(), YamlError> {
     if text.len() > MAX_INPUT_BYTES {
         return Err(YamlError::whole(format!(
             "file is {} bytes, larger than the {} byte limit",
@@ -84,7 +113,7 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
             MAX_INPUT_BYTES
         )));
     }
-    serde_saphyr::from_str_with_options(text, options()).map_err(|err| convert(&err))
+    Ok(())
 }
 
 fn convert(err: &serde_saphyr::Error) -> YamlError {
