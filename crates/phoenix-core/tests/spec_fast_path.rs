@@ -39,11 +39,21 @@ fn agrees<T: DeserializeOwned + PartialEq + std::fmt::Debug>(text: &str) -> bool
     }
 }
 
+/// The shape `phoenix validate` reads to tell a config from a desired-state file.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct Probe {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<serde::de::IgnoredAny>,
+    owner: Option<serde::de::IgnoredAny>,
+    providers: Option<serde::de::IgnoredAny>,
+}
+
 /// Every way of reading `text` agrees; for specs, the hash too.
 fn check_all(text: &str) -> bool {
     let fast = agrees::<InstanceGroup>(text);
     agrees::<serde_json::Value>(text);
     agrees::<Config>(text);
+    agrees::<Probe>(text);
     if let Ok(reference) = from_str_reference::<InstanceGroup>(text)
         && let Ok(parsed) = parse_group(text)
     {

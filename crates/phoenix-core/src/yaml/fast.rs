@@ -803,7 +803,23 @@ impl<'de> de::Deserializer<'de> for &Node<'de> {
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Refused> {
+        // serde-saphyr still resolves every scalar of an ignored value (and refuses, for
+        // example, `.inf`), so only skip a subtree whose scalars all resolve surely.
+        if !self.resolves_surely() {
+            return Err(Refused);
+        }
         visitor.visit_unit()
+    }
+}
+
+impl Node<'_> {
+    /// Every plain scalar below resolves to something `deserialize_any` is sure of.
+    fn resolves_surely(&self) -> bool {
+        match self {
+            Node::Scalar(s) => !s.plain || resolve_plain(&s.text) != Resolved::Unsure,
+            Node::Seq(items) => items.iter().all(Node::resolves_surely),
+            Node::Map(entries) => entries.iter().all(|(_, v)| v.resolves_surely()),
+        }
     }
 }
 
