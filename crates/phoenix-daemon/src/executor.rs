@@ -686,9 +686,14 @@ impl Executor {
         let Some(provider) = self.providers.get(&doc.provider).cloned() else {
             return Ok(None);
         };
+        // Steps before `done_before` are done in the snapshot: the search for the next step
+        // starts there, so a plan of S steps costs O(S) per pass, not O(S^2). Reset to 0
+        // whenever the snapshot is read again.
+        let mut done_before = 0;
         loop {
-            // A rollback step, once appended, is the only step that still matters.
-            if let Some(rb) = plan.steps.iter().find(|s| s.action == ROLLBACK_ACTION) {
+            // A rollback step, once appended, is the only step that still matters. It is
+            // always the last step: only `fail_plan` appends steps, and only one rollback.
+            if let Some(rb) = plan.steps.last().filter(|s| s.action == ROLLBACK_ACTION) {
                 let rb = rb.clone();
                 if rb.status == StepStatus::Done {
                     let detail = step_detail(&id, &rb)?;
@@ -701,6 +706,7 @@ impl Executor {
                 {
                     StepOutcome::Done(_) => {
                         plan = load(store, &id)?;
+                        done_before = 0;
                         continue;
                     }
                     StepOutcome::Wait(d) => return Ok(Some(d)),
@@ -712,12 +718,14 @@ impl Executor {
                     }
                 }
             }
-            let Some(step) = plan
-                .steps
+            let next = plan.steps[done_before..]
                 .iter()
-                .find(|s| s.status != StepStatus::Done)
-                .cloned()
-            else {
+                .position(|s| s.status != StepStatus::Done)
+                .map(|p| done_before + p);
+            let Some(step) = next.map(|i| {
+                done_before = i;
+                plan.steps[i].clone()
+            }) else {
                 set_outcome(
                     store,
                     &plan.plan.group,
@@ -763,6 +771,7 @@ impl Executor {
                     .unwrap_or_else(|| format!("step {} failed", step.index));
                 self.fail_plan(store, &plan, &doc, &why, now, out)?;
                 continue_or_return(store, &id, &mut plan)?;
+                done_before = 0;
                 if plan.plan.status != PlanStatus::Running {
                     return Ok(Some(Duration::ZERO));
                 }
@@ -779,20 +788,28 @@ impl Executor {
                     }
                     // Patch the snapshot instead of reading the plan again: a plan of a
                     // thousand rounds would otherwise re-read every step after each one.
-                    match plan.steps.iter_mut().find(|s| s.index == step.index) {
+                    match plan
+                        .steps
+                        .get_mut(done_before)
+                        .filter(|s| s.index == step.index)
+                    {
                         Some(s) => {
                             s.status = StepStatus::Done;
                             if let Some(detail) = detail {
                                 s.detail = detail;
                             }
                         }
-                        None => plan = load(store, &id)?,
+                        None => {
+                            plan = load(store, &id)?;
+                            done_before = 0;
+                        }
                     }
                 }
                 StepOutcome::Wait(d) => return Ok(Some(d)),
                 StepOutcome::Failed(why) => {
                     self.fail_plan(store, &plan, &doc, &why, now, out)?;
                     continue_or_return(store, &id, &mut plan)?;
+                    done_before = 0;
                     if plan.plan.status != PlanStatus::Running {
                         return Ok(Some(Duration::ZERO));
                     }
