@@ -16,6 +16,14 @@
 //! default `synchronous=NORMAL`); calling them from the async loop task is accepted, as
 //! the loop is the store's only user and the calls are short.
 //!
+//! Inventory: one `advance` (and `recover`) reads each provider's inventory at most
+//! once, when a step first needs it (a terminate's healthy floor, a rollback, a health
+//! gate with `check: http` or `none`), into a view indexed by instance, group and launch
+//! token (`fleet`); each plan's lookups cost its own instances, not the fleet. The view
+//! follows what the executor does in the same pass (launches added, terminations
+//! removed, observed health kept), so a later floor check in the pass is exact for the
+//! executor's own actions. An incomplete read makes every terminate of the pass wait.
+//!
 //! All timing decisions use the `now` passed in, never the clock; nothing here sleeps.
 
 mod doc;
