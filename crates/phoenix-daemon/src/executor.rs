@@ -16,9 +16,18 @@
 //! default `synchronous=NORMAL`); calling them from the async loop task is accepted, as
 //! the loop is the store's only user and the calls are short.
 //!
+//! Inventory: one `advance` (and `recover`) reads each provider's inventory at most
+//! once, when a step first needs it (a terminate's healthy floor, a rollback, a health
+//! gate with `check: http` or `none`), into a view indexed by instance, group and launch
+//! token (`fleet`); each plan's lookups cost its own instances, not the fleet. The view
+//! follows what the executor does in the same pass (launches added, terminations
+//! removed, observed health kept), so a later floor check in the pass is exact for the
+//! executor's own actions. An incomplete read makes every terminate of the pass wait.
+//!
 //! All timing decisions use the `now` passed in, never the clock; nothing here sleeps.
 
 mod doc;
+mod fleet;
 mod health;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -37,6 +46,7 @@ use phoenix_store::{
 
 pub use doc::launch_token;
 use doc::{Launched, PlanDoc, ROLLBACK_ACTION, StepDetail, from_ms, to_ms};
+use fleet::Fleets;
 use health::Verdict;
 
 /// Tunables of the executor. Every field has a documented default.
@@ -373,6 +383,10 @@ impl Executor {
         now: SystemTime,
     ) -> Result<Vec<Transition>, ExecutorError> {
         let mut out = Vec::new();
+        let by_name: HashMap<&str, &ParsedGroup> = groups
+            .iter()
+            .map(|g| (g.group.name().as_str(), g))
+            .collect();
         for report in &doc.groups {
             if report.steps.is_empty()
                 || !matches!(
@@ -390,10 +404,7 @@ impl Executor {
             if approval == PlanApproval::Held {
                 continue;
             }
-            let Some(parsed) = groups
-                .iter()
-                .find(|g| g.group.name().as_str() == report.name)
-            else {
+            let Some(parsed) = by_name.get(report.name.as_str()).copied() else {
                 tracing::warn!(group = %report.name, "planned group has no desired spec; skipped");
                 continue;
             };
@@ -510,6 +521,8 @@ impl Executor {
             .map_err(store_err("list unfinished plans", &PlanId::new("-")))?;
         let mut progress = Progress::default();
         let mut live = BTreeSet::new();
+        // One inventory per provider for the whole pass, read when first needed.
+        let mut fleets = Fleets::default();
         for plan in plans {
             live.insert(plan.plan.id.clone());
             if plan.plan.status != PlanStatus::Running {
@@ -517,7 +530,7 @@ impl Executor {
             }
             let id = plan.plan.id.clone();
             let wait = match self
-                .drive(store, plan, now, &mut progress.transitions)
+                .drive(store, &mut fleets, plan, now, &mut progress.transitions)
                 .await
             {
                 Ok(wait) => wait,
@@ -605,6 +618,7 @@ impl Executor {
             .unfinished_plans()
             .map_err(store_err("list unfinished plans", &PlanId::new("-")))?;
         let mut out = Vec::new();
+        let mut fleets = Fleets::default();
         for plan in plans {
             let id = plan.plan.id.clone();
             let doc = plan_doc(&plan.plan)?;
@@ -625,26 +639,26 @@ impl Executor {
                 let Some(Step::Launch { count }) = detail.step else {
                     continue;
                 };
-                let mut found = Vec::new();
-                let mut lookup_failed = false;
-                for t in &detail.tokens {
-                    match provider.find_by_launch_token(&self.owner, t).await {
-                        Ok(instances) => found.extend(instances),
-                        Err(err) => {
-                            tracing::warn!(plan = %id, token = %t, error = %err,
-                                "recovery lookup by launch token failed; the step will be re-run");
-                            lookup_failed = true;
-                        }
-                    }
+                // One inventory per provider for every plan, indexed by launch token.
+                // What an incomplete read shows exists; if it shows too few, the step
+                // stays in intent and its launch, idempotent per token, tops it up.
+                let fleet = fleets.of(&doc.provider);
+                fleet.load(provider.as_ref(), &self.owner).await;
+                let mut tokens = detail.tokens.clone();
+                if !tokens.contains(&token) {
+                    tokens.push(token);
                 }
-                if !detail.tokens.contains(&token) {
-                    match provider.find_by_launch_token(&self.owner, &token).await {
-                        Ok(instances) => found.extend(instances),
-                        Err(_) => lookup_failed = true,
-                    }
-                }
+                let found: Vec<Instance> = tokens
+                    .iter()
+                    .flat_map(|t| fleet.with_token(t))
+                    .cloned()
+                    .collect();
                 let n = u32::try_from(found.len()).unwrap_or(u32::MAX);
-                if lookup_failed || n < count {
+                if n < count {
+                    if !fleet.is_complete() {
+                        tracing::warn!(plan = %id, step = step.index,
+                            "inventory incomplete during recovery; the launch step will be re-run with its token");
+                    }
                     continue;
                 }
                 detail.instances = launched(&found, now);
@@ -669,6 +683,7 @@ impl Executor {
     async fn drive(
         &mut self,
         store: &mut Store,
+        fleets: &mut Fleets,
         mut plan: PlanWithSteps,
         now: SystemTime,
         out: &mut Vec<Transition>,
@@ -679,9 +694,14 @@ impl Executor {
         let Some(provider) = self.providers.get(&doc.provider).cloned() else {
             return Ok(None);
         };
+        // Steps before `done_before` are done in the snapshot: the search for the next step
+        // starts there, so a plan of S steps costs O(S) per pass, not O(S^2). Reset to 0
+        // whenever the snapshot is read again.
+        let mut done_before = 0;
         loop {
-            // A rollback step, once appended, is the only step that still matters.
-            if let Some(rb) = plan.steps.iter().find(|s| s.action == ROLLBACK_ACTION) {
+            // A rollback step, once appended, is the only step that still matters. It is
+            // always the last step: only `fail_plan` appends steps, and only one rollback.
+            if let Some(rb) = plan.steps.last().filter(|s| s.action == ROLLBACK_ACTION) {
                 let rb = rb.clone();
                 if rb.status == StepStatus::Done {
                     let detail = step_detail(&id, &rb)?;
@@ -689,11 +709,12 @@ impl Executor {
                     return Ok(Some(Duration::ZERO));
                 }
                 match self
-                    .run_rollback(store, &provider, &plan, &doc, &rb, now, out)
+                    .run_rollback(store, fleets, &provider, &plan, &doc, &rb, now, out)
                     .await?
                 {
                     StepOutcome::Done(_) => {
                         plan = load(store, &id)?;
+                        done_before = 0;
                         continue;
                     }
                     StepOutcome::Wait(d) => return Ok(Some(d)),
@@ -705,12 +726,14 @@ impl Executor {
                     }
                 }
             }
-            let Some(step) = plan
-                .steps
+            let next = plan.steps[done_before..]
                 .iter()
-                .find(|s| s.status != StepStatus::Done)
-                .cloned()
-            else {
+                .position(|s| s.status != StepStatus::Done)
+                .map(|p| done_before + p);
+            let Some(step) = next.map(|i| {
+                done_before = i;
+                plan.steps[i].clone()
+            }) else {
                 set_outcome(
                     store,
                     &plan.plan.group,
@@ -756,13 +779,14 @@ impl Executor {
                     .unwrap_or_else(|| format!("step {} failed", step.index));
                 self.fail_plan(store, &plan, &doc, &why, now, out)?;
                 continue_or_return(store, &id, &mut plan)?;
+                done_before = 0;
                 if plan.plan.status != PlanStatus::Running {
                     return Ok(Some(Duration::ZERO));
                 }
                 continue;
             }
             let outcome = self
-                .run_step(store, &provider, &plan, &doc, &step, now, out)
+                .run_step(store, fleets, &provider, &plan, &doc, &step, now, out)
                 .await?;
             match outcome {
                 StepOutcome::Done(detail) => {
@@ -772,20 +796,28 @@ impl Executor {
                     }
                     // Patch the snapshot instead of reading the plan again: a plan of a
                     // thousand rounds would otherwise re-read every step after each one.
-                    match plan.steps.iter_mut().find(|s| s.index == step.index) {
+                    match plan
+                        .steps
+                        .get_mut(done_before)
+                        .filter(|s| s.index == step.index)
+                    {
                         Some(s) => {
                             s.status = StepStatus::Done;
                             if let Some(detail) = detail {
                                 s.detail = detail;
                             }
                         }
-                        None => plan = load(store, &id)?,
+                        None => {
+                            plan = load(store, &id)?;
+                            done_before = 0;
+                        }
                     }
                 }
                 StepOutcome::Wait(d) => return Ok(Some(d)),
                 StepOutcome::Failed(why) => {
                     self.fail_plan(store, &plan, &doc, &why, now, out)?;
                     continue_or_return(store, &id, &mut plan)?;
+                    done_before = 0;
                     if plan.plan.status != PlanStatus::Running {
                         return Ok(Some(Duration::ZERO));
                     }
@@ -839,6 +871,7 @@ impl Executor {
     async fn run_step(
         &mut self,
         store: &mut Store,
+        fleets: &mut Fleets,
         provider: &Arc<dyn Provider>,
         plan: &PlanWithSteps,
         doc: &PlanDoc,
@@ -866,7 +899,10 @@ impl Executor {
                 let mut prior: Vec<Instance> = Vec::new();
                 for t in detail.tokens.iter().filter(|t| **t != token) {
                     match provider.find_by_launch_token(&self.owner, t).await {
-                        Ok(found) => prior.extend(found),
+                        Ok(found) => {
+                            fleets.of(&doc.provider).learn(&found);
+                            prior.extend(found);
+                        }
                         Err(err) => {
                             tracing::warn!(plan = %id, error = %err, "lookup of an earlier launch attempt failed");
                             return Ok(StepOutcome::Wait(self.options.poll_interval));
@@ -915,6 +951,8 @@ impl Executor {
                 };
                 match result {
                     Ok(new) => {
+                        // A terminate later in this pass must count them.
+                        fleets.of(&doc.provider).learn(&new);
                         prior.extend(new);
                         detail.instances = launched(&prior, now);
                         let done = to_json(&detail);
@@ -959,7 +997,7 @@ impl Executor {
                     .map(|l| (l.id, from_ms(l.launched_at_ms)))
                     .collect();
                 targets.extend(instance_ids.iter().map(|i| (i.clone(), started_at)));
-                let verdicts = match self.verdicts(provider, &doc.group, &targets).await {
+                let verdicts = match self.verdicts(fleets, provider, doc, &targets).await {
                     Ok(v) => v,
                     Err(err) => {
                         if elapsed(started_at, now) >= deadline {
@@ -1027,7 +1065,7 @@ impl Executor {
                     .into_iter()
                     .map(|l| (l.id, from_ms(l.launched_at_ms)))
                     .collect();
-                let verdicts = match self.verdicts(provider, &doc.group, &targets).await {
+                let verdicts = match self.verdicts(fleets, provider, doc, &targets).await {
                     Ok(v) => v,
                     Err(_) => return Ok(StepOutcome::Wait(self.options.poll_interval)),
                 };
@@ -1055,21 +1093,23 @@ impl Executor {
                     Ok(a) => a,
                     Err(wait) => return Ok(StepOutcome::Wait(wait)),
                 };
-                let inventory = provider.inventory(&self.owner).await;
-                if !inventory.complete {
+                let Some(group) = self
+                    .group_health(fleets, provider, doc, &plan.plan.target_hash)
+                    .await
+                else {
+                    // Never terminate on an incomplete inventory.
                     return Ok(StepOutcome::Wait(self.options.poll_interval));
-                }
-                let members = group_members(&inventory.instances, doc.group.name());
-                let verdicts = health::judge(&self.http, &doc.group.spec.health, &members).await;
+                };
                 let wanted: BTreeSet<&str> = instance_ids.iter().map(String::as_str).collect();
-                let existing: Vec<String> = members
+                let existing: Vec<String> = group
+                    .members
                     .iter()
-                    .filter(|m| wanted.contains(m.id.as_str()))
-                    .map(|m| m.id.clone())
+                    .filter(|m| wanted.contains(m.as_str()))
+                    .cloned()
                     .collect();
-                let healthy_now = count_healthy(&verdicts, members.iter().map(|m| m.id.as_str()));
-                let healthy_going = count_healthy(&verdicts, existing.iter().map(String::as_str));
-                let required = healthy_floor(&doc.group).min(healthy_now);
+                let healthy_now = group.healthy;
+                let healthy_going = group.count_healthy(&existing);
+                let required = group.floor;
                 if healthy_now - healthy_going < required {
                     let rt = self.runtime.entry(id.clone()).or_default();
                     let held = *rt.held_since.get_or_insert(now);
@@ -1109,12 +1149,15 @@ impl Executor {
                 } else {
                     provider.terminate(&existing).await
                 };
+                let fleet = fleets.of(&doc.provider);
                 match result {
-                    Ok(()) => {}
+                    Ok(()) => fleet.terminated(&existing),
                     Err(err) if err.kind() == ErrorKind::NotFound => {
                         tracing::info!(plan = %id, error = %err, "instances already gone");
+                        fleet.terminated(&existing);
                     }
                     Err(err) => {
+                        fleet.uncertain(&existing);
                         let why = format!("terminate attempt {attempt} failed: {err}");
                         store
                             .mark_step_failed(&id, step.index, &why, None, now)
@@ -1178,30 +1221,72 @@ impl Executor {
         Ok(out)
     }
 
-    /// Health verdicts for targets: the provider's health call for `check: provider`,
-    /// else an inventory (state, address) and the probe.
+    /// Health verdicts for targets: the provider's health call for `check: provider`
+    /// (for these ids only), else the pass's inventory view (state, address) and the
+    /// probe. What is observed is written into the view, for later floor checks.
     async fn verdicts(
         &self,
+        fleets: &mut Fleets,
         provider: &Arc<dyn Provider>,
-        group: &InstanceGroup,
+        doc: &PlanDoc,
         targets: &[(String, SystemTime)],
     ) -> Result<HashMap<String, Verdict>, ProviderError> {
-        let ids: Vec<String> = targets.iter().map(|(i, _)| i.clone()).collect();
-        if group.spec.health.check == HealthCheck::Provider {
-            let health = provider.health(&ids).await?;
-            return Ok(health
+        let health = &doc.group.spec.health;
+        let fleet = fleets.of(&doc.provider);
+        let verdicts = if health.check == HealthCheck::Provider {
+            let ids: Vec<String> = targets.iter().map(|(i, _)| i.clone()).collect();
+            provider
+                .health(&ids)
+                .await?
                 .into_iter()
                 .map(|(id, h)| (id, Verdict::from(h)))
-                .collect());
+                .collect()
+        } else {
+            fleet.load(provider.as_ref(), &self.owner).await;
+            let seen: Vec<&Instance> = targets.iter().filter_map(|(i, _)| fleet.get(i)).collect();
+            health::judge(&self.http, health, &seen).await
+        };
+        fleet.observe(&verdicts);
+        Ok(verdicts)
+    }
+
+    /// The group's live members as this pass knows them (its inventory view, see
+    /// `fleet`), each with a verdict: health observed earlier in the pass, else judged
+    /// from the inventory (and probed, for `check: http`). `None` when the inventory is
+    /// incomplete: nothing may be terminated on it. Costs the group's size, not the
+    /// fleet's.
+    async fn group_health(
+        &self,
+        fleets: &mut Fleets,
+        provider: &Arc<dyn Provider>,
+        doc: &PlanDoc,
+        target_hash: &SpecHash,
+    ) -> Option<GroupHealth> {
+        let fleet = fleets.of(&doc.provider);
+        fleet.load(provider.as_ref(), &self.owner).await;
+        if !fleet.is_complete() {
+            return None;
         }
-        let inventory = provider.inventory(&self.owner).await;
-        let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
-        let seen: Vec<&Instance> = inventory
-            .instances
-            .iter()
-            .filter(|i| wanted.contains(i.id.as_str()))
-            .collect();
-        Ok(health::judge(&self.http, &group.spec.health, &seen).await)
+        let members = fleet.members(doc.group.name().as_str());
+        let mut verdicts = HashMap::with_capacity(members.len());
+        let mut unobserved = Vec::new();
+        for m in &members {
+            match fleet.observed(&m.id) {
+                Some(v) => {
+                    verdicts.insert(m.id.clone(), v);
+                }
+                None => unobserved.push(*m),
+            }
+        }
+        verdicts.extend(health::judge(&self.http, &doc.group.spec.health, &unobserved).await);
+        let members: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+        let healthy = count_healthy(&verdicts, members.iter().map(String::as_str));
+        Some(GroupHealth {
+            floor: healthy_floor(&doc.group, target_hash).min(healthy),
+            members,
+            verdicts,
+            healthy,
+        })
     }
 
     /// The plan failed: append a rollback step (autoRollback and something was
@@ -1318,6 +1403,7 @@ impl Executor {
     async fn run_rollback(
         &mut self,
         store: &mut Store,
+        fleets: &mut Fleets,
         provider: &Arc<dyn Provider>,
         plan: &PlanWithSteps,
         doc: &PlanDoc,
@@ -1344,36 +1430,39 @@ impl Executor {
             ours.extend(d.instances.into_iter().map(|l| l.id));
             let mut tokens = d.tokens;
             tokens.extend(s.launch_token.clone());
+            // Asked of the provider, not the view: a launch attempt that failed halfway
+            // may have created instances the pass's inventory predates.
             for t in tokens {
                 match provider.find_by_launch_token(&self.owner, &t).await {
-                    Ok(found) => ours.extend(found.into_iter().map(|i| i.id)),
+                    Ok(found) => {
+                        fleets.of(&doc.provider).learn(&found);
+                        ours.extend(found.into_iter().map(|i| i.id));
+                    }
                     Err(_) => return Ok(StepOutcome::Wait(self.options.poll_interval)),
                 }
             }
         }
-        let inventory = provider.inventory(&self.owner).await;
-        if !inventory.complete {
+        let Some(group) = self
+            .group_health(fleets, provider, doc, &plan.plan.target_hash)
+            .await
+        else {
             return Ok(StepOutcome::Wait(self.options.poll_interval));
-        }
-        let members = group_members(&inventory.instances, doc.group.name());
-        let verdicts = health::judge(&self.http, &doc.group.spec.health, &members).await;
-        let healthy_now = count_healthy(&verdicts, members.iter().map(|m| m.id.as_str()));
-        let required = healthy_floor(&doc.group).min(healthy_now);
-        let mut allowed = healthy_now - required;
+        };
+        let mut allowed = group.healthy - group.floor;
         let (mut terminate, mut kept) = (Vec::new(), Vec::new());
         // Not-healthy instances of the failed generation go first, then healthy ones
         // while the floor allows.
-        let mut live: Vec<&&Instance> = members.iter().filter(|m| ours.contains(&m.id)).collect();
-        live.sort_by_key(|m| (verdicts.get(&m.id) == Some(&Verdict::Healthy), m.id.clone()));
+        let mut live: Vec<&String> = group.members.iter().filter(|m| ours.contains(*m)).collect();
+        live.sort_by_key(|m| (group.is_healthy(m), *m));
         for m in live {
-            if verdicts.get(&m.id) == Some(&Verdict::Healthy) {
+            if group.is_healthy(m) {
                 if allowed == 0 {
-                    kept.push(m.id.clone());
+                    kept.push(m.clone());
                     continue;
                 }
                 allowed -= 1;
             }
-            terminate.push(m.id.clone());
+            terminate.push(m.clone());
         }
         detail.terminated = terminate.clone();
         detail.kept = kept;
@@ -1403,10 +1492,12 @@ impl Executor {
         } else {
             provider.terminate(&terminate).await
         };
+        let fleet = fleets.of(&doc.provider);
         match result {
-            Ok(()) => {}
-            Err(err) if err.kind() == ErrorKind::NotFound => {}
+            Ok(()) => fleet.terminated(&terminate),
+            Err(err) if err.kind() == ErrorKind::NotFound => fleet.terminated(&terminate),
             Err(err) => {
+                fleet.uncertain(&terminate);
                 let why = format!("rollback attempt {attempt} failed: {err}");
                 store
                     .mark_step_failed(&id, step.index, &why, None, now)
@@ -1568,12 +1659,27 @@ fn retry_worth(err: &ProviderError) -> bool {
     )
 }
 
-/// The group's live instances (ours, this group's tag; not shutting down).
-fn group_members<'a>(instances: &'a [Instance], group: &GroupName) -> Vec<&'a Instance> {
-    instances
-        .iter()
-        .filter(|i| i.group() == Some(group.as_str()) && phoenix_core::drift::counts(i))
-        .collect()
+/// A group's live members in the pass's inventory view, with a verdict for each: what a
+/// terminate or a rollback decides on.
+struct GroupHealth {
+    /// Live member ids, sorted.
+    members: Vec<String>,
+    /// A verdict per member.
+    verdicts: HashMap<String, Verdict>,
+    /// How many members are healthy now.
+    healthy: u32,
+    /// Healthy instances that must remain: `min(replicas - maxUnavailable, healthy)`.
+    floor: u32,
+}
+
+impl GroupHealth {
+    fn is_healthy(&self, id: &str) -> bool {
+        self.verdicts.get(id) == Some(&Verdict::Healthy)
+    }
+
+    fn count_healthy(&self, ids: &[String]) -> u32 {
+        count_healthy(&self.verdicts, ids.iter().map(String::as_str))
+    }
 }
 
 fn count_healthy<'a>(
@@ -1587,10 +1693,12 @@ fn count_healthy<'a>(
 }
 
 /// `replicas - maxUnavailable` (at least 1: maxUnavailable is capped at replicas - 1).
-fn healthy_floor(group: &InstanceGroup) -> u32 {
+/// `hash` is the plan's target hash (the limits do not depend on it; recomputing it
+/// would hash the template on every check).
+fn healthy_floor(group: &InstanceGroup, hash: &SpecHash) -> u32 {
     let parsed = ParsedGroup {
         group: group.clone(),
-        hash: group.hash(),
+        hash: *hash,
     };
     let limits = RolloutLimits::of(&parsed);
     group.spec.replicas.get().saturating_sub(limits.unavailable)

@@ -1,6 +1,7 @@
 //! Shared fixtures of the executor tests: desired groups from YAML, a sim provider and a
 //! real store in a temp dir, a provider wrapper that checks the rollout invariants at
-//! every launch and terminate call (and injects provider errors), and a reconcile pass
+//! every launch and terminate call (and injects provider errors, and counts inventory
+//! reads and launch-token lookups), and a reconcile pass
 //! (inventory -> plan -> submit -> advance) with a virtual clock.
 #![allow(dead_code)]
 
@@ -105,6 +106,10 @@ pub struct Checked {
     /// Every launch token ever used, with how many instances carry it at most.
     pub launches: Mutex<BTreeMap<String, u32>>,
     pub terminate_calls: AtomicU32,
+    /// Calls of `inventory` made by the executor (the wrapper's own checks not counted).
+    pub inventory_calls: AtomicU32,
+    /// Calls of `find_by_launch_token`.
+    pub token_lookups: AtomicU32,
 }
 
 impl Checked {
@@ -117,6 +122,8 @@ impl Checked {
             fail_health: AtomicU32::new(0),
             launches: Mutex::new(BTreeMap::new()),
             terminate_calls: AtomicU32::new(0),
+            inventory_calls: AtomicU32::new(0),
+            token_lookups: AtomicU32::new(0),
         })
     }
 
@@ -170,6 +177,7 @@ impl Provider for Checked {
         self.inner.type_name()
     }
     async fn inventory(&self, owner: &str) -> Inventory {
+        self.inventory_calls.fetch_add(1, Ordering::SeqCst);
         self.inner.inventory(owner).await
     }
     async fn launch(&self, request: &LaunchRequest) -> Result<Vec<Instance>, ProviderError> {
@@ -244,6 +252,7 @@ impl Provider for Checked {
         owner: &str,
         token: &str,
     ) -> Result<Vec<Instance>, ProviderError> {
+        self.token_lookups.fetch_add(1, Ordering::SeqCst);
         self.inner.find_by_launch_token(owner, token).await
     }
 }
