@@ -308,6 +308,16 @@ fn set_status_tx(tx: &Transaction<'_>, plan: &PlanId, to: PlanStatus, now: i64) 
     Ok(())
 }
 
+/// The active plans, oldest first. Its WHERE clause is the one of the partial index
+/// `plans_active_by_created`, so SQLite reads only active plans (a test checks the plan).
+fn unfinished_plans_sql() -> String {
+    format!(
+        "SELECT {PLAN_COLUMNS} FROM plans \
+         WHERE status IN ('pending', 'awaiting_approval', 'running') \
+         ORDER BY created_at, id"
+    )
+}
+
 impl Store {
     /// Insert a plan and its steps (all `pending`) at `now`. Fails with
     /// [`StoreError::ActivePlanExists`] when the group already has an active plan.
@@ -577,11 +587,7 @@ impl Store {
         let plans: Vec<PlanRecord> = {
             let mut stmt = self
                 .conn
-                .prepare_cached(&format!(
-                    "SELECT {PLAN_COLUMNS} FROM plans \
-                     WHERE status IN ('pending', 'awaiting_approval', 'running') \
-                     ORDER BY created_at, id"
-                ))
+                .prepare_cached(&unfinished_plans_sql())
                 .map_err(StoreError::sqlite("list unfinished plans"))?;
             stmt.query_map([], plan_from_row)
                 .and_then(Iterator::collect)
@@ -721,5 +727,27 @@ fn diagnose_intent(tx: &Transaction<'_>, plan: &PlanId, index: u32, attempt: u32
             attempt,
             recorded,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreOptions;
+
+    /// Plans are never deleted: listing the active ones on every pass must not scan them all.
+    #[test]
+    fn listing_active_plans_reads_only_the_active_index() {
+        let store = Store::open_in_memory(StoreOptions::default()).expect("open");
+        let detail: Vec<String> = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", unfinished_plans_sql()))
+            .and_then(|mut stmt| stmt.query_map([], |row| row.get(3))?.collect())
+            .expect("query plan");
+        assert_eq!(
+            detail,
+            ["SCAN plans USING INDEX plans_active_by_created"],
+            "no full scan and no temporary sort"
+        );
     }
 }

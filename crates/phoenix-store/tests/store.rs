@@ -1158,7 +1158,10 @@ fn all_history_and_history_changes_let_a_reader_cache_histories() {
         .record_generation(&db, &hash(3), "c2", t(1))
         .expect("record");
     let all = store.all_history().expect("all history");
-    let rows: Vec<(&str, SpecHash)> = all.iter().map(|h| (h.group.as_str(), h.spec_hash)).collect();
+    let rows: Vec<(&str, SpecHash)> = all
+        .iter()
+        .map(|h| (h.group.as_str(), h.spec_hash))
+        .collect();
     assert_eq!(
         rows,
         [("db", hash(3)), ("web", hash(2)), ("web", hash(1))],
