@@ -192,8 +192,8 @@ run_wrk() {
     if grep -q 'Non-2xx' "$TMP/wrk-$2.txt"; then log "wrk $2: non-2xx answers"; grep 'Non-2xx' "$TMP/wrk-$2.txt" >&2; fi
     awk '/^Requests\/sec:/{print $2}' "$TMP/wrk-$2.txt"
 }
-p50() { awk '$1=="50%"{print $2}' "$TMP/wrk-$1.txt"; }
-p99() { awk '$1=="99%"{print $2}' "$TMP/wrk-$1.txt"; }
+p50() { awk '$1=="50%"{print $2}' "$TMP/wrk-$1.txt" 2>/dev/null || true; }
+p99() { awk '$1=="99%"{print $2}' "$TMP/wrk-$1.txt" 2>/dev/null || true; }
 
 LOAD_RUN=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ "${BENCH_SKIP_WRK:-0}" = 1 ]; then
@@ -284,20 +284,23 @@ print(f"Machine: $MACHINE; load average before {'$LOAD_BEFORE'}, at wrk {'$LOAD_
 print()
 print("| measurement | Phoenix | baseline (same run) | ratio | goal | met |")
 print("|---|---|---|---|---|---|")
-print(f"| GET /api/v1/status, {groups} groups ($STATUS_BYTES B body) | {ps:,.0f} req/s (p50 $(p50 status), p99 $(p99 status)) "
-      f"| nginx static file of the same size: {ns:,.0f} req/s (p50 $(p50 nginx-status)) | {ratio(ps, ns):.2f} of nginx "
-      f"| >= 20,000 req/s and >= 0.5 of nginx | {yn(status_met)} |")
-print(f"| GET /api/v1/groups, {groups} groups ($GROUPS_BYTES B body) | {pg:,.0f} req/s (p50 $(p50 groups), p99 $(p99 groups)) "
-      f"| nginx static file of the same size: {ng:,.0f} req/s (p50 $(p50 nginx-groups)) | {ratio(pg, ng):.2f} of nginx | | |")
+wrk_ran = "${BENCH_SKIP_WRK:-0}" != "1"
+if wrk_ran:
+    print(f"| GET /api/v1/status, {groups} groups ($STATUS_BYTES B body) | {ps:,.0f} req/s (p50 $(p50 status), p99 $(p99 status)) "
+          f"| nginx static file of the same size: {ns:,.0f} req/s (p50 $(p50 nginx-status)) | {ratio(ps, ns):.2f} of nginx "
+          f"| >= 20,000 req/s and >= 0.5 of nginx | {yn(status_met)} |")
+    print(f"| GET /api/v1/groups, {groups} groups ($GROUPS_BYTES B body) | {pg:,.0f} req/s (p50 $(p50 groups), p99 $(p99 groups)) "
+          f"| nginx static file of the same size: {ng:,.0f} req/s (p50 $(p50 nginx-groups)) | {ratio(pg, ng):.2f} of nginx | | |")
 print(f"| push-to-plan, webhook sent -> plan on the group in the API, {groups} groups ({push['ok']}/{push['rounds']} rounds) "
       f"| median {med} ms, p90 {p90} ms (min {push['plan_min_ms']}, max {push['plan_max_ms']}) | | | median < 100 ms | {yn(push_met)} |")
 print(f"| webhook sent -> new desired hash in the API | median {push['hash_median_ms']} ms | | | | |")
 print()
 common = {"size": size, "groups": groups, "build": "$BUILD", "load": "$LOAD_RUN"}
-print("RESULT " + json.dumps({"bench": "api_status", **common, "phoenix_rps": round(ps), "nginx_rps": round(ns),
-      "ratio": round(ratio(ps, ns), 3), "body_bytes": $STATUS_BYTES, "goal_rps": 20000, "goal_ratio": 0.5, "met": status_met}))
-print("RESULT " + json.dumps({"bench": "api_groups", **common, "phoenix_rps": round(pg), "nginx_rps": round(ng),
-      "ratio": round(ratio(pg, ng), 3), "body_bytes": $GROUPS_BYTES}))
+if wrk_ran:
+    print("RESULT " + json.dumps({"bench": "api_status", **common, "phoenix_rps": round(ps), "nginx_rps": round(ns),
+          "ratio": round(ratio(ps, ns), 3), "body_bytes": $STATUS_BYTES, "goal_rps": 20000, "goal_ratio": 0.5, "met": status_met}))
+    print("RESULT " + json.dumps({"bench": "api_groups", **common, "phoenix_rps": round(pg), "nginx_rps": round(ng),
+          "ratio": round(ratio(pg, ng), 3), "body_bytes": $GROUPS_BYTES}))
 print("RESULT " + json.dumps({"bench": "push_to_plan", **common, "median_ms": med, "p90_ms": p90,
       "hash_median_ms": push["hash_median_ms"], "rounds": push["rounds"], "ok": push["ok"],
       "goal_median_ms": 100, "met": push_met, "samples_ms": push["plan_ms"]}))
