@@ -5,13 +5,18 @@
 //! Event::Tick            the pass timer (reconcile interval, jittered; sooner while plans run)
 //! Event::SourceChanged   the folder watcher fired (it only signals; a rescan backs it up)
 //! Event::Command         an API command: reconcile, webhook (debounced), approve, cancel
+//! Event::SourcePolled    a source poll returned from the blocking pool
 //! Event::Reload          a new, already validated config (SIGHUP or the config file changed)
 //! Event::Shutdown        SIGTERM/SIGINT: stop taking work and return
 //! ```
 //!
-//! Every pass goes through the same path, first start included: read the source when it
-//! is due, collect every provider's inventory, plan with the pure planner, hand the plan
-//! to the executor (enforce mode only), then publish a fresh snapshot for the API. A
+//! Every pass goes through the same path, first start included: start a source poll
+//! when one is due, collect every provider's inventory, plan with the pure planner, hand
+//! the plan to the executor (enforce mode only), then publish a fresh snapshot for the
+//! API. The loop never waits for the source: a poll (git fetch or folder scan) runs on
+//! the blocking pool and comes back as its own event, followed by a pass when it brought
+//! something new, so a remote that accepts a connection and never answers stalls only
+//! the source (reported on the status API once overdue), never the fleet or shutdown. A
 //! failure never ends the loop: it is logged, shown on the status API and retried.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -26,7 +31,7 @@ use phoenix_core::model::Inventory;
 use phoenix_core::plan::{FailedGeneration, PlanDocument, PlanInput, PlanMemory, plan};
 use phoenix_core::spec::ParsedGroup;
 use phoenix_source::{
-    PollOutcome, PollSchedule, Rejection, Revision, RevisionId, Source, WatchSignal,
+    PollOutcome, PollSchedule, Rejection, Revision, RevisionId, Source, SourceError, WatchSignal,
 };
 use phoenix_store::{RevisionVerdict, SeenRevision, Store, StoreOptions};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -121,7 +126,14 @@ struct Daemon {
     config: Config,
     options: LoopOptions,
     store: Store,
+    /// The source, or `None` while a poll has it on the blocking pool.
     source: Option<Source>,
+    /// The poll running on the blocking pool, if any. The loop never waits for it: it
+    /// comes back as an event, so a remote that hangs stalls only the source.
+    poll: Option<PollInFlight>,
+    /// A poll asked for while one was running (a webhook, a watcher signal), with the
+    /// newest pushed commit; started as soon as the running one returns.
+    repoll: Option<Option<RevisionId>>,
     source_schedule: PollSchedule,
     next_source_poll: Instant,
     watch: Option<WatchSignal>,
@@ -197,6 +209,8 @@ pub async fn run(
         options,
         store,
         source: Some(source),
+        poll: None,
+        repoll: None,
         source_schedule,
         next_source_poll: Instant::now(),
         watch,
@@ -241,13 +255,19 @@ impl Daemon {
                 let watch = self.watch.clone();
                 tokio::select! {
                     () = &mut shutdown => {
+                        if let Some(poll) = &self.poll {
+                            tracing::warn!(running_for = ?poll.started.elapsed(),
+                                "shutting down with a source poll still running; it is abandoned");
+                        }
                         tracing::info!("shutting down");
                         return;
                     }
                     () = tokio::time::sleep_until(deadline) => break Reason::Timer,
-                    () = changed(watch.as_ref()) => {
-                        self.next_source_poll = Instant::now();
-                        break Reason::Watch;
+                    () = changed(watch.as_ref()) => self.start_poll(None, Reason::Watch),
+                    joined = poll_finished(self.poll.as_mut()) => {
+                        if let Some(reason) = self.finish_poll(joined) {
+                            break reason;
+                        }
                     }
                     Some(config) = self.channels.reloads.recv() => {
                         self.reload(config).await;
@@ -301,13 +321,9 @@ impl Daemon {
                 }
                 if burst.webhooks > 0 {
                     tracing::info!(webhooks = burst.webhooks, after = ?burst.after, "push webhook");
-                    let started = std::time::Instant::now();
-                    self.poll_source(burst.after.map(RevisionId::new)).await;
-                    tracing::debug!(
-                        took_ms = started.elapsed().as_secs_f64() * 1000.0,
-                        "webhook fetch finished"
-                    );
-                    Some(Reason::Webhook)
+                    // The pass follows when the fetch returns with something new.
+                    self.start_poll(burst.after.map(RevisionId::new), Reason::Webhook);
+                    None
                 } else {
                     Some(Reason::Request)
                 }
@@ -411,6 +427,10 @@ impl Daemon {
         if config.source != self.config.source {
             match Source::open(&config.source, &config.state.path) {
                 Ok(source) => {
+                    // A poll of the old source still running is abandoned: its answer
+                    // is about a source no longer configured.
+                    self.poll = None;
+                    self.repoll = None;
                     self.watch = source.watch_signal();
                     self.source_schedule = PollSchedule::new(source.interval());
                     self.source = Some(source);
@@ -432,8 +452,9 @@ impl Daemon {
         let started = std::time::Instant::now();
         let mut phases = Phases::new();
         if Instant::now() >= self.next_source_poll {
-            self.poll_source(None).await;
+            self.start_poll(None, reason);
         }
+        self.check_stuck_poll();
         phases.end("source");
         self.collect_inventories().await;
         phases.end("inventory");
@@ -632,16 +653,79 @@ impl Daemon {
         hashes
     }
 
-    /// Read the source on the blocking pool (git2 and folder scans block).
-    async fn poll_source(&mut self, after: Option<RevisionId>) {
+    /// Start a source poll on the blocking pool (git2 and folder scans block), aimed at
+    /// `after` when a push named it. With a poll already running, the request is kept
+    /// and served when that one returns (the newest pushed commit wins).
+    fn start_poll(&mut self, after: Option<RevisionId>, reason: Reason) {
+        if self.poll.is_some() {
+            let queued = self.repoll.take().flatten();
+            self.repoll = Some(after.or(queued));
+            return;
+        }
         let Some(mut source) = self.source.take() else {
             return;
         };
-        let joined = tokio::task::spawn_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             let outcome = source.poll_now(after.as_ref());
             (source, outcome)
-        })
-        .await;
+        });
+        self.poll = Some(PollInFlight {
+            task,
+            started: Instant::now(),
+            reason,
+            stuck_reported: false,
+        });
+    }
+
+    /// A poll running far longer than any healthy fetch (a remote that accepted the
+    /// connection and went silent; libgit2 has no timeout of its own) is reported as a
+    /// source error and alerted once. The loop kept running all along; the poll is left
+    /// to finish, and its answer is still taken when it comes.
+    fn check_stuck_poll(&mut self) {
+        let limit = stuck_after(self.source_schedule.interval());
+        let Some(poll) = self.poll.as_mut() else {
+            return;
+        };
+        let running = poll.started.elapsed();
+        if running < limit || poll.stuck_reported {
+            return;
+        }
+        poll.stuck_reported = true;
+        let message = format!(
+            "the source poll has not returned for {}s (does the remote accept connections but not answer?); the last good revision stays in force",
+            running.as_secs()
+        );
+        tracing::error!(running_for = ?running, "source poll stuck");
+        self.source_error = Some(message.clone());
+        let alert = SourceAlert {
+            revision: None,
+            message,
+        };
+        if let Err(err) = self
+            .alerts
+            .source_state(&mut self.store, Some(alert), SystemTime::now())
+        {
+            tracing::error!(error = %err, "cannot record the source alert");
+        }
+    }
+
+    /// A poll came back: take its outcome, then serve a poll asked for meanwhile.
+    /// Returns the reason for a pass unless nothing changed.
+    fn finish_poll(&mut self, joined: PollJoin) -> Option<Reason> {
+        let poll = self.poll.take().expect("a finished poll was running");
+        tracing::debug!(
+            took_ms = poll.started.elapsed().as_secs_f64() * 1000.0,
+            "source poll finished"
+        );
+        let changed = self.take_poll_outcome(joined);
+        if let Some(after) = self.repoll.take() {
+            self.start_poll(after, poll.reason);
+        }
+        changed.then_some(poll.reason)
+    }
+
+    /// Apply a finished poll's outcome; false only when nothing changed.
+    fn take_poll_outcome(&mut self, joined: PollJoin) -> bool {
         let (source, outcome) = match joined {
             Ok(pair) => pair,
             Err(err) => {
@@ -650,7 +734,7 @@ impl Daemon {
                     Ok(source) => self.source = Some(source),
                     Err(err) => tracing::error!(error = %err, "cannot reopen the source"),
                 }
-                return;
+                return true;
             }
         };
         self.source = Some(source);
@@ -677,6 +761,8 @@ impl Daemon {
         if let Err(err) = self.alerts.source_state(&mut self.store, source_alert, now) {
             tracing::error!(error = %err, "cannot record the source alert");
         }
+        // Unchanged needs no pass, unless it clears an error the API shows.
+        let changed = !matches!(outcome, Ok(PollOutcome::Unchanged)) || self.source_error.is_some();
         match outcome {
             Ok(PollOutcome::Unchanged) => self.source_error = None,
             Ok(PollOutcome::Accepted { revision, reparsed }) => {
@@ -716,6 +802,7 @@ impl Daemon {
         }
         let delay = self.source_schedule.next_delay(ok, rand::random::<f64>());
         self.next_source_poll = Instant::now() + delay;
+        changed
     }
 
     /// Per-group history: a new generation for every group whose hash is new or changed.
@@ -919,6 +1006,33 @@ impl Daemon {
         let snapshot = view::build(&self.store, &input, &self.histories, now);
         self.channels.snapshots.send_replace(snapshot);
     }
+}
+
+/// What a source poll task returns.
+type PollJoin = Result<(Source, Result<PollOutcome, SourceError>), tokio::task::JoinError>;
+
+/// A source poll running on the blocking pool.
+struct PollInFlight {
+    task: tokio::task::JoinHandle<(Source, Result<PollOutcome, SourceError>)>,
+    started: Instant,
+    /// What asked for it; the pass that follows a change carries it.
+    reason: Reason,
+    /// Whether [`Daemon::check_stuck_poll`] has reported it.
+    stuck_reported: bool,
+}
+
+/// Resolves when the running poll returns; never without one.
+async fn poll_finished(poll: Option<&mut PollInFlight>) -> PollJoin {
+    match poll {
+        Some(poll) => (&mut poll.task).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a poll may run before it is reported as stuck: far beyond any healthy
+/// fetch, and beyond a couple of poll intervals.
+fn stuck_after(interval: Duration) -> Duration {
+    (interval * 2).max(Duration::from_secs(10))
 }
 
 /// Wall time of each phase of a pass, for the `pass finished` debug line.

@@ -68,6 +68,11 @@ pub struct PollSchedule {
 pub const JITTER_FRACTION: f64 = 0.1;
 
 impl PollSchedule {
+    /// The configured interval between successful polls.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
     /// Poll every `interval`; back off from 1 s up to `max(interval, 5 min)` on errors.
     pub fn new(interval: Duration) -> Self {
         Self::with_backoff(

@@ -59,7 +59,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    runtime.block_on(run_async(config, args.config.clone()))?;
+    let result = runtime.block_on(run_async(config, args.config.clone()));
+    // A source poll stuck on a silent remote (libgit2 has no timeout) must not hold the
+    // exit: blocking tasks still running after a short grace are abandoned.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -23,6 +23,14 @@ impl Daemon {
     /// Write `config` (with `{LISTEN}` replaced by a free loopback address) into `dir` and
     /// start the daemon on it.
     pub fn start(dir: &Path, config: &str, env: &[(&str, &str)]) -> Daemon {
+        let mut daemon = Daemon::start_unready(dir, config, env);
+        daemon.wait_ready(Duration::from_secs(60));
+        daemon
+    }
+
+    /// Like [`Daemon::start`], waiting only for the API to listen, not for `/readyz`:
+    /// for daemons that cannot become ready (a source that never answers).
+    pub fn start_unready(dir: &Path, config: &str, env: &[(&str, &str)]) -> Daemon {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
             .parse()
             .expect("loopback address");
@@ -37,6 +45,17 @@ impl Daemon {
             log,
         };
         daemon.spawn(env);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect_timeout(&daemon.addr, Duration::from_millis(200))
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the API did not listen within 60s; log:\n{}",
+                daemon.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         daemon
     }
 
@@ -56,13 +75,13 @@ impl Daemon {
             .spawn()
             .expect("spawn phoenix run");
         self.child = Some(child);
-        self.wait_ready(Duration::from_secs(60));
     }
 
     /// Stop with SIGKILL and start again on the same config and state.
     pub fn restart(&mut self, env: &[(&str, &str)]) {
         self.kill();
         self.spawn(env);
+        self.wait_ready(Duration::from_secs(60));
     }
 
     /// Wait until `/readyz` answers 200.
