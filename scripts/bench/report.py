@@ -79,7 +79,11 @@ class Table:
         self.rows.append((measurement, phoenix, baseline, ratio_, goal, shown))
 
     def failed(self, measurement, piece, rc, goal=""):
-        why = "no output" if rc is None else f"exit {rc}"
+        if rc is None:
+            # no exit status: the piece was not run (BENCH_ONLY), so there is no figure
+            self.rows.append((measurement, f"not run (`{piece}` not selected)", "", "", goal, "-"))
+            return
+        why = f"exit {rc}"
         self.rows.append((measurement, f"**failed** ({why}; see `{piece}.log`)", "", "", goal, "**no**"))
         self.missed.append(measurement)
 
