@@ -22,3 +22,9 @@ cargo fmt --all -- --check
 
 echo "test: cargo test (target dir: $CARGO_TARGET_DIR)"
 cargo test --workspace --all-targets --no-fail-fast
+
+# Every benchmark at its small size, on the debug build the tests just made (nothing heavy
+# is compiled again), so a broken benchmark fails CI. Speed is never asserted; the
+# figures go to a scratch copy of docs/benchmarks.md, not the committed one.
+echo "test: scripts/bench.sh small"
+BENCH_DOC="$(mktemp /tmp/phoenix-benchmarks.XXXXXX.md)" scripts/bench.sh small

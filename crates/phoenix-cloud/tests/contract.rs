@@ -811,3 +811,39 @@ async fn build_providers_keys_by_name_and_picks_the_type() {
         .expect_err("duplicate names");
     assert_eq!(err.kind(), ErrorKind::Config);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_seed_creates_what_launch_would_and_persists_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let subnets = vec!["subnet-a".to_string(), "subnet-b".to_string()];
+    let tpl = template("ami-seed", &subnets, "sg-1");
+    let requests = vec![
+        request("seeded", &tpl, "seed-1", 3),
+        request("seeded", &tpl, "seed-2", 0),
+        request("seeded", &tpl, "seed-3", 2),
+    ];
+    {
+        let sim = sim_open(dir.path(), SimConfig::default_named("sim")).await;
+        let created = within(60, sim.seed(requests.clone())).await.expect("seed");
+        assert_eq!(created, 5);
+    }
+    // After a reopen, the seeded instances look exactly like launched ones.
+    let sim = sim_open(dir.path(), SimConfig::default_named("sim")).await;
+    let inventory = within(60, sim.inventory("seeded")).await;
+    assert!(inventory.complete);
+    assert_eq!(inventory.instances.len(), 5);
+    for instance in &inventory.instances {
+        assert_eq!(instance.image, "ami-seed");
+        assert_eq!(instance.health, InstanceHealth::Healthy);
+        let token = instance.tags.get(tags::LAUNCH_TOKEN).expect("token tag");
+        let request = requests
+            .iter()
+            .find(|r| &r.launch_token == token)
+            .expect("a seeded token");
+        assert_eq!(instance.tags, request.tags());
+    }
+    let again = within(60, sim.find_by_launch_token("seeded", "seed-1"))
+        .await
+        .expect("lookup");
+    assert_eq!(again.len(), 3);
+}
