@@ -19,7 +19,7 @@
 //! the source (reported on the status API once overdue), never the fleet or shutdown. A
 //! failure never ends the loop: it is logged, shown on the status API and retried.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -146,7 +146,9 @@ struct Daemon {
     accepted_at: Option<SystemTime>,
     rejection: Option<Arc<Rejection>>,
     source_error: Option<String>,
-    inventories: BTreeMap<String, Inventory>,
+    /// The last inventory of every configured provider, sorted by provider name (a
+    /// slice, so the planner borrows it instead of copying every instance).
+    inventories: Vec<Inventory>,
     document: Option<PlanDocument>,
     since: HashMap<FindingKey, SystemTime>,
     histories: view::Histories,
@@ -222,7 +224,7 @@ pub async fn run(
         accepted_at: None,
         rejection: None,
         source_error: None,
-        inventories: BTreeMap::new(),
+        inventories: Vec::new(),
         document: None,
         since: HashMap::new(),
         histories: view::Histories::default(),
@@ -485,7 +487,7 @@ impl Daemon {
     /// An incomplete inventory proves nothing, so it neither opens nor resolves.
     fn drift_alerts(&mut self, now: SystemTime) {
         let complete =
-            !self.inventories.is_empty() && self.inventories.values().all(|inv| inv.complete);
+            !self.inventories.is_empty() && self.inventories.iter().all(|inv| inv.complete);
         let (Some(document), Some(revision), true) =
             (self.document.as_ref(), self.revision.as_ref(), complete)
         else {
@@ -547,6 +549,19 @@ impl Daemon {
     /// Log executor transitions, stream them to SSE subscribers and count results.
     fn transitions(&mut self, transitions: &[Transition], now: SystemTime) {
         use phoenix_api::{PlanResult, PlanState, StepState};
+        let observed = if transitions.iter().any(|t| {
+            matches!(
+                t,
+                Transition::PlanStarted { .. }
+                    | Transition::PlanSucceeded { .. }
+                    | Transition::PlanFailed { .. }
+                    | Transition::RolledBack { .. }
+            )
+        }) {
+            observed_hashes(self.document.as_ref())
+        } else {
+            HashMap::new()
+        };
         for transition in transitions {
             let plan = transition.plan();
             tracing::info!(plan = %plan.plan, group = %plan.group, kind = transition.kind(), message = transition.message(), "plan transition");
@@ -605,7 +620,10 @@ impl Daemon {
                     plan_id: plan.plan.clone(),
                     group: plan.group.clone(),
                     target_hash: plan.target_hash,
-                    observed_hashes: self.observed_hashes(plan.group.as_str()),
+                    observed_hashes: observed
+                        .get(plan.group.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
                     commit: plan.commit.clone(),
                     message: transition.message().to_string(),
                 };
@@ -637,20 +655,6 @@ impl Daemon {
             Ok(None) => {}
             Err(err) => tracing::error!(error = %err, plan = %id, "cannot read the plan"),
         }
-    }
-
-    /// The distinct spec hashes running in a group, per the last inventories.
-    fn observed_hashes(&self, group: &str) -> Vec<phoenix_core::SpecHash> {
-        let mut hashes: Vec<phoenix_core::SpecHash> = self
-            .inventories
-            .values()
-            .flat_map(|inv| inv.instances.iter())
-            .filter(|i| i.group() == Some(group))
-            .filter_map(|i| i.spec_hash()?.parse().ok())
-            .collect();
-        hashes.sort();
-        hashes.dedup();
-        hashes
     }
 
     /// Start a source poll on the blocking pool (git2 and folder scans block), aimed at
@@ -858,6 +862,9 @@ impl Daemon {
     /// Every provider's inventory, concurrently. An incomplete one replaces the last only
     /// as "incomplete": the planner then acts on nothing missing or orphaned there.
     async fn collect_inventories(&mut self) {
+        // The last ones are replaced whole; dropping them first keeps one copy of the
+        // fleet in memory instead of two while the providers answer.
+        self.inventories.clear();
         let owner = self.config.owner.clone();
         let passes = self.providers.values().map(|provider| {
             let provider = provider.clone();
@@ -868,11 +875,10 @@ impl Daemon {
             if !inventory.complete {
                 tracing::warn!(provider = %inventory.provider, error = ?inventory.error, "inventory incomplete");
             }
-            self.inventories
-                .insert(inventory.provider.clone(), inventory);
+            self.inventories.push(inventory);
         }
-        let known: HashSet<&String> = self.providers.keys().collect();
-        self.inventories.retain(|name, _| known.contains(name));
+        self.inventories
+            .sort_unstable_by(|a, b| a.provider.cmp(&b.provider));
     }
 
     /// Run the pure planner over what is known now; returns the desired groups.
@@ -909,12 +915,11 @@ impl Daemon {
                 Vec::new()
             }
         };
-        let inventories: Vec<Inventory> = self.inventories.values().cloned().collect();
         let outcome = match plan(&PlanInput {
             revision: revision.id.as_str(),
             owner: &self.config.owner,
             groups: &groups,
-            inventories: &inventories,
+            inventories: &self.inventories,
             config: &self.config.reconcile,
             memory: &memory,
             failed: &failed,
@@ -930,7 +935,7 @@ impl Daemon {
             tracing::error!(error = %err, "cannot save the planner memory");
         }
         self.track_findings(&outcome.document, now);
-        if self.inventories.values().all(|inv| inv.complete) && !self.inventories.is_empty() {
+        if self.inventories.iter().all(|inv| inv.complete) && !self.inventories.is_empty() {
             self.ready = true;
         }
         if self.config.reconcile.mode == Mode::Observe {
@@ -1006,6 +1011,31 @@ impl Daemon {
         let snapshot = view::build(&self.store, &input, &self.histories, now);
         self.channels.snapshots.send_replace(snapshot);
     }
+}
+
+/// The distinct spec hashes running in each group, per the plan document (the planner
+/// counted them from the same inventories): built once per batch of transitions, so a
+/// pass with many plans does not scan the fleet once per plan.
+fn observed_hashes(document: Option<&PlanDocument>) -> HashMap<&str, Vec<phoenix_core::SpecHash>> {
+    let Some(document) = document else {
+        return HashMap::new();
+    };
+    // A group can have two reports (its instances on a provider it moved away from are
+    // reported as orphans under the same name): its hashes are the union.
+    let mut by_group: HashMap<&str, Vec<phoenix_core::SpecHash>> = HashMap::new();
+    for report in &document.groups {
+        by_group.entry(report.name.as_str()).or_default().extend(
+            report
+                .observed_hashes
+                .iter()
+                .filter_map(|h| h.hash.parse::<phoenix_core::SpecHash>().ok()),
+        );
+    }
+    for hashes in by_group.values_mut() {
+        hashes.sort();
+        hashes.dedup();
+    }
+    by_group
 }
 
 /// What a source poll task returns.

@@ -8,7 +8,7 @@
 //! ([`Histories`]) and re-read only for the groups whose history the store reports
 //! changed, instead of one store query per group per pass.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -48,7 +48,7 @@ pub struct ViewInput<'a> {
     /// Why the source could not be read, if it could not (no position).
     pub source_error: Option<&'a str>,
     /// The last inventory of every provider.
-    pub inventories: &'a BTreeMap<String, Inventory>,
+    pub inventories: &'a [Inventory],
     /// The last plan document.
     pub document: Option<&'a PlanDocument>,
     /// Since when each open finding has been open.
@@ -154,14 +154,14 @@ pub fn build(
     let members: HashMap<&str, ByGroup<'_>> = input
         .inventories
         .iter()
-        .map(|(provider, inv)| {
+        .map(|inv| {
             let mut by_group: ByGroup<'_> = HashMap::new();
             for instance in &inv.instances {
                 if let (Some(group), Some(_)) = (instance.group(), instance.owner()) {
                     by_group.entry(group).or_default().push(instance);
                 }
             }
-            (provider.as_str(), by_group)
+            (inv.provider.as_str(), by_group)
         })
         .collect();
     let groups = match input.document {
@@ -194,7 +194,7 @@ pub fn build(
     };
     let inventory = input
         .inventories
-        .values()
+        .iter()
         .map(|inv| ProviderInventory {
             provider: inv.provider.clone(),
             complete: inv.complete,

@@ -11,6 +11,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc instead of glibc malloc: with a fleet's inventory replaced every pass across
+/// tokio's worker threads, glibc's per-thread arenas kept freed memory and peak RSS grew
+/// to several times the live heap (docs/benchmarks.md, reconcile at 100k groups).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Phoenix: a GitOps reconciliation daemon for immutable infrastructure.
 ///
 /// Git holds the desired state of a fleet, one YAML file per instance group; Phoenix
