@@ -11,9 +11,11 @@
 //! mode, loopback port, poll and pass timers at 1 h so only the benchmark triggers
 //! passes), and measure:
 //!
-//! - the first pass (cold: rescan and parse every file, inventory, classify, plan,
-//!   submit nothing, publish) from the daemon's own `phoenix_reconcile_duration_seconds`
-//!   histogram, and the wall time from spawn until that pass is recorded;
+//! - the cold start: the wall time from spawn until `/readyz` answers (scan and parse
+//!   every file, then a full pass: inventory, classify, plan, submit nothing, publish),
+//!   and the pass time until then from the daemon's own
+//!   `phoenix_reconcile_duration_seconds` histogram (the source is read off the loop, so
+//!   that is the pass after the cold load plus an empty start pass);
 //! - steady-state passes, each triggered with `POST /api/v1/reconcile` and read as the
 //!   histogram's `_sum` delta when `_count` moves by one;
 //! - the daemon's peak RSS (`VmHWM` in `/proc/<pid>/status`).
@@ -225,6 +227,25 @@ impl Daemon {
         Ok((count as u64, sum))
     }
 
+    /// Wait until `/readyz` answers 200 (a complete pass over the source's first
+    /// revision); returns the histogram then. The source is read off the loop, so the
+    /// passes until then are the start pass (no revision yet) and the one that follows
+    /// the cold load: their sum is the pass time of the cold start.
+    fn wait_ready(&mut self, deadline: Instant) -> Result<(u64, f64)> {
+        loop {
+            self.check_alive()?;
+            if let Ok((200, _)) =
+                http::request(self.port, "GET", "/readyz", None, Duration::from_secs(30))
+            {
+                return self.passes();
+            }
+            if Instant::now() >= deadline {
+                return Err(TimedOut("the daemon was not ready before the deadline".into()).into());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     /// Wait until the histogram has recorded more than `after` passes.
     fn wait_passes(&mut self, after: u64, deadline: Instant) -> Result<(u64, f64)> {
         loop {
@@ -320,7 +341,7 @@ fn measure(
     let spawned = Instant::now();
     let mut daemon = Daemon::start(&args.phoenix, &config, root.join("daemon.log"), port)?;
     let deadline = spawned + args.timeout;
-    let (count, first_sum) = match daemon.wait_passes(0, deadline) {
+    let (count, first_sum) = match daemon.wait_ready(deadline) {
         Ok(passes) => passes,
         Err(err) if err.is::<TimedOut>() => {
             let hwm = status_kib(daemon.pid(), "VmHWM:").unwrap_or(0);
@@ -343,11 +364,8 @@ fn measure(
         Err(err) => return Err(err),
     };
     let ready_wall = spawned.elapsed();
-    if count != 1 {
-        bail!("expected exactly one pass after start, the histogram says {count}");
-    }
     log(format!(
-        "first pass {:.0} ms (ready {:.0} ms after spawn)",
+        "passes until ready {:.0} ms (ready {:.0} ms after spawn)",
         first_sum * 1e3,
         ms(ready_wall)
     ));
@@ -364,7 +382,7 @@ fn measure(
     let running = status["plans"]["running"].as_u64().unwrap_or(0);
     if total != groups as u64 || in_sync != total || observed != created || running != 0 {
         bail!(
-            "the fleet is not in sync after the first pass: {}",
+            "the fleet is not in sync when ready: {}",
             serde_json::to_string(&status["groups"])?
         );
     }
