@@ -84,18 +84,22 @@ machine_json() {
 import json, os, subprocess, sys, datetime
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU")
 mem_kb = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
-commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
-dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+commit = os.environ["BENCH_COMMIT"]
 print(json.dumps({
     "cores": os.cpu_count(), "cpu": cpu, "ram": f"{mem_kb / 1048576:.0f} GiB",
     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    "commit": commit + ("+uncommitted changes" if dirty else ""),
+    "commit": commit,
     "build": sys.argv[1], "load_before": sys.argv[2], "load_after": sys.argv[3], "elapsed_s": int(sys.argv[4]),
 }))
 PY
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+# The code measured is the code at the start (the binaries are built from it), whatever
+# is committed while the run goes on.
+BENCH_COMMIT=$(git rev-parse --short=12 HEAD)
+[ -z "$(git status --porcelain --untracked-files=no)" ] || BENCH_COMMIT="$BENCH_COMMIT+uncommitted changes"
+export BENCH_COMMIT
 log "size $SIZE, $BUILD build, target dir $CARGO_TARGET_DIR, logs in $LOGS, load average $LOAD_BEFORE"
 
 # What the benchmarks need: moto + boto3 (inventory), git (sources); bench_api.sh

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use phoenix_core::config::ReconcileConfig;
 use phoenix_core::model::{Instance, InstanceHealth, InstanceState, Inventory};
 use phoenix_core::plan::{PlanInput, PlanMemory, plan};
-use phoenix_core::spec::{GroupName, ParsedGroup};
+use phoenix_core::spec::{GroupName, InstanceGroup, ParsedGroup};
 use phoenix_core::{parse_group, tags};
 
 const OWNER: &str = "bench";
@@ -64,7 +64,7 @@ fn fleet(groups: usize) -> (Vec<ParsedGroup>, Inventory) {
     let mut instances = Vec::with_capacity(groups * 3);
     for g in 0..groups {
         let name = format!("g{g:06}");
-        let mut group = base.group.clone();
+        let mut group = InstanceGroup::clone(&base.group);
         group.metadata.name = GroupName::new(name.clone()).unwrap();
         let hash = group.hash();
         let hash_text = hash.to_string();
@@ -92,7 +92,10 @@ fn fleet(groups: usize) -> (Vec<ParsedGroup>, Inventory) {
             instances.push(i);
         }
         if kind != 99 {
-            desired.push(ParsedGroup { group, hash });
+            desired.push(ParsedGroup {
+                group: group.into(),
+                hash,
+            });
         }
     }
     let inv = Inventory {

@@ -90,7 +90,7 @@ fn main() {
         let fast = phoenix_core::yaml::from_str_fast::<phoenix_core::InstanceGroup>(input);
         assert_eq!(
             fast.as_ref(),
-            Some(&parsed.group),
+            Some(&*parsed.group),
             "fast path declined a spec"
         );
     }

@@ -40,7 +40,7 @@ use crate::drift::{
 };
 use crate::hash::SpecHash;
 use crate::model::{Instance, Inventory};
-use crate::spec::{Approval, ParsedGroup, Strategy};
+use crate::spec::{Approval, InstanceGroup, ParsedGroup, Strategy};
 
 /// The version of the plan document format.
 pub const FORMAT_VERSION: &str = "1.0";
@@ -333,8 +333,8 @@ pub struct RolloutLimits {
 
 impl RolloutLimits {
     /// Resolve a group's rollout numbers.
-    pub fn of(group: &ParsedGroup) -> Self {
-        let spec = &group.group.spec;
+    pub fn of(group: &InstanceGroup) -> Self {
+        let spec = &group.spec;
         let replicas = spec.replicas.get();
         let unavailable = spec
             .rollout
@@ -934,7 +934,7 @@ struct GroupSteps {
 fn rollout_steps(p: &Pending<'_>, removals: &[Member<'_>]) -> GroupSteps {
     let spec = &p.parsed.group.spec;
     let replicas = spec.replicas.get();
-    let limits = RolloutLimits::of(p.parsed);
+    let limits = RolloutLimits::of(&p.parsed.group);
     let total_initial = u32::try_from(p.drift.total()).unwrap_or(u32::MAX);
     let removed = u32::try_from(removals.len()).unwrap_or(u32::MAX);
     let kept = total_initial - removed;

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
@@ -705,10 +706,13 @@ impl From<yaml::YamlError> for SpecError {
 }
 
 /// A parsed, validated group with its spec hash.
+///
+/// The document is shared (`Arc`): a revision holds every group once, and the planner,
+/// executor and CLI take it from there without copying 100,000 specs per pass.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedGroup {
     /// The document.
-    pub group: InstanceGroup,
+    pub group: Arc<InstanceGroup>,
     /// Its spec hash.
     pub hash: SpecHash,
 }
@@ -725,7 +729,10 @@ pub fn parse_group(text: &str) -> Result<ParsedGroup, SpecError> {
     let group: InstanceGroup = yaml::from_str(text)?;
     validate(&group)?;
     let hash = group.hash();
-    Ok(ParsedGroup { group, hash })
+    Ok(ParsedGroup {
+        group: Arc::new(group),
+        hash,
+    })
 }
 
 /// Checks that relate two fields; single values were checked while parsing.

@@ -141,7 +141,7 @@ fn group_yaml(name: &str, provider: &str, replicas: u32, image: &str, surge: &st
 fn bake_plan(id: &str, group: &phoenix_core::spec::ParsedGroup) -> NewPlan {
     let doc = serde_json::json!({
         "format": 1, "provider": "noop", "revision": "r", "commit": "c",
-        "group": group.group,
+        "group": *group.group,
     });
     NewPlan {
         id: PlanId::new(id),

@@ -890,7 +890,7 @@ impl Daemon {
             .groups
             .values()
             .map(|desired| ParsedGroup {
-                group: (*desired.group).clone(),
+                group: Arc::clone(&desired.group),
                 hash: desired.hash,
             })
             .collect();

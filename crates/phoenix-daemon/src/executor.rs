@@ -426,7 +426,7 @@ impl Executor {
                 provider: report.provider.clone(),
                 revision: doc.revision.clone(),
                 commit: commit.to_string(),
-                group: parsed.group.clone(),
+                group: InstanceGroup::clone(&parsed.group),
             };
             let new = NewPlan {
                 id: id.clone(),
@@ -1093,10 +1093,7 @@ impl Executor {
                     Ok(a) => a,
                     Err(wait) => return Ok(StepOutcome::Wait(wait)),
                 };
-                let Some(group) = self
-                    .group_health(fleets, provider, doc, &plan.plan.target_hash)
-                    .await
-                else {
+                let Some(group) = self.group_health(fleets, provider, doc).await else {
                     // Never terminate on an incomplete inventory.
                     return Ok(StepOutcome::Wait(self.options.poll_interval));
                 };
@@ -1260,7 +1257,6 @@ impl Executor {
         fleets: &mut Fleets,
         provider: &Arc<dyn Provider>,
         doc: &PlanDoc,
-        target_hash: &SpecHash,
     ) -> Option<GroupHealth> {
         let fleet = fleets.of(&doc.provider);
         fleet.load(provider.as_ref(), &self.owner).await;
@@ -1282,7 +1278,7 @@ impl Executor {
         let members: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
         let healthy = count_healthy(&verdicts, members.iter().map(String::as_str));
         Some(GroupHealth {
-            floor: healthy_floor(&doc.group, target_hash).min(healthy),
+            floor: healthy_floor(&doc.group).min(healthy),
             members,
             verdicts,
             healthy,
@@ -1442,10 +1438,7 @@ impl Executor {
                 }
             }
         }
-        let Some(group) = self
-            .group_health(fleets, provider, doc, &plan.plan.target_hash)
-            .await
-        else {
+        let Some(group) = self.group_health(fleets, provider, doc).await else {
             return Ok(StepOutcome::Wait(self.options.poll_interval));
         };
         let mut allowed = group.healthy - group.floor;
@@ -1693,14 +1686,8 @@ fn count_healthy<'a>(
 }
 
 /// `replicas - maxUnavailable` (at least 1: maxUnavailable is capped at replicas - 1).
-/// `hash` is the plan's target hash (the limits do not depend on it; recomputing it
-/// would hash the template on every check).
-fn healthy_floor(group: &InstanceGroup, hash: &SpecHash) -> u32 {
-    let parsed = ParsedGroup {
-        group: group.clone(),
-        hash: *hash,
-    };
-    let limits = RolloutLimits::of(&parsed);
+fn healthy_floor(group: &InstanceGroup) -> u32 {
+    let limits = RolloutLimits::of(group);
     group.spec.replicas.get().saturating_sub(limits.unavailable)
 }
 

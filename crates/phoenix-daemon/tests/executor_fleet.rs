@@ -114,7 +114,7 @@ async fn a_terminate_does_not_count_instances_terminated_earlier_in_the_pass() {
         status: PlanStatus::Running,
         doc: serde_json::json!({
             "format": 1, "provider": "sim", "revision": "c1", "commit": "c1",
-            "group": parsed.group,
+            "group": *parsed.group,
         }),
         steps: ids
             .iter()

@@ -291,7 +291,7 @@ fn parse_bytes(bytes: &[u8]) -> Parsed {
         column: None,
         message: format!("file is not valid UTF-8 ({err})"),
     })?;
-    parse_group(text).map(|parsed| (Arc::new(parsed.group), parsed.hash))
+    parse_group(text).map(|parsed| (parsed.group, parsed.hash))
 }
 
 #[cfg(test)]

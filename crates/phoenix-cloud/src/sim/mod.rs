@@ -175,23 +175,7 @@ impl SimProvider {
                 if request.count == 0 {
                     continue;
                 }
-                let template = &request.template;
-                let record = Record::Launch {
-                    first_id: world.next_id.max(1),
-                    count: request.count,
-                    launched_ms: now,
-                    ready_ms: now.saturating_add(latency),
-                    image: template.image.to_string(),
-                    instance_type: template.instance_type.to_string(),
-                    subnets: template.subnet_ids.iter().map(|s| s.to_string()).collect(),
-                    subnet_offset: 0,
-                    security_groups: template
-                        .security_group_ids
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect(),
-                    tags: request.tags(),
-                };
+                let record = launch_record(world, request, request.count, 0, now, latency);
                 world.apply(&record);
                 created += u64::from(request.count);
                 records.push(record);
@@ -398,23 +382,8 @@ impl Provider for SimProvider {
                 let now = millis(SystemTime::now());
                 let latency =
                     u64::try_from(settings.launch_latency.as_millis()).unwrap_or(u64::MAX);
-                let template = &request.template;
-                let record = Record::Launch {
-                    first_id: world.next_id.max(1),
-                    count: missing,
-                    launched_ms: now,
-                    ready_ms: now.saturating_add(latency),
-                    image: template.image.to_string(),
-                    instance_type: template.instance_type.to_string(),
-                    subnets: template.subnet_ids.iter().map(|s| s.to_string()).collect(),
-                    subnet_offset: u32::try_from(existing).unwrap_or(0),
-                    security_groups: template
-                        .security_group_ids
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect(),
-                    tags: request.tags(),
-                };
+                let offset = u32::try_from(existing).unwrap_or(0);
+                let record = launch_record(world, &request, missing, offset, now, latency);
                 world.apply(&record);
                 this.persist(store, world, &[record])?;
             }
@@ -488,5 +457,35 @@ impl Provider for SimProvider {
         let (owner, token) = (owner.to_string(), token.to_string());
         self.with_world(move |this, _, world| Ok(this.views(world, &owner, Some(&token), false)))
             .await
+    }
+}
+
+/// The log record of launching `count` instances for `request` at `now` (ms), ready
+/// `latency` ms later; `subnet_offset` continues the round-robin over the template's
+/// subnets after instances the same token already has.
+fn launch_record(
+    world: &World,
+    request: &LaunchRequest,
+    count: u32,
+    subnet_offset: u32,
+    now: u64,
+    latency: u64,
+) -> Record {
+    let template = &request.template;
+    Record::Launch {
+        first_id: world.next_id.max(1),
+        count,
+        launched_ms: now,
+        ready_ms: now.saturating_add(latency),
+        image: template.image.to_string(),
+        instance_type: template.instance_type.to_string(),
+        subnets: template.subnet_ids.iter().map(|s| s.to_string()).collect(),
+        subnet_offset,
+        security_groups: template
+            .security_group_ids
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        tags: request.tags(),
     }
 }

@@ -51,7 +51,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         .groups
         .values()
         .map(|desired| ParsedGroup {
-            group: (*desired.group).clone(),
+            group: std::sync::Arc::clone(&desired.group),
             hash: desired.hash,
         })
         .collect();
