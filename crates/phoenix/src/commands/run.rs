@@ -98,6 +98,7 @@ fn secret_from_env(var: Option<&str>, what: &str) -> Result<Option<Secret>> {
 }
 
 async fn run_async(config: Config, config_path: PathBuf) -> Result<()> {
+    let shutdown = shutdown_signal();
     let token = secret_from_env(config.server.token_env.as_deref(), "server.token_env")?;
     let webhook_secret = secret_from_env(
         config.webhooks.git.as_ref().map(|g| g.secret_env.as_str()),
@@ -171,7 +172,7 @@ async fn run_async(config: Config, config_path: PathBuf) -> Result<()> {
         LoopOptions::default(),
         channels,
         &alert_secrets,
-        shutdown_signal(),
+        shutdown,
     );
     let outcome = daemon.await;
 
@@ -189,13 +190,18 @@ async fn run_async(config: Config, config_path: PathBuf) -> Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not
+/// when the future is first polled (that is only after the first reconcile pass): a
+/// SIGTERM during start-up must drain like any other, not kill the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    let mut int = signal(SignalKind::interrupt()).expect("install the SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }
 
