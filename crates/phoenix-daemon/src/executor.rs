@@ -8,6 +8,13 @@
 //! [`Executor::recover`] is called once at start: it reconciles steps whose intent was
 //! written before a crash with the provider's inventory (by launch token).
 //!
+//! Prune plans (orphans of a group gone from the desired state, `reconcile.prune: true`)
+//! have no target hash: one terminate step, driven by `drive_prune`, which re-checks
+//! before terminating that the group is still absent from the desired state of the last
+//! `submit`, that the inventory is complete, and that each instance is still ours and
+//! of that group; no health floor applies. Plans of a held revision (a mass removal)
+//! are inserted awaiting approval and released one by one by [`Executor::approve`].
+//!
 //! Write-ahead protocol: every step is written to the store (`write_intent`) before it
 //! acts and marked done or failed after; launch tokens are deterministic
 //! (`<plan>.<step>.<attempt>`) and stamped on what they launch, and providers launch
