@@ -151,9 +151,9 @@ pub enum ApiEvent {
         plan_id: String,
         /// Group.
         group: String,
-        /// Target hash.
-        #[schema(value_type = String)]
-        target_hash: SpecHash,
+        /// Target hash; `null` for a prune plan (a group gone from the desired state).
+        #[schema(value_type = Option<String>)]
+        target_hash: Option<SpecHash>,
         /// New state.
         state: PlanState,
         /// When.

@@ -33,7 +33,7 @@ pub use routes::{ApiDoc, build_router, serve};
 pub use snapshot::{
     AlertCounts, DriftFinding, Group, GroupCounts, GroupDriftFinding, GroupHealth, GroupInstance,
     GroupSummary, HistoryEntry, InventoryStatus, ObservedHash, Operation, Plan, PlanCounts,
-    PlanState, PlanStep, ProviderInventory, Revision, RevisionError, Snapshot, SnapshotParts,
-    Status, StepState, SyncState,
+    PlanKind, PlanState, PlanStep, ProviderInventory, Revision, RevisionError, Snapshot,
+    SnapshotParts, Status, StepState, SyncState,
 };
 pub use state::{ApiConfig, ApiState, DEFAULT_MAX_BODY_BYTES};

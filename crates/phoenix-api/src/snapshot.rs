@@ -427,6 +427,17 @@ pub struct PlanStep {
     pub message: Option<String>,
 }
 
+/// What a plan does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanKind {
+    /// Converge a desired group to its target hash.
+    Rollout,
+    /// Terminate instances of a group that is no longer in the desired state
+    /// (`reconcile.prune: true`).
+    Prune,
+}
+
 /// A plan and its steps.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Plan {
@@ -434,13 +445,17 @@ pub struct Plan {
     pub id: String,
     /// The group it belongs to.
     pub group: String,
-    /// The hash it moves the group to.
-    #[schema(value_type = String)]
-    pub target_hash: SpecHash,
+    /// `rollout` (converge a desired group to `target_hash`) or `prune` (terminate the
+    /// named instances of a group that is no longer in the desired state).
+    pub kind: PlanKind,
+    /// The hash it moves the group to; `null` for a prune plan, which converges to no
+    /// spec.
+    #[schema(value_type = Option<String>)]
+    pub target_hash: Option<SpecHash>,
     /// The revision it was planned from.
     pub revision: Option<String>,
-    /// `rolling`, `blue_green`, `canary`.
-    pub strategy: String,
+    /// `rolling`, `blue_green`, `canary`; `null` for a prune plan.
+    pub strategy: Option<String>,
     /// Plan state.
     pub state: PlanState,
     /// Whether the plan needs (or needed) manual approval.

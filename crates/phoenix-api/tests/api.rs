@@ -111,9 +111,10 @@ fn snapshot(ready: bool) -> Snapshot {
         plans: vec![Plan {
             id: "p1".into(),
             group: "db".into(),
-            target_hash: hash('b'),
+            kind: PlanKind::Rollout,
+            target_hash: Some(hash('b')),
             revision: Some("c0ffee".into()),
-            strategy: "rolling".into(),
+            strategy: Some("rolling".into()),
             state: PlanState::AwaitingApproval,
             requires_approval: true,
             created_at: t(10),

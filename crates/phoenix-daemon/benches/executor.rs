@@ -146,9 +146,9 @@ fn bake_plan(id: &str, group: &phoenix_core::spec::ParsedGroup) -> NewPlan {
     NewPlan {
         id: PlanId::new(id),
         group: group.group.name().clone(),
-        target_hash: group.hash,
+        target_hash: Some(group.hash),
         commit: "c".to_string(),
-        strategy: group.group.spec.rollout.strategy,
+        strategy: Some(group.group.spec.rollout.strategy),
         status: PlanStatus::Running,
         doc,
         steps: (0..STEPS_PER_PLAN)

@@ -8,6 +8,13 @@
 //! [`Executor::recover`] is called once at start: it reconciles steps whose intent was
 //! written before a crash with the provider's inventory (by launch token).
 //!
+//! Prune plans (orphans of a group gone from the desired state, `reconcile.prune: true`)
+//! have no target hash: one terminate step, driven by `drive_prune`, which re-checks
+//! before terminating that the group is still absent from the desired state of the last
+//! `submit`, that the inventory is complete, and that each instance is still ours and
+//! of that group; no health floor applies. Plans of a held revision (a mass removal)
+//! are inserted awaiting approval and released one by one by [`Executor::approve`].
+//!
 //! Write-ahead protocol: every step is written to the store (`write_intent`) before it
 //! acts and marked done or failed after; launch tokens are deterministic
 //! (`<plan>.<step>.<attempt>`) and stamped on what they launch, and providers launch
@@ -30,7 +37,7 @@ mod doc;
 mod fleet;
 mod health;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -45,7 +52,7 @@ use phoenix_store::{
 };
 
 pub use doc::launch_token;
-use doc::{Launched, PlanDoc, ROLLBACK_ACTION, StepDetail, from_ms, to_ms};
+use doc::{Launched, PRUNE_KIND, PlanDoc, PruneDoc, ROLLBACK_ACTION, StepDetail, from_ms, to_ms};
 use fleet::Fleets;
 use health::Verdict;
 
@@ -92,9 +99,10 @@ pub struct PlanRef {
     pub plan: PlanId,
     /// The group.
     pub group: GroupName,
-    /// The hash the plan converges to.
-    pub target_hash: SpecHash,
-    /// The commit the target came from.
+    /// The hash the plan converges to; `None` for a prune plan (terminating the
+    /// instances of a group no longer in the desired state).
+    pub target_hash: Option<SpecHash>,
+    /// The commit the target (or the removal) came from.
     pub commit: String,
 }
 
@@ -336,6 +344,34 @@ pub struct Executor {
     options: ExecutorOptions,
     http: reqwest::Client,
     runtime: HashMap<PlanId, Runtime>,
+    /// The desired groups of the last `submit`: a prune plan runs only while its group
+    /// is absent from them (on its provider). `None` until the first `submit` after a
+    /// start: prunes wait until the current desired state is known.
+    desired: Option<Desired>,
+}
+
+/// The desired state as of the last [`Executor::submit`].
+#[derive(Debug)]
+struct Desired {
+    /// The revision.
+    revision: String,
+    /// `(group, provider)` of every desired group.
+    groups: HashSet<(String, String)>,
+}
+
+impl Desired {
+    fn contains(&self, group: &str, provider: &str) -> bool {
+        self.groups
+            .contains(&(group.to_string(), provider.to_string()))
+    }
+}
+
+/// What `submit` makes of one planned group.
+enum Proposal {
+    /// Converge a desired group to `target`.
+    Rollout { target: SpecHash, doc: Box<PlanDoc> },
+    /// Terminate orphans of a group gone from the desired state.
+    Prune { group: GroupName, doc: PruneDoc },
 }
 
 impl Executor {
@@ -353,6 +389,7 @@ impl Executor {
             options,
             http,
             runtime: HashMap::new(),
+            desired: None,
         }
     }
 
@@ -370,10 +407,19 @@ impl Executor {
     ///   flight, is superseded at once by the new plan; a running plan with a step in
     ///   flight is superseded by [`Executor::advance`] once that step finishes, and the
     ///   group is planned again on the next pass.
-    /// - `approval: manual` plans are inserted awaiting approval; held plans (a held
-    ///   revision), orphan prunes (no desired hash) and groups not `planned` or
-    ///   `awaiting_approval` are skipped. A plan id already in the store (for example a
-    ///   plan an operator cancelled, proposed again unchanged) is not run again.
+    /// - `approval: manual` plans and every plan of a held revision (`approval: held`,
+    ///   a mass removal) are inserted awaiting approval. A held plan still waiting when a
+    ///   later pass proposes the group's plan without a hold gives way to it (or, the
+    ///   same plan, is released).
+    /// - Orphan prunes (no desired hash) become prune plans: terminate exactly the named
+    ///   instances. A prune never supersedes another plan of its group; it waits until
+    ///   the group has no active plan.
+    /// - Groups not `planned` or `awaiting_approval` are skipped. A plan id already in
+    ///   the store (for example a plan an operator cancelled, proposed again unchanged)
+    ///   is not run again.
+    ///
+    /// The desired groups are remembered: [`Executor::advance`] stops a prune plan whose
+    /// group is desired again (on its provider) instead of terminating.
     pub fn submit(
         &mut self,
         store: &mut Store,
@@ -387,6 +433,18 @@ impl Executor {
             .iter()
             .map(|g| (g.group.name().as_str(), g))
             .collect();
+        self.desired = Some(Desired {
+            revision: doc.revision.clone(),
+            groups: groups
+                .iter()
+                .map(|g| {
+                    (
+                        g.group.name().to_string(),
+                        g.group.spec.provider.to_string(),
+                    )
+                })
+                .collect(),
+        });
         for report in &doc.groups {
             if report.steps.is_empty()
                 || !matches!(
@@ -396,16 +454,7 @@ impl Executor {
             {
                 continue;
             }
-            let (Some(plan_id), Some(target), Some(approval)) =
-                (&report.plan_id, &report.desired_hash, report.approval)
-            else {
-                continue;
-            };
-            if approval == PlanApproval::Held {
-                continue;
-            }
-            let Some(parsed) = by_name.get(report.name.as_str()).copied() else {
-                tracing::warn!(group = %report.name, "planned group has no desired spec; skipped");
+            let (Some(plan_id), Some(approval)) = (&report.plan_id, report.approval) else {
                 continue;
             };
             if !self.providers.contains_key(&report.provider) {
@@ -413,33 +462,115 @@ impl Executor {
                     "planned group names a provider that is not configured; skipped");
                 continue;
             }
+            let hold = (approval == PlanApproval::Held).then(|| {
+                doc.hold.as_ref().map_or_else(
+                    || "the revision is held for approval".to_string(),
+                    |h| h.reason.clone(),
+                )
+            });
+            let proposal = match report.desired_hash {
+                Some(target) => {
+                    let Some(parsed) = by_name.get(report.name.as_str()).copied() else {
+                        tracing::warn!(group = %report.name, "planned group has no desired spec; skipped");
+                        continue;
+                    };
+                    Proposal::Rollout {
+                        target,
+                        doc: Box::new(PlanDoc {
+                            format: 1,
+                            provider: report.provider.clone(),
+                            revision: doc.revision.clone(),
+                            commit: commit.to_string(),
+                            group: InstanceGroup::clone(&parsed.group),
+                            hold: hold.clone(),
+                        }),
+                    }
+                }
+                None => {
+                    let Ok(group) = GroupName::new(&report.name) else {
+                        tracing::warn!(group = %report.name, "orphan prune names an invalid group; skipped");
+                        continue;
+                    };
+                    let instance_ids: Vec<String> = report
+                        .steps
+                        .iter()
+                        .flat_map(|s| match s {
+                            Step::Terminate { instance_ids } => instance_ids.clone(),
+                            _ => Vec::new(),
+                        })
+                        .collect();
+                    if report
+                        .steps
+                        .iter()
+                        .any(|s| !matches!(s, Step::Terminate { .. }))
+                    {
+                        tracing::warn!(group = %report.name, "orphan prune with steps other than terminate; skipped");
+                        continue;
+                    }
+                    Proposal::Prune {
+                        group,
+                        doc: PruneDoc {
+                            format: 1,
+                            kind: PRUNE_KIND.to_string(),
+                            provider: report.provider.clone(),
+                            revision: doc.revision.clone(),
+                            commit: commit.to_string(),
+                            group: report.name.clone(),
+                            instance_ids,
+                            hold: hold.clone(),
+                        },
+                    }
+                }
+            };
+            let (group, target, strategy, plan_doc) = match &proposal {
+                Proposal::Rollout { target, doc } => (
+                    doc.group.name().clone(),
+                    Some(*target),
+                    Some(doc.group.spec.rollout.strategy),
+                    serde_json::to_value(doc),
+                ),
+                Proposal::Prune { group, doc } => {
+                    (group.clone(), None, None, serde_json::to_value(doc))
+                }
+            };
+            let active = store.active_plan(&group).map_err(store_err(
+                "find active plan",
+                &PlanId::new(plan_id.as_str()),
+            ))?;
+            // A plan from a held revision still waiting, and a *newer* revision proposes
+            // the group without a hold (the groups came back): the held plan gives way.
+            // At the same revision it keeps waiting even if the hold no longer shows (an
+            // operator approved part of the mass removal, which lowers the fraction): one
+            // approval is for exactly one plan.
+            let held_lifted = active.as_ref().is_some_and(|old| {
+                old.plan.status == PlanStatus::AwaitingApproval
+                    && is_held(&old.plan)
+                    && hold.is_none()
+                    && old
+                        .plan
+                        .doc
+                        .get("revision")
+                        .and_then(serde_json::Value::as_str)
+                        != Some(doc.revision.as_str())
+            });
             let Some(id) = fresh_plan_id(store, plan_id)? else {
                 continue;
             };
-            let status = if approval == PlanApproval::Manual {
-                PlanStatus::AwaitingApproval
-            } else {
+            let status = if approval == PlanApproval::Auto {
                 PlanStatus::Running
-            };
-            let plan_doc = PlanDoc {
-                format: 1,
-                provider: report.provider.clone(),
-                revision: doc.revision.clone(),
-                commit: commit.to_string(),
-                group: InstanceGroup::clone(&parsed.group),
+            } else {
+                PlanStatus::AwaitingApproval
             };
             let new = NewPlan {
                 id: id.clone(),
-                group: parsed.group.name().clone(),
-                target_hash: *target,
+                group,
+                target_hash: target,
                 commit: commit.to_string(),
-                strategy: parsed.group.spec.rollout.strategy,
+                strategy,
                 status,
-                doc: serde_json::to_value(&plan_doc).map_err(|source| {
-                    ExecutorError::BadDocument {
-                        plan: id.clone(),
-                        source,
-                    }
+                doc: plan_doc.map_err(|source| ExecutorError::BadDocument {
+                    plan: id.clone(),
+                    source,
                 })?,
                 steps: report
                     .steps
@@ -454,48 +585,44 @@ impl Executor {
             let new_ref = PlanRef {
                 plan: id.clone(),
                 group: new.group.clone(),
-                target_hash: *target,
+                target_hash: target,
                 commit: commit.to_string(),
             };
-            let active = store
-                .active_plan(&new.group)
-                .map_err(store_err("find active plan", &id))?;
             match active {
                 None => {
                     store
                         .insert_plan(&new, now)
                         .map_err(store_err("insert plan", &id))?;
                 }
-                Some(old) if old.plan.target_hash == *target => continue,
+                // A held plan gives way to the group's plan proposed without a hold.
+                Some(old) if held_lifted => {
+                    self.supersede_now(store, &old, &new, now, &mut out)?;
+                }
+                // A prune waits for the group's active plan (a rollout, or another prune
+                // of the same group still running or waiting): it is proposed again.
+                Some(_) if target.is_none() => continue,
+                Some(old) if old.plan.target_hash == target => continue,
                 Some(old) => {
                     let in_flight = old.steps.iter().any(|s| s.status == StepStatus::Intent);
-                    let old_ref = PlanRef::of(&old.plan);
                     if old.plan.status == PlanStatus::Running && in_flight {
                         self.runtime
                             .entry(old.plan.id.clone())
                             .or_default()
-                            .supersede = Some(*target);
+                            .supersede = target;
                         continue;
                     }
-                    store
-                        .supersede_plan(&old.plan.id, &new, now)
-                        .map_err(store_err("supersede plan", &old.plan.id))?;
-                    self.runtime.remove(&old.plan.id);
-                    set_outcome(
-                        store,
-                        &old.plan.group,
-                        &old.plan.target_hash,
-                        GenerationOutcome::Superseded,
-                    )?;
-                    out.push(Transition::Superseded {
-                        plan: old_ref,
-                        by: Some(id.clone()),
-                        message: format!("superseded by plan {id} for {target} (commit {commit})"),
-                    });
+                    self.supersede_now(store, &old, &new, now, &mut out)?;
                 }
             }
             let steps = report.steps.len();
-            out.push(if status == PlanStatus::AwaitingApproval {
+            out.push(if let Some(reason) = &hold {
+                Transition::AwaitingApproval {
+                    plan: new_ref,
+                    message: format!(
+                        "held for approval as a mass removal ({reason}); {steps} steps wait for POST /api/v1/plans/{id}/approve"
+                    ),
+                }
+            } else if status == PlanStatus::AwaitingApproval {
                 Transition::AwaitingApproval {
                     plan: new_ref,
                     message: format!("{steps} steps wait for approval (approval: manual)"),
@@ -503,11 +630,52 @@ impl Executor {
             } else {
                 Transition::PlanStarted {
                     plan: new_ref,
-                    message: format!("{steps} steps towards {target} (commit {commit})"),
+                    message: match &proposal {
+                        Proposal::Rollout { target, .. } => {
+                            format!("{steps} steps towards {target} (commit {commit})")
+                        }
+                        Proposal::Prune { doc, .. } => format!(
+                            "prune: terminate {} (group `{}` is no longer in the desired state at commit {commit})",
+                            doc.instance_ids.join(", "),
+                            doc.group
+                        ),
+                    },
                 }
             });
         }
         Ok(out)
+    }
+
+    /// Replace `old` (waiting for approval, or running with no step in flight) by `new`
+    /// in one store transaction.
+    fn supersede_now(
+        &mut self,
+        store: &mut Store,
+        old: &PlanWithSteps,
+        new: &NewPlan,
+        now: SystemTime,
+        out: &mut Vec<Transition>,
+    ) -> Result<(), ExecutorError> {
+        store
+            .supersede_plan(&old.plan.id, new, now)
+            .map_err(store_err("supersede plan", &old.plan.id))?;
+        self.runtime.remove(&old.plan.id);
+        if let Some(hash) = &old.plan.target_hash {
+            set_outcome(store, &old.plan.group, hash, GenerationOutcome::Superseded)?;
+        }
+        let towards = match &new.target_hash {
+            Some(t) => format!("for {t}"),
+            None => "(prune)".to_string(),
+        };
+        out.push(Transition::Superseded {
+            plan: PlanRef::of(&old.plan),
+            by: Some(new.id.clone()),
+            message: format!(
+                "superseded by plan {} {towards} (commit {})",
+                new.id, new.commit
+            ),
+        });
+        Ok(())
     }
 
     /// Drive every running plan as far as it can go now, without sleeping.
@@ -525,14 +693,21 @@ impl Executor {
         let mut fleets = Fleets::default();
         for plan in plans {
             live.insert(plan.plan.id.clone());
-            if plan.plan.status != PlanStatus::Running {
+            let prune = plan.plan.target_hash.is_none();
+            if plan.plan.status != PlanStatus::Running
+                && !(prune && plan.plan.status == PlanStatus::AwaitingApproval)
+            {
                 continue;
             }
             let id = plan.plan.id.clone();
-            let wait = match self
-                .drive(store, &mut fleets, plan, now, &mut progress.transitions)
-                .await
-            {
+            let driven = if prune {
+                self.drive_prune(store, &mut fleets, plan, now, &mut progress.transitions)
+                    .await
+            } else {
+                self.drive(store, &mut fleets, plan, now, &mut progress.transitions)
+                    .await
+            };
+            let wait = match driven {
                 Ok(wait) => wait,
                 // One plan whose documents do not parse (written by a newer Phoenix, or
                 // edited by hand) must not stop every other plan: it is left alone and
@@ -620,6 +795,11 @@ impl Executor {
         let mut out = Vec::new();
         let mut fleets = Fleets::default();
         for plan in plans {
+            if plan.plan.target_hash.is_none() {
+                // A prune plan launches nothing: its terminate step, if in intent, is
+                // re-run by `advance` (after the same checks as a first run).
+                continue;
+            }
             let id = plan.plan.id.clone();
             let doc = plan_doc(&plan.plan)?;
             let Some(provider) = self.providers.get(&doc.provider).cloned() else {
@@ -737,7 +917,7 @@ impl Executor {
                 set_outcome(
                     store,
                     &plan.plan.group,
-                    &plan.plan.target_hash,
+                    &target(&plan.plan),
                     GenerationOutcome::Succeeded,
                 )?;
                 store
@@ -756,7 +936,7 @@ impl Executor {
                 set_outcome(
                     store,
                     &plan.plan.group,
-                    &plan.plan.target_hash,
+                    &target(&plan.plan),
                     GenerationOutcome::Superseded,
                 )?;
                 store
@@ -824,6 +1004,287 @@ impl Executor {
                 }
             }
         }
+    }
+
+    /// Run a prune plan: terminate the named instances of a group that is no longer in
+    /// the desired state. Returns how long until it wants to run again.
+    ///
+    /// Before anything is terminated (also when a terminate left in `intent` by a crash
+    /// is re-run): the group must still be absent from the desired state of the current
+    /// revision (the last `submit`) on the plan's provider, else the plan is superseded
+    /// without terminating; the provider's inventory must be complete; and only named
+    /// instances that still exist, are not shutting down, and still carry our owner and
+    /// the group's tag are terminated. No health floor applies: the group is not desired.
+    /// Failed terminate calls are retried like any terminate step.
+    ///
+    /// Also called for a prune waiting for approval: it only checks that its group is
+    /// still absent, so a held prune whose group came back is withdrawn.
+    async fn drive_prune(
+        &mut self,
+        store: &mut Store,
+        fleets: &mut Fleets,
+        plan: PlanWithSteps,
+        now: SystemTime,
+        out: &mut Vec<Transition>,
+    ) -> Result<Option<Duration>, ExecutorError> {
+        let id = plan.plan.id.clone();
+        let pref = PlanRef::of(&plan.plan);
+        let doc = prune_doc(&plan.plan)?;
+        let Some(desired) = &self.desired else {
+            // After a start, before the first `submit`: the current desired state is not
+            // known yet, so nothing is pruned.
+            return Ok(
+                (plan.plan.status == PlanStatus::Running).then_some(self.options.poll_interval)
+            );
+        };
+        let in_flight = plan.steps.iter().any(|s| s.status == StepStatus::Intent);
+        let why = if desired.contains(&doc.group, &doc.provider) {
+            Some(format!(
+                "group `{}` is desired again at revision {}; the prune stopped, nothing more terminated",
+                doc.group, desired.revision
+            ))
+        } else if !in_flight && let Some(by) = self.runtime.get(&id).and_then(|r| r.supersede) {
+            Some(format!(
+                "superseded by target {by}; the group is re-planned"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            for s in plan.steps.iter().filter(|s| s.status == StepStatus::Intent) {
+                store
+                    .mark_step_failed(&id, s.index, &why, None, now)
+                    .map_err(store_err("stop prune step", &id))?;
+            }
+            store
+                .set_plan_status(&id, PlanStatus::Superseded, now)
+                .map_err(store_err("stop prune", &id))?;
+            self.runtime.remove(&id);
+            tracing::info!(plan = %id, group = %doc.group, "prune withdrawn: {why}");
+            out.push(Transition::Superseded {
+                plan: pref,
+                by: None,
+                message: why,
+            });
+            return Ok(Some(Duration::ZERO));
+        }
+        if plan.plan.status != PlanStatus::Running {
+            return Ok(None);
+        }
+        let Some(provider) = self.providers.get(&doc.provider).cloned() else {
+            return Ok(None);
+        };
+        let mut plan = plan;
+        loop {
+            let Some(step) = plan
+                .steps
+                .iter()
+                .find(|s| s.status != StepStatus::Done)
+                .cloned()
+            else {
+                store
+                    .set_plan_status(&id, PlanStatus::Succeeded, now)
+                    .map_err(store_err("finish plan", &id))?;
+                self.runtime.remove(&id);
+                out.push(Transition::PlanSucceeded {
+                    plan: pref,
+                    message: format!(
+                        "pruned group `{}`: all {} steps done",
+                        doc.group,
+                        plan.steps.len()
+                    ),
+                });
+                return Ok(Some(Duration::ZERO));
+            };
+            let outcome = if step.status == StepStatus::Failed && !self.retryable(&step) {
+                StepOutcome::Failed(
+                    step.error
+                        .clone()
+                        .unwrap_or_else(|| format!("step {} failed", step.index)),
+                )
+            } else {
+                self.run_prune_step(store, fleets, &provider, &plan, &doc, &step, now, out)
+                    .await?
+            };
+            match outcome {
+                StepOutcome::Done(_) => {
+                    if let Some(rt) = self.runtime.get_mut(&id) {
+                        rt.retry_at = None;
+                    }
+                    plan = load(store, &id)?;
+                }
+                StepOutcome::Wait(d) => return Ok(Some(d)),
+                StepOutcome::Failed(why) => {
+                    for s in load(store, &id)?
+                        .steps
+                        .iter()
+                        .filter(|s| s.status == StepStatus::Intent)
+                    {
+                        store
+                            .mark_step_failed(&id, s.index, &why, None, now)
+                            .map_err(store_err("mark step failed", &id))?;
+                    }
+                    store
+                        .set_plan_status(&id, PlanStatus::Failed, now)
+                        .map_err(store_err("finish failed plan", &id))?;
+                    self.runtime.remove(&id);
+                    out.push(Transition::PlanFailed {
+                        plan: pref,
+                        message: format!("{why}; instances left as they are"),
+                    });
+                    return Ok(Some(Duration::ZERO));
+                }
+            }
+        }
+    }
+
+    /// The terminate step of a prune plan: the named instances still there and still
+    /// ours, of that group, on a complete inventory.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_prune_step(
+        &mut self,
+        store: &mut Store,
+        fleets: &mut Fleets,
+        provider: &Arc<dyn Provider>,
+        plan: &PlanWithSteps,
+        doc: &PruneDoc,
+        step: &StepRecord,
+        now: SystemTime,
+        out: &mut Vec<Transition>,
+    ) -> Result<StepOutcome, ExecutorError> {
+        let id = plan.plan.id.clone();
+        let detail = step_detail(&id, step)?;
+        let Some(Step::Terminate { instance_ids }) = detail.step.clone() else {
+            return Ok(StepOutcome::Failed(format!(
+                "step {} of a prune plan is not a terminate step",
+                step.index
+            )));
+        };
+        let attempt = match self.next_attempt(&id, step, now) {
+            Ok(a) => a,
+            Err(wait) => return Ok(StepOutcome::Wait(wait)),
+        };
+        let fleet = fleets.of(&doc.provider);
+        fleet.load(provider.as_ref(), &self.owner).await;
+        if !fleet.is_complete() {
+            // Never prune on an incomplete inventory.
+            return Ok(StepOutcome::Wait(self.options.poll_interval));
+        }
+        let existing: Vec<String> = instance_ids
+            .iter()
+            .filter(|i| {
+                fleet.get(i).is_some_and(|instance| {
+                    phoenix_core::drift::counts(instance)
+                        && instance.owner() == Some(self.owner.as_str())
+                        && instance.group() == Some(doc.group.as_str())
+                })
+            })
+            .cloned()
+            .collect();
+        self.terminate(
+            store,
+            fleets,
+            provider,
+            &doc.provider,
+            &PlanRef::of(&plan.plan),
+            step,
+            detail,
+            existing,
+            instance_ids.len(),
+            attempt,
+            now,
+            out,
+        )
+        .await
+    }
+
+    /// Write a terminate step's intent for `existing` (the named instances that passed
+    /// the caller's checks), terminate them, and mark the step done, or failed with a
+    /// retry scheduled. Shared by a rollout's terminate step and a prune.
+    #[allow(clippy::too_many_arguments)]
+    async fn terminate(
+        &mut self,
+        store: &mut Store,
+        fleets: &mut Fleets,
+        provider: &Arc<dyn Provider>,
+        provider_name: &str,
+        pref: &PlanRef,
+        step: &StepRecord,
+        mut detail: StepDetail,
+        existing: Vec<String>,
+        named: usize,
+        attempt: u32,
+        now: SystemTime,
+        out: &mut Vec<Transition>,
+    ) -> Result<StepOutcome, ExecutorError> {
+        let id = pref.plan.clone();
+        let pref = pref.clone();
+        detail.terminated = existing.clone();
+        let resumed = step.status == StepStatus::Intent;
+        store
+            .write_intent(
+                &id,
+                step.index,
+                &StepIntent {
+                    attempt,
+                    launch_token: None,
+                    detail: Some(to_json(&detail)),
+                },
+                now,
+            )
+            .map_err(store_err("write terminate intent", &id))?;
+        if !resumed {
+            step_started(
+                out,
+                &pref,
+                step,
+                format!("terminate {}", existing.join(", ")),
+            );
+        }
+        let result = if existing.is_empty() {
+            Ok(())
+        } else {
+            provider.terminate(&existing).await
+        };
+        let fleet = fleets.of(provider_name);
+        match result {
+            Ok(()) => fleet.terminated(&existing),
+            Err(err) if err.kind() == ErrorKind::NotFound => {
+                tracing::info!(plan = %id, error = %err, "instances already gone");
+                fleet.terminated(&existing);
+            }
+            Err(err) => {
+                fleet.uncertain(&existing);
+                let why = format!("terminate attempt {attempt} failed: {err}");
+                store
+                    .mark_step_failed(&id, step.index, &why, None, now)
+                    .map_err(store_err("mark terminate failed", &id))?;
+                if attempt < self.options.terminate_attempts {
+                    let delay = self.backoff(attempt);
+                    self.runtime.entry(id.clone()).or_default().retry_at = Some(now + delay);
+                    return Ok(StepOutcome::Wait(delay));
+                }
+                return Ok(StepOutcome::Failed(why));
+            }
+        }
+        store
+            .mark_step_done(&id, step.index, None, now)
+            .map_err(store_err("mark terminate done", &id))?;
+        let skipped = named - existing.len();
+        out.push(Transition::StepFinished {
+            plan: pref,
+            index: step.index,
+            action: step.action.clone(),
+            message: if skipped == 0 {
+                format!("terminated {}", existing.join(", "))
+            } else {
+                format!(
+                    "terminated {} ({skipped} named instances were already gone)",
+                    existing.join(", ")
+                )
+            },
+        });
+        Ok(StepOutcome::Done(Some(to_json(&detail))))
     }
 
     /// Whether a failed step gets another attempt.
@@ -938,7 +1399,7 @@ impl Executor {
                     owner: self.owner.clone(),
                     group: doc.group.name().clone(),
                     template: doc.group.spec.template.clone(),
-                    spec_hash: plan.plan.target_hash,
+                    spec_hash: target(&plan.plan),
                     commit: doc.commit.clone(),
                     plan_id: id.to_string(),
                     launch_token: token.clone(),
@@ -1119,73 +1580,21 @@ impl Executor {
                     }
                     return Ok(StepOutcome::Wait(self.options.poll_interval));
                 }
-                detail.terminated = existing.clone();
-                let resumed = step.status == StepStatus::Intent;
-                store
-                    .write_intent(
-                        &id,
-                        step.index,
-                        &StepIntent {
-                            attempt,
-                            launch_token: None,
-                            detail: Some(to_json(&detail)),
-                        },
-                        now,
-                    )
-                    .map_err(store_err("write terminate intent", &id))?;
-                if !resumed {
-                    step_started(
-                        out,
-                        &pref,
-                        step,
-                        format!("terminate {}", existing.join(", ")),
-                    );
-                }
-                let result = if existing.is_empty() {
-                    Ok(())
-                } else {
-                    provider.terminate(&existing).await
-                };
-                let fleet = fleets.of(&doc.provider);
-                match result {
-                    Ok(()) => fleet.terminated(&existing),
-                    Err(err) if err.kind() == ErrorKind::NotFound => {
-                        tracing::info!(plan = %id, error = %err, "instances already gone");
-                        fleet.terminated(&existing);
-                    }
-                    Err(err) => {
-                        fleet.uncertain(&existing);
-                        let why = format!("terminate attempt {attempt} failed: {err}");
-                        store
-                            .mark_step_failed(&id, step.index, &why, None, now)
-                            .map_err(store_err("mark terminate failed", &id))?;
-                        if attempt < self.options.terminate_attempts {
-                            let delay = self.backoff(attempt);
-                            self.runtime.entry(id.clone()).or_default().retry_at =
-                                Some(now + delay);
-                            return Ok(StepOutcome::Wait(delay));
-                        }
-                        return Ok(StepOutcome::Failed(why));
-                    }
-                }
-                store
-                    .mark_step_done(&id, step.index, None, now)
-                    .map_err(store_err("mark terminate done", &id))?;
-                let skipped = instance_ids.len() - existing.len();
-                out.push(Transition::StepFinished {
-                    plan: pref,
-                    index: step.index,
-                    action: step.action.clone(),
-                    message: if skipped == 0 {
-                        format!("terminated {}", existing.join(", "))
-                    } else {
-                        format!(
-                            "terminated {} ({skipped} named instances were already gone)",
-                            existing.join(", ")
-                        )
-                    },
-                });
-                Ok(StepOutcome::Done(Some(to_json(&detail))))
+                self.terminate(
+                    store,
+                    fleets,
+                    provider,
+                    &doc.provider,
+                    &pref,
+                    step,
+                    detail,
+                    existing,
+                    instance_ids.len(),
+                    attempt,
+                    now,
+                    out,
+                )
+                .await
             }
         }
     }
@@ -1361,9 +1770,9 @@ impl Executor {
         // other order could end the plan without the failed hash, and the planner would
         // propose the very same plan (same id) again, which never runs twice.
         store
-            .record_failed_hash(&plan.group, &plan.target_hash, &doc.commit, Some(&why), now)
+            .record_failed_hash(&plan.group, &target(plan), &doc.commit, Some(&why), now)
             .map_err(store_err("record failed hash", id))?;
-        set_outcome(store, &plan.group, &plan.target_hash, outcome)?;
+        set_outcome(store, &plan.group, &target(plan), outcome)?;
         store
             .set_plan_status(id, status, now)
             .map_err(store_err("finish failed plan", id))?;
@@ -1598,6 +2007,26 @@ fn plan_doc(record: &PlanRecord) -> Result<PlanDoc, ExecutorError> {
         plan: record.id.clone(),
         source,
     })
+}
+
+fn prune_doc(record: &PlanRecord) -> Result<PruneDoc, ExecutorError> {
+    serde_json::from_value(record.doc.clone()).map_err(|source| ExecutorError::BadDocument {
+        plan: record.id.clone(),
+        source,
+    })
+}
+
+/// Whether a plan was inserted from a held revision (its document carries the hold).
+fn is_held(record: &PlanRecord) -> bool {
+    record.doc.get("hold").is_some_and(|h| !h.is_null())
+}
+
+/// The target of a rollout plan. Plans without one are prunes: `advance` drives them
+/// apart (`drive_prune`) and `recover` skips them, so the rollout code never sees one.
+fn target(record: &PlanRecord) -> SpecHash {
+    record
+        .target_hash
+        .expect("rollout code runs only plans with a target hash; prunes are driven apart")
 }
 
 fn step_detail(plan: &PlanId, step: &StepRecord) -> Result<StepDetail, ExecutorError> {

@@ -14,8 +14,8 @@ use std::time::SystemTime;
 
 use phoenix_api::{
     AlertCounts, DriftFinding, Group, GroupHealth, GroupInstance, GroupSummary, HistoryEntry,
-    ObservedHash, Operation, Plan, PlanState, PlanStep, ProviderInventory, Revision, RevisionError,
-    Snapshot, SnapshotParts, StepState, SyncState,
+    ObservedHash, Operation, Plan, PlanKind, PlanState, PlanStep, ProviderInventory, Revision,
+    RevisionError, Snapshot, SnapshotParts, StepState, SyncState,
 };
 use phoenix_core::drift::{DriftKind, Finding};
 use phoenix_core::model::{Instance, InstanceHealth, Inventory};
@@ -306,7 +306,7 @@ fn group_view(
         _ if matches!(
             last_finished.map(|p| p.status),
             Some(PlanStatus::Failed | PlanStatus::RolledBack)
-        ) && last_finished.map(|p| Some(p.target_hash)) == Some(report.desired_hash) =>
+        ) && last_finished.map(|p| p.target_hash) == Some(report.desired_hash) =>
         {
             SyncState::Failed
         }
@@ -389,9 +389,14 @@ fn plan_view(p: &PlanWithSteps) -> Plan {
     Plan {
         id: record.id.to_string(),
         group: record.group.to_string(),
+        kind: if record.target_hash.is_some() {
+            PlanKind::Rollout
+        } else {
+            PlanKind::Prune
+        },
         target_hash: record.target_hash,
         revision: Some(record.commit.clone()),
-        strategy: format!("{:?}", record.strategy).to_lowercase(),
+        strategy: record.strategy.map(|s| format!("{s:?}").to_lowercase()),
         state: plan_state(record.status),
         requires_approval: record.status == PlanStatus::AwaitingApproval,
         created_at: record.created_at,

@@ -108,9 +108,9 @@ async fn a_terminate_does_not_count_instances_terminated_earlier_in_the_pass() {
     let plan = NewPlan {
         id: id.clone(),
         group: parsed.group.name().clone(),
-        target_hash: parsed.hash,
+        target_hash: Some(parsed.hash),
         commit: "c1".to_string(),
-        strategy: parsed.group.spec.rollout.strategy,
+        strategy: Some(parsed.group.spec.rollout.strategy),
         status: PlanStatus::Running,
         doc: serde_json::json!({
             "format": 1, "provider": "sim", "revision": "c1", "commit": "c1",

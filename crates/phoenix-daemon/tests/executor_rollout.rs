@@ -471,7 +471,7 @@ async fn a_plan_awaiting_approval_is_superseded_at_once() {
     let active = bounded(async { w.store.unfinished_plans().expect("plans") }).await;
     assert_eq!(active.len(), 1);
     assert_eq!(active[0].plan.status, PlanStatus::AwaitingApproval);
-    assert_eq!(active[0].plan.target_hash, last.parsed().hash);
+    assert_eq!(active[0].plan.target_hash, Some(last.parsed().hash));
 }
 
 #[tokio::test(start_paused = true)]
@@ -529,9 +529,9 @@ async fn an_unreadable_plan_does_not_stop_the_others() {
             &phoenix_store::NewPlan {
                 id: PlanId::new("plan-from-the-future"),
                 group: other.group.name().clone(),
-                target_hash: other.hash,
+                target_hash: Some(other.hash),
                 commit: "c9".to_string(),
-                strategy: phoenix_core::spec::Strategy::Rolling,
+                strategy: Some(phoenix_core::spec::Strategy::Rolling),
                 status: PlanStatus::Running,
                 doc: serde_json::json!({"format": 99}),
                 steps: Vec::new(),

@@ -55,11 +55,13 @@ fn store_steps(dir: &Path, synchronous: Synchronous, steps: usize) -> Vec<Durati
     let plan = NewPlan {
         id: id.clone(),
         group: phoenix_core::GroupName::new("bench").expect("valid name"),
-        target_hash: format!("v1:sha256:{}", "ab".repeat(32))
-            .parse::<SpecHash>()
-            .expect("valid hash"),
+        target_hash: Some(
+            format!("v1:sha256:{}", "ab".repeat(32))
+                .parse::<SpecHash>()
+                .expect("valid hash"),
+        ),
         commit: "0123456789abcdef0123456789abcdef01234567".into(),
-        strategy: Strategy::Rolling,
+        strategy: Some(Strategy::Rolling),
         status: PlanStatus::Running,
         doc: json!({"steps": steps}),
         steps: (0..steps)

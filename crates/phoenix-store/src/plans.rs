@@ -17,7 +17,7 @@ use rusqlite::{OptionalExtension, Row, Transaction};
 use serde::Serialize;
 
 use crate::sql::{
-    group_col, hash_col, is_unique_violation, json_col, millis, opt_time_col, time_col,
+    group_col, is_unique_violation, json_col, millis, opt_hash_col, opt_time_col, time_col,
 };
 use crate::types::{PlanId, PlanStatus, StepStatus};
 use crate::{Result, Store, StoreError};
@@ -29,12 +29,13 @@ pub struct NewPlan {
     pub id: PlanId,
     /// The group the plan changes.
     pub group: GroupName,
-    /// The hash the group converges to.
-    pub target_hash: SpecHash,
-    /// The commit the target spec came from.
+    /// The hash the group converges to; `None` for a prune plan (the group is gone from
+    /// the desired state: its instances are terminated, nothing converges to a spec).
+    pub target_hash: Option<SpecHash>,
+    /// The commit the target spec (or, for a prune, the removal) came from.
     pub commit: String,
-    /// The rollout strategy.
-    pub strategy: Strategy,
+    /// The rollout strategy; `None` exactly when `target_hash` is (a prune).
+    pub strategy: Option<Strategy>,
     /// The initial status: pending, awaiting approval or running.
     pub status: PlanStatus,
     /// The executor's plan document.
@@ -59,12 +60,12 @@ pub struct PlanRecord {
     pub id: PlanId,
     /// The group.
     pub group: GroupName,
-    /// The target hash.
-    pub target_hash: SpecHash,
+    /// The target hash; `None` for a prune plan.
+    pub target_hash: Option<SpecHash>,
     /// The commit.
     pub commit: String,
-    /// The strategy.
-    pub strategy: Strategy,
+    /// The strategy; `None` for a prune plan.
+    pub strategy: Option<Strategy>,
     /// The status.
     pub status: PlanStatus,
     /// When it was inserted.
@@ -131,14 +132,17 @@ fn strategy_str(strategy: Strategy) -> &'static str {
     }
 }
 
-struct StrategyCol(Strategy);
+struct StrategyCol(Option<Strategy>);
 
 impl FromSql for StrategyCol {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        if value == ValueRef::Null {
+            return Ok(StrategyCol(None));
+        }
         match value.as_str()? {
-            "rolling" => Ok(StrategyCol(Strategy::Rolling)),
-            "blue-green" => Ok(StrategyCol(Strategy::BlueGreen)),
-            "canary" => Ok(StrategyCol(Strategy::Canary)),
+            "rolling" => Ok(StrategyCol(Some(Strategy::Rolling))),
+            "blue-green" => Ok(StrategyCol(Some(Strategy::BlueGreen))),
+            "canary" => Ok(StrategyCol(Some(Strategy::Canary))),
             _ => Err(FromSqlError::InvalidType),
         }
     }
@@ -153,7 +157,7 @@ fn plan_from_row(row: &Row<'_>) -> rusqlite::Result<PlanRecord> {
     Ok(PlanRecord {
         id: row.get(0)?,
         group: group_col(row, 1)?,
-        target_hash: hash_col(row, 2)?,
+        target_hash: opt_hash_col(row, 2)?,
         commit: row.get(3)?,
         strategy: row.get::<_, StrategyCol>(4)?.0,
         status: row.get(5)?,
@@ -246,9 +250,9 @@ fn insert_plan_tx(tx: &Transaction<'_>, plan: &NewPlan, now: i64) -> Result<()> 
             stmt.execute((
                 &plan.id,
                 plan.group.as_str(),
-                plan.target_hash.to_string(),
+                plan.target_hash.map(|h| h.to_string()),
                 &plan.commit,
-                strategy_str(plan.strategy),
+                plan.strategy.map(strategy_str),
                 plan.status,
                 now,
                 plan.doc.to_string(),

@@ -28,10 +28,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "plan indexes for active and newest-first reads",
         sql: include_str!("migrations/0002_plan_indexes.sql"),
     },
+    Migration {
+        version: 3,
+        name: "prune plans: nullable target hash and strategy",
+        sql: include_str!("migrations/0003_prune_plans.sql"),
+    },
 ];
 
 /// The schema version this binary writes: the last migration's.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))

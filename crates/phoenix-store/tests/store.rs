@@ -40,9 +40,9 @@ fn new_plan(id: &str, group_name: &str, steps: usize) -> NewPlan {
     NewPlan {
         id: PlanId::new(id),
         group: group(group_name),
-        target_hash: hash(2),
+        target_hash: Some(hash(2)),
         commit: "c2".into(),
-        strategy: Strategy::Rolling,
+        strategy: Some(Strategy::Rolling),
         status: PlanStatus::Running,
         doc: json!({"max_surge": 1, "from": [hash(1).to_string()]}),
         steps: (0..steps)
@@ -132,6 +132,121 @@ fn reopening_keeps_data_and_does_not_migrate_again() {
         store.get_json::<serde_json::Value>("k").expect("get"),
         Some(json!({"a": 1}))
     );
+}
+
+/// Migration 3 rebuilds `plans` and `steps` (nullable target hash for prune plans): a
+/// database written at version 2 keeps every plan, step and index, and the cascade from
+/// plans to steps is not triggered by the rebuild.
+#[test]
+fn migration_3_keeps_plans_and_steps_of_a_version_2_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("phoenix.db");
+    {
+        let mut conn = rusqlite::Connection::open(&db).expect("raw open");
+        conn.pragma_update(None, "foreign_keys", true).expect("fk");
+        let tx = conn.transaction().expect("tx");
+        tx.execute_batch(include_str!("../src/migrations/0001_initial.sql"))
+            .expect("v1");
+        tx.execute_batch(include_str!("../src/migrations/0002_plan_indexes.sql"))
+            .expect("v2");
+        tx.execute_batch(
+            "INSERT INTO schema_migrations VALUES (1, 'initial schema'), (2, 'plan indexes');
+             INSERT INTO plans VALUES ('p1', 'web', 'v1:sha256:0202020202020202020202020202020202020202020202020202020202020202',
+                 'c2', 'rolling', 'running', 1, 2, '{}');
+             INSERT INTO steps (plan_id, idx, action, status, attempt, launch_token, detail)
+                 VALUES ('p1', 0, 'launch', 'intent', 1, 'p1.0.1', '{\"n\":0}'),
+                        ('p1', 1, 'terminate', 'pending', 0, NULL, '{}');",
+        )
+        .expect("v2 rows");
+        tx.pragma_update(None, "user_version", 2).expect("version");
+        tx.commit().expect("commit");
+    }
+    let mut store = open(&dir);
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    let plan = store
+        .plan(&PlanId::new("p1"))
+        .expect("read")
+        .expect("plan kept");
+    assert_eq!(plan.plan.target_hash, Some(hash(2)));
+    assert_eq!(plan.plan.strategy, Some(Strategy::Rolling));
+    assert_eq!(plan.steps.len(), 2, "steps kept through the rebuild");
+    assert_eq!(plan.steps[0].launch_token.as_deref(), Some("p1.0.1"));
+    assert_eq!(
+        store
+            .step_by_launch_token("p1.0.1")
+            .expect("by token")
+            .map(|s| s.index),
+        Some(0)
+    );
+    // The one-active-plan index and the cascade still hold on the rebuilt tables.
+    let err = store
+        .insert_plan(&new_plan("p2", "web", 1), t(3))
+        .expect_err("second active plan");
+    assert!(
+        matches!(err, StoreError::ActivePlanExists { .. }),
+        "{err:?}"
+    );
+    drop(store);
+    let conn = rusqlite::Connection::open(&db).expect("raw open");
+    let fk: Vec<String> = conn
+        .prepare("SELECT \"table\" FROM pragma_foreign_key_list('steps')")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(fk, ["plans"], "steps reference the rebuilt plans table");
+    let mut indexes: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('plans', 'steps') \
+             AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name",
+        )
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    indexes.sort();
+    assert_eq!(
+        indexes,
+        [
+            "plans_active_by_created",
+            "plans_by_created",
+            "plans_by_group",
+            "plans_one_active_per_group",
+            "steps_by_launch_token"
+        ]
+    );
+}
+
+/// A prune plan converges to no spec: no target hash and no strategy, stored as NULL
+/// (never a made-up hash), and only together.
+#[test]
+fn a_prune_plan_has_no_target_hash_and_no_strategy() {
+    let mut store = Store::open_in_memory(StoreOptions::default()).expect("open");
+    let prune = NewPlan {
+        target_hash: None,
+        strategy: None,
+        ..new_plan("prune-1", "gone", 1)
+    };
+    store.insert_plan(&prune, t(0)).expect("insert prune");
+    let read = store
+        .plan(&PlanId::new("prune-1"))
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.plan.target_hash, None);
+    assert_eq!(read.plan.strategy, None);
+    assert_eq!(
+        store.unfinished_plans().expect("active").len(),
+        1,
+        "listed like any plan"
+    );
+    let half = NewPlan {
+        target_hash: None,
+        ..new_plan("half", "other", 1)
+    };
+    let err = store.insert_plan(&half, t(0)).expect_err("CHECK ties them");
+    assert!(matches!(err, StoreError::Sqlite { .. }), "{err:?}");
 }
 
 #[test]
@@ -227,8 +342,8 @@ fn plan_lifecycle_with_intent_and_done() {
         .expect("insert");
     let plan = store.plan(&id).expect("read").expect("exists");
     assert_eq!(plan.plan.status, PlanStatus::Running);
-    assert_eq!(plan.plan.target_hash, hash(2));
-    assert_eq!(plan.plan.strategy, Strategy::Rolling);
+    assert_eq!(plan.plan.target_hash, Some(hash(2)));
+    assert_eq!(plan.plan.strategy, Some(Strategy::Rolling));
     assert_eq!(plan.plan.doc["max_surge"], json!(1));
     assert!(plan.steps.iter().all(|s| s.status == StepStatus::Pending));
     assert_eq!(
@@ -535,7 +650,7 @@ fn superseding_finishes_the_in_flight_step_first() {
         .write_intent(&old, 0, &intent(0, "old-0-0"), t(1))
         .expect("intent");
     let newer = NewPlan {
-        target_hash: hash(3),
+        target_hash: Some(hash(3)),
         commit: "c3".into(),
         ..new_plan("new", "web", 1)
     };

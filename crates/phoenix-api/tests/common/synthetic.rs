@@ -36,9 +36,10 @@ pub fn parts(groups: usize) -> SnapshotParts {
                 plans.push(Plan {
                     id: plan_id.clone(),
                     group: name.clone(),
-                    target_hash: desired,
+                    kind: PlanKind::Rollout,
+                    target_hash: Some(desired),
                     revision: Some(commit.clone()),
-                    strategy: "rolling".into(),
+                    strategy: Some("rolling".into()),
                     state: if i % 200 == 7 {
                         PlanState::AwaitingApproval
                     } else {

@@ -124,8 +124,8 @@ pub struct PlanAlert {
     pub plan_id: PlanId,
     /// The group.
     pub group: GroupName,
-    /// The hash the plan converges to.
-    pub target_hash: SpecHash,
+    /// The hash the plan converges to; `None` for a prune plan.
+    pub target_hash: Option<SpecHash>,
     /// The hashes running when it happened.
     pub observed_hashes: Vec<SpecHash>,
     /// The commit the target came from.
@@ -315,7 +315,7 @@ impl Alerts {
             event: AlertEvent::PlanStarted,
             group: Some(event.group.clone()),
             incidents: Vec::new(),
-            desired_hash: Some(event.target_hash),
+            desired_hash: event.target_hash,
             observed_hashes: event.observed_hashes.clone(),
             commit: Some(event.commit.clone()),
             message: event.message.clone(),
@@ -359,7 +359,7 @@ impl Alerts {
                     id: new_incident_id(),
                     group: Some(event.group.clone()),
                     kind: kind.to_string(),
-                    desired_hash: Some(event.target_hash),
+                    desired_hash: event.target_hash,
                     observed_hashes: event.observed_hashes.clone(),
                     commit: Some(event.commit.clone()),
                     message: Some(event.message.clone()),
@@ -1111,7 +1111,7 @@ mod tests {
             kind,
             plan_id: PlanId::new(id),
             group: GroupName::new("web").expect("name"),
-            target_hash: hash(2),
+            target_hash: Some(hash(2)),
             observed_hashes: vec![hash(1)],
             commit: "c2".into(),
             message: "health deadline passed".into(),

@@ -1,8 +1,12 @@
 //! The executor's own JSON documents, stored by `phoenix-store` beside the typed columns:
 //! the plan document (`plans.doc`: everything needed to run the plan without the
-//! revision, i.e. the whole group spec, the provider and the commit) and the step detail
-//! (`steps.detail`: the planner's step plus what executing it produced: launch tokens
-//! used, instances launched, instances terminated).
+//! revision, i.e. the whole group spec, the provider and the commit; for a prune plan,
+//! which has no group spec, the group's name, the provider, the commit and the instance
+//! ids) and the step detail (`steps.detail`: the planner's step plus what executing it
+//! produced: launch tokens used, instances launched, instances terminated).
+//!
+//! Which document a plan has follows from its target hash: a plan with one is a rollout
+//! ([`PlanDoc`]), a plan without one is a prune ([`PruneDoc`]).
 //!
 //! Both are versioned by a `format` field and only ever gain optional fields.
 
@@ -25,7 +29,38 @@ pub(crate) struct PlanDoc {
     pub commit: String,
     /// The whole group document: template, replicas, rollout, health.
     pub group: InstanceGroup,
+    /// Set when the plan was inserted from a held revision (a mass removal): the
+    /// document's hold reason. Such a plan waits for approval; if a later pass proposes
+    /// the group's plan without a hold, the held plan gives way to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
 }
+
+/// `plans.doc` of a prune plan: terminate instances of a group that is no longer in the
+/// desired state (orphans). There is no group spec, so no health floor and no target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PruneDoc {
+    /// Document format; 1 today.
+    pub format: u32,
+    /// Always `prune`: tells a human reading `plans.doc` what this is.
+    pub kind: String,
+    /// The provider the orphans are on.
+    pub provider: String,
+    /// The revision the planner planned (the one the group is absent from).
+    pub revision: String,
+    /// The commit of that revision.
+    pub commit: String,
+    /// The group tag (`phoenix:group`) of the orphans.
+    pub group: String,
+    /// The instances to terminate, as the planner granted them (budget-capped, sorted).
+    pub instance_ids: Vec<String>,
+    /// Set when the revision was held (see [`PlanDoc::hold`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
+}
+
+/// The `kind` of a [`PruneDoc`].
+pub(crate) const PRUNE_KIND: &str = "prune";
 
 /// The `action` column of the extra step appended when a plan rolls back.
 pub(crate) const ROLLBACK_ACTION: &str = "rollback";

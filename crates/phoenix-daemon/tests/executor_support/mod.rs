@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -110,6 +110,8 @@ pub struct Checked {
     pub inventory_calls: AtomicU32,
     /// Calls of `find_by_launch_token`.
     pub token_lookups: AtomicU32,
+    /// While set, `inventory` answers incomplete (a list call failed).
+    pub incomplete_inventory: AtomicBool,
 }
 
 impl Checked {
@@ -124,6 +126,7 @@ impl Checked {
             terminate_calls: AtomicU32::new(0),
             inventory_calls: AtomicU32::new(0),
             token_lookups: AtomicU32::new(0),
+            incomplete_inventory: AtomicBool::new(false),
         })
     }
 
@@ -178,7 +181,11 @@ impl Provider for Checked {
     }
     async fn inventory(&self, owner: &str) -> Inventory {
         self.inventory_calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.inventory(owner).await
+        let mut inventory = self.inner.inventory(owner).await;
+        if self.incomplete_inventory.load(Ordering::SeqCst) {
+            inventory.complete = false;
+        }
+        inventory
     }
     async fn launch(&self, request: &LaunchRequest) -> Result<Vec<Instance>, ProviderError> {
         let before = self.inner.inventory(OWNER).await;
@@ -267,6 +274,8 @@ pub struct World {
     pub now: SystemTime,
     pub memory: PlanMemory,
     pub transitions: Vec<Transition>,
+    /// The `reconcile` settings the planner gets (`reconcile_config()` at first).
+    pub config: ReconcileConfig,
 }
 
 pub fn sim_config(unhealthy: &[&str]) -> SimConfig {
@@ -318,6 +327,7 @@ impl World {
             now: SystemTime::now(),
             memory: PlanMemory::default(),
             transitions: Vec::new(),
+            config: reconcile_config(),
         }
     }
 
@@ -371,13 +381,12 @@ impl World {
     pub async fn plan_and_submit(&mut self, groups: &[ParsedGroup], commit: &str) -> PlanDocument {
         let inv = bounded(self.sim.inventory(OWNER)).await;
         let failed = self.failed();
-        let config = reconcile_config();
         let outcome = plan(&PlanInput {
             revision: commit,
             owner: OWNER,
             groups,
             inventories: &[inv],
-            config: &config,
+            config: &self.config,
             memory: &self.memory,
             failed: &failed,
             now: self.now,
