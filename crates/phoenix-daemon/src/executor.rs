@@ -52,6 +52,7 @@ use phoenix_store::{
 };
 
 pub use doc::launch_token;
+pub(crate) use doc::step_summary;
 use doc::{Launched, PRUNE_KIND, PlanDoc, PruneDoc, ROLLBACK_ACTION, StepDetail, from_ms, to_ms};
 use fleet::Fleets;
 use health::Verdict;

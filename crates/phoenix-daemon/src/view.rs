@@ -404,28 +404,18 @@ fn plan_view(p: &PlanWithSteps) -> Plan {
         steps: p
             .steps
             .iter()
-            .map(|s| PlanStep {
-                index: s.index,
-                action: s.action.clone(),
-                state: step_state(s.status),
-                count: s
-                    .detail
-                    .get("count")
-                    .and_then(serde_json::Value::as_u64)
-                    .and_then(|c| u32::try_from(c).ok()),
-                instance_ids: s
-                    .detail
-                    .get("instance_ids")
-                    .and_then(serde_json::Value::as_array)
-                    .map(|ids| {
-                        ids.iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                started_at: s.started_at,
-                finished_at: s.finished_at,
-                message: s.error.clone(),
+            .map(|s| {
+                let (count, instance_ids) = crate::executor::step_summary(&s.detail);
+                PlanStep {
+                    index: s.index,
+                    action: s.action.clone(),
+                    state: step_state(s.status),
+                    count,
+                    instance_ids,
+                    started_at: s.started_at,
+                    finished_at: s.finished_at,
+                    message: s.error.clone(),
+                }
             })
             .collect(),
     }

@@ -102,6 +102,33 @@ pub(crate) struct StepDetail {
     pub reason: Option<String>,
 }
 
+/// What the API shows of a stored step detail: the launch count, and the instances the
+/// step acts on or created (a launch's instances once launched, a terminate's or a
+/// rollback's terminated ids once decided, else the ids the planner named). A detail
+/// that does not parse (written by another version) shows nothing rather than failing.
+pub(crate) fn step_summary(detail: &serde_json::Value) -> (Option<u32>, Vec<String>) {
+    let Ok(detail) = StepDetail::deserialize(detail) else {
+        return (None, Vec::new());
+    };
+    let count = match &detail.step {
+        Some(Step::Launch { count }) => Some(*count),
+        _ => None,
+    };
+    let ids = if !detail.instances.is_empty() {
+        detail.instances.into_iter().map(|l| l.id).collect()
+    } else if !detail.terminated.is_empty() {
+        detail.terminated
+    } else {
+        match detail.step {
+            Some(Step::Terminate { instance_ids } | Step::WaitHealthy { instance_ids, .. }) => {
+                instance_ids
+            }
+            _ => Vec::new(),
+        }
+    };
+    (count, ids)
+}
+
 impl StepDetail {
     /// The detail of a fresh planner step.
     pub fn of(step: Step) -> Self {
@@ -143,4 +170,58 @@ pub(crate) fn from_ms(ms: u64) -> SystemTime {
 /// The deterministic launch token of a step attempt: `<plan id>.<step index>.<attempt>`.
 pub fn launch_token(plan: &str, index: u32, attempt: u32) -> String {
     format!("{plan}.{index}.{attempt}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(detail: &StepDetail) -> serde_json::Value {
+        serde_json::to_value(detail).expect("a step detail serializes")
+    }
+
+    /// The API reads the details exactly as the executor writes them (the planner's step
+    /// nested under `step`, what executing it produced beside it).
+    #[test]
+    fn step_summary_reads_what_the_executor_writes() {
+        let mut launch = StepDetail::of(Step::Launch { count: 2 });
+        assert_eq!(step_summary(&json(&launch)), (Some(2), Vec::new()));
+        launch.tokens.push("p.0.1".into());
+        launch.instances = ["i-1", "i-2"]
+            .map(|id| Launched {
+                id: id.into(),
+                private_ip: None,
+                launched_at_ms: 1,
+            })
+            .to_vec();
+        assert_eq!(
+            step_summary(&json(&launch)),
+            (Some(2), vec!["i-1".to_string(), "i-2".to_string()])
+        );
+
+        let mut terminate = StepDetail::of(Step::Terminate {
+            instance_ids: vec!["i-a".into(), "i-b".into()],
+        });
+        assert_eq!(
+            step_summary(&json(&terminate)),
+            (None, vec!["i-a".to_string(), "i-b".to_string()])
+        );
+        terminate.terminated = vec!["i-a".into()];
+        assert_eq!(
+            step_summary(&json(&terminate)),
+            (None, vec!["i-a".to_string()]),
+            "what was really terminated, once decided"
+        );
+
+        let mut rollback = StepDetail::rollback("unhealthy".into());
+        rollback.terminated = vec!["i-9".into()];
+        assert_eq!(
+            step_summary(&json(&rollback)),
+            (None, vec!["i-9".to_string()])
+        );
+        assert_eq!(
+            step_summary(&serde_json::json!({"step": "from a newer phoenix"})),
+            (None, Vec::new())
+        );
+    }
 }
