@@ -21,8 +21,8 @@
 //! - the daemon's peak RSS (`VmHWM` in `/proc/<pid>/status`).
 //!
 //! Then, with the daemon stopped so nothing competes for the cores, the same-run
-//! baselines on the same files and sim: read + SHA-256 of every spec file; read + parse
-//! + hash of every file; the sim's inventory call alone; the pure planner alone. Prints
+//! baselines on the same files and sim: read + SHA-256 of every spec file; read, parse
+//! and hash of every file; the sim's inventory call alone; the pure planner alone. Prints
 //! one `RESULT {json}` line per size for `scripts/bench.sh`. Every wait is bounded;
 //! traffic goes to 127.0.0.1 only.
 
@@ -250,10 +250,10 @@ impl Daemon {
     fn wait_passes(&mut self, after: u64, deadline: Instant) -> Result<(u64, f64)> {
         loop {
             self.check_alive()?;
-            if let Ok((count, sum)) = self.passes() {
-                if count > after {
-                    return Ok((count, sum));
-                }
+            if let Ok((count, sum)) = self.passes()
+                && count > after
+            {
+                return Ok((count, sum));
             }
             if Instant::now() >= deadline {
                 return Err(TimedOut(format!(

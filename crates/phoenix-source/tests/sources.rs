@@ -253,7 +253,9 @@ fn incremental_diff_matches_a_fresh_load_around_tree_order() {
         let s = served();
         let config = git_config(s.daemon.url("infra"), "groups");
         let mut source = open(&config, s.cache.path());
-        let steps: Vec<(&str, Vec<(&str, Option<&str>)>)> = vec![
+        // (commit message, [(path, group name or file text; None deletes)])
+        type Edits<'a> = Vec<(&'a str, Option<&'a str>)>;
+        let steps: Vec<(&str, Edits<'_>)> = vec![
             (
                 "start",
                 vec![
