@@ -1221,52 +1221,33 @@ impl Executor {
         let id = pref.plan.clone();
         let pref = pref.clone();
         detail.terminated = existing.clone();
-        let resumed = step.status == StepStatus::Intent;
-        store
-            .write_intent(
-                &id,
-                step.index,
-                &StepIntent {
-                    attempt,
-                    launch_token: None,
-                    detail: Some(to_json(&detail)),
-                },
-                now,
-            )
-            .map_err(store_err("write terminate intent", &id))?;
-        if !resumed {
-            step_started(
-                out,
-                &pref,
-                step,
-                format!("terminate {}", existing.join(", ")),
-            );
-        }
-        let result = if existing.is_empty() {
-            Ok(())
-        } else {
-            provider.terminate(&existing).await
-        };
-        let fleet = fleets.of(provider_name);
-        match result {
-            Ok(()) => fleet.terminated(&existing),
-            Err(err) if err.kind() == ErrorKind::NotFound => {
-                tracing::info!(plan = %id, error = %err, "instances already gone");
-                fleet.terminated(&existing);
+        let started = format!("terminate {}", existing.join(", "));
+        let result = terminate_recorded(
+            store,
+            fleets,
+            provider,
+            provider_name,
+            &pref,
+            step,
+            &detail,
+            &existing,
+            attempt,
+            now,
+            started,
+            out,
+        )
+        .await?;
+        if let Err(err) = result {
+            let why = format!("terminate attempt {attempt} failed: {err}");
+            store
+                .mark_step_failed(&id, step.index, &why, None, now)
+                .map_err(store_err("mark terminate failed", &id))?;
+            if attempt < self.options.terminate_attempts {
+                let delay = self.backoff(attempt);
+                self.runtime.entry(id.clone()).or_default().retry_at = Some(now + delay);
+                return Ok(StepOutcome::Wait(delay));
             }
-            Err(err) => {
-                fleet.uncertain(&existing);
-                let why = format!("terminate attempt {attempt} failed: {err}");
-                store
-                    .mark_step_failed(&id, step.index, &why, None, now)
-                    .map_err(store_err("mark terminate failed", &id))?;
-                if attempt < self.options.terminate_attempts {
-                    let delay = self.backoff(attempt);
-                    self.runtime.entry(id.clone()).or_default().retry_at = Some(now + delay);
-                    return Ok(StepOutcome::Wait(delay));
-                }
-                return Ok(StepOutcome::Failed(why));
-            }
+            return Ok(StepOutcome::Failed(why));
         }
         store
             .mark_step_done(&id, step.index, None, now)
@@ -1869,46 +1850,30 @@ impl Executor {
         }
         detail.terminated = terminate.clone();
         detail.kept = kept;
-        let resumed = step.status == StepStatus::Intent;
-        store
-            .write_intent(
-                &id,
-                step.index,
-                &StepIntent {
-                    attempt,
-                    launch_token: None,
-                    detail: Some(to_json(&detail)),
-                },
-                now,
-            )
-            .map_err(store_err("write rollback intent", &id))?;
-        if !resumed {
-            out.push(Transition::StepStarted {
-                plan: PlanRef::of(&plan.plan),
-                index: step.index,
-                action: ROLLBACK_ACTION.to_string(),
-                message: format!("roll back: terminate {}", terminate.join(", ")),
-            });
-        }
-        let result = if terminate.is_empty() {
-            Ok(())
-        } else {
-            provider.terminate(&terminate).await
-        };
-        let fleet = fleets.of(&doc.provider);
-        match result {
-            Ok(()) => fleet.terminated(&terminate),
-            Err(err) if err.kind() == ErrorKind::NotFound => fleet.terminated(&terminate),
-            Err(err) => {
-                fleet.uncertain(&terminate);
-                let why = format!("rollback attempt {attempt} failed: {err}");
-                store
-                    .mark_step_failed(&id, step.index, &why, None, now)
-                    .map_err(store_err("mark rollback failed", &id))?;
-                let delay = self.backoff(attempt);
-                self.runtime.entry(id.clone()).or_default().retry_at = Some(now + delay);
-                return Ok(StepOutcome::Wait(delay));
-            }
+        let started = format!("roll back: terminate {}", terminate.join(", "));
+        let result = terminate_recorded(
+            store,
+            fleets,
+            provider,
+            &doc.provider,
+            &PlanRef::of(&plan.plan),
+            step,
+            &detail,
+            &terminate,
+            attempt,
+            now,
+            started,
+            out,
+        )
+        .await?;
+        if let Err(err) = result {
+            let why = format!("rollback attempt {attempt} failed: {err}");
+            store
+                .mark_step_failed(&id, step.index, &why, None, now)
+                .map_err(store_err("mark rollback failed", &id))?;
+            let delay = self.backoff(attempt);
+            self.runtime.entry(id.clone()).or_default().retry_at = Some(now + delay);
+            return Ok(StepOutcome::Wait(delay));
         }
         store
             .mark_step_done(&id, step.index, None, now)
@@ -1984,6 +1949,64 @@ fn step_started(out: &mut Vec<Transition>, pref: &PlanRef, step: &StepRecord, me
         action: step.action.clone(),
         message,
     });
+}
+
+/// The part every terminating step shares: write the intent (with the ids in `detail`)
+/// before acting, announce the step the first time, terminate `ids`, and keep the pass's
+/// inventory view exact. The provider's answer is returned; "not found" counts as done.
+#[allow(clippy::too_many_arguments)]
+async fn terminate_recorded(
+    store: &mut Store,
+    fleets: &mut Fleets,
+    provider: &Arc<dyn Provider>,
+    provider_name: &str,
+    pref: &PlanRef,
+    step: &StepRecord,
+    detail: &StepDetail,
+    ids: &[String],
+    attempt: u32,
+    now: SystemTime,
+    started: String,
+    out: &mut Vec<Transition>,
+) -> Result<Result<(), ProviderError>, ExecutorError> {
+    let id = &pref.plan;
+    let resumed = step.status == StepStatus::Intent;
+    store
+        .write_intent(
+            id,
+            step.index,
+            &StepIntent {
+                attempt,
+                launch_token: None,
+                detail: Some(to_json(detail)),
+            },
+            now,
+        )
+        .map_err(store_err("write terminate intent", id))?;
+    if !resumed {
+        step_started(out, pref, step, started);
+    }
+    let result = if ids.is_empty() {
+        Ok(())
+    } else {
+        provider.terminate(ids).await
+    };
+    let fleet = fleets.of(provider_name);
+    Ok(match result {
+        Ok(()) => {
+            fleet.terminated(ids);
+            Ok(())
+        }
+        Err(err) if err.kind() == ErrorKind::NotFound => {
+            tracing::info!(plan = %id, error = %err, "instances already gone");
+            fleet.terminated(ids);
+            Ok(())
+        }
+        Err(err) => {
+            fleet.uncertain(ids);
+            Err(err)
+        }
+    })
 }
 
 /// Reload the plan after a failure was handled.
