@@ -12,9 +12,9 @@ use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use axum::body::Bytes;
-use phoenix_core::SpecHash;
 use phoenix_core::drift::DriftKind;
 use phoenix_core::model::{InstanceHealth, InstanceState};
+use phoenix_core::{SpecHash, Text};
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
@@ -232,8 +232,9 @@ impl GroupHealth {
 /// One running instance of a group.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct GroupInstance {
-    /// Provider instance id, e.g. `i-0abc`.
-    pub id: String,
+    /// Provider instance id, e.g. `i-0abc`. Shared with the inventory it came from.
+    #[schema(value_type = String)]
+    pub id: Text,
     /// The `phoenix:spec-hash` tag; `null` if the tag is missing or unreadable.
     #[schema(value_type = Option<String>, example = "v1:sha256:9f86d081884c7d65...")]
     pub spec_hash: Option<SpecHash>,
@@ -243,8 +244,10 @@ pub struct GroupInstance {
     /// Health verdict (`healthy`, `unhealthy`, `unknown`).
     #[schema(value_type = String, example = "healthy")]
     pub health: InstanceHealth,
-    /// The commit the instance was launched from (its tag), when known.
-    pub commit: Option<String>,
+    /// The commit the instance was launched from (its tag), when known. Shared with the
+    /// inventory it came from.
+    #[schema(value_type = Option<String>)]
+    pub commit: Option<Text>,
 }
 
 /// How many instances carry one spec hash.

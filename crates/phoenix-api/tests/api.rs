@@ -46,7 +46,7 @@ fn group(name: &str, sync: SyncState, drift: Vec<DriftFinding>) -> Group {
             sync,
             health: GroupHealth::Healthy,
             instances: vec![GroupInstance {
-                id: format!("i-{name}1"),
+                id: format!("i-{name}1").into(),
                 spec_hash: Some(hash('a')),
                 state: InstanceState::Running,
                 health: InstanceHealth::Healthy,

@@ -27,6 +27,7 @@ use aws_sdk_ec2::types::{
 use phoenix_core::config::AwsEc2Config;
 use phoenix_core::model::{Instance, InstanceHealth, InstanceState, Inventory};
 use phoenix_core::tags;
+use phoenix_core::text::{Interner, Text};
 use sha2::{Digest, Sha256};
 
 use crate::retry::{Backoff, Retryable, retry};
@@ -356,6 +357,8 @@ impl AwsEc2Provider {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         let mut seen_tokens = BTreeSet::new();
+        // One copy of each image, type, subnet and tag set for the whole listing.
+        let mut interner = Interner::new();
         loop {
             let page = retry(self.max_attempts, self.backoff(), |_| {
                 let request = self
@@ -376,7 +379,7 @@ impl AwsEc2Provider {
             };
             for reservation in page.reservations() {
                 for instance in reservation.instances() {
-                    if let Some(instance) = convert(instance)
+                    if let Some(instance) = convert(instance, &mut interner)
                         && instance.state != InstanceState::Terminated
                     {
                         out.push(instance);
@@ -448,14 +451,12 @@ impl AwsEc2Provider {
         }
         self.budgets.run.acquire().await;
         let output = call.send().await.map_err(classify)?;
-        let tag_map: BTreeMap<String, String> = tags
-            .iter()
-            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-            .collect();
+        let mut interner = Interner::new();
+        let tag_map = interner.tags(tags.iter().filter_map(|t| Some((t.key()?, t.value()?))));
         Ok(output
             .instances()
             .iter()
-            .filter_map(convert)
+            .filter_map(|i| convert(i, &mut interner))
             .map(|mut instance| {
                 // RunInstances may answer without tags; we know what we set.
                 if instance.tags.is_empty() {
@@ -500,7 +501,10 @@ fn plan_launch(count: u32, subnets: &[Option<String>], existing: &[Instance]) ->
         .collect();
     let mut strays = 0u32;
     for instance in existing {
-        match subnets.iter().position(|s| *s == instance.subnet_id) {
+        match subnets
+            .iter()
+            .position(|s| s.as_deref() == instance.subnet_id.as_deref())
+        {
             Some(i) if want[i] > 0 => want[i] -= 1,
             _ => strays += 1,
         }
@@ -525,8 +529,9 @@ fn plan_launch(count: u32, subnets: &[Option<String>], existing: &[Instance]) ->
 }
 
 /// The provider-neutral view of an EC2 instance (health `Unknown`; filled in later).
-fn convert(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
-    let id = i.instance_id()?.to_string();
+/// Repeated strings and tag sets come from `interner`.
+fn convert(i: &aws_sdk_ec2::types::Instance, interner: &mut Interner) -> Option<Instance> {
+    let id = Text::from(i.instance_id()?);
     let state = match i.state().and_then(|s| s.name()) {
         Some(InstanceStateName::Pending) => InstanceState::Pending,
         Some(InstanceStateName::Running) => InstanceState::Running,
@@ -538,10 +543,10 @@ fn convert(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
         // launched in its place before we understand it.
         _ => InstanceState::Pending,
     };
-    let mut security_group_ids: Vec<String> = i
+    let mut security_group_ids: Vec<Text> = i
         .security_groups()
         .iter()
-        .filter_map(|g| g.group_id().map(str::to_string))
+        .filter_map(|g| g.group_id().map(|id| interner.text(id)))
         .collect();
     security_group_ids.sort();
     security_group_ids.dedup();
@@ -549,20 +554,13 @@ fn convert(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
         id,
         state,
         health: InstanceHealth::Unknown,
-        image: i.image_id().unwrap_or_default().to_string(),
-        instance_type: i
-            .instance_type()
-            .map(|t| t.as_str().to_string())
-            .unwrap_or_default(),
-        subnet_id: i.subnet_id().map(str::to_string),
-        security_group_ids,
+        image: interner.text(i.image_id().unwrap_or_default()),
+        instance_type: interner.text(i.instance_type().map_or("", |t| t.as_str())),
+        subnet_id: i.subnet_id().map(|s| interner.text(s)),
+        security_group_ids: security_group_ids.into(),
         launch_time: i.launch_time().and_then(|t| SystemTime::try_from(*t).ok()),
-        private_ip: i.private_ip_address().map(str::to_string),
-        tags: i
-            .tags()
-            .iter()
-            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-            .collect(),
+        private_ip: i.private_ip_address().map(Text::from),
+        tags: interner.tags(i.tags().iter().filter_map(|t| Some((t.key()?, t.value()?)))),
     })
 }
 
@@ -612,7 +610,7 @@ impl Provider for AwsEc2Provider {
         let running: Vec<String> = instances
             .iter()
             .filter(|i| i.state == InstanceState::Running)
-            .map(|i| i.id.clone())
+            .map(|i| i.id.to_string())
             .collect();
         let health = match self.health(&running).await {
             Ok(health) => health,
@@ -623,7 +621,7 @@ impl Provider for AwsEc2Provider {
         };
         for instance in &mut instances {
             instance.health = state_health(instance.state)
-                .or_else(|| health.get(&instance.id).copied())
+                .or_else(|| health.get(instance.id.as_str()).copied())
                 .unwrap_or(InstanceHealth::Unknown);
         }
         inventory.instances = instances;
@@ -767,6 +765,10 @@ impl Provider for AwsEc2Provider {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use phoenix_core::model::Tags;
+
     use super::*;
 
     fn inst(subnet: Option<&str>) -> Instance {
@@ -776,11 +778,11 @@ mod tests {
             health: InstanceHealth::Unknown,
             image: "ami-1".into(),
             instance_type: "t3.micro".into(),
-            subnet_id: subnet.map(str::to_string),
-            security_group_ids: vec![],
+            subnet_id: subnet.map(Text::from),
+            security_group_ids: Arc::from([]),
             launch_time: None,
             private_ip: None,
-            tags: BTreeMap::new(),
+            tags: Tags::new(),
         }
     }
 

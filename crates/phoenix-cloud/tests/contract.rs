@@ -192,7 +192,7 @@ async fn launch_sets_every_tag_and_spreads_over_subnets(p: &dyn Provider, templa
             .map(|s| s.as_str())
             .collect();
         assert_eq!(
-            instance.security_group_ids, sgs,
+            *instance.security_group_ids, *sgs,
             "top-level security groups kept"
         );
         assert!(instance.launch_time.is_some());
@@ -246,7 +246,7 @@ async fn launch_is_idempotent_per_token(p: &dyn Provider, template: &Template) {
         .await
         .expect("second launch, same token");
     let ids = |v: &[phoenix_core::model::Instance]| -> BTreeSet<String> {
-        v.iter().map(|i| i.id.clone()).collect()
+        v.iter().map(|i| i.id.to_string()).collect()
     };
     assert_eq!(ids(&first), ids(&again), "no double launch");
     assert_eq!(within(60, p.inventory("idem")).await.instances.len(), 3);
@@ -270,7 +270,7 @@ async fn terminate_removes_from_inventory(p: &dyn Provider, template: &Template)
     let launched = within(60, p.launch(&request("term", template, "tok-term", 3)))
         .await
         .expect("launch");
-    let gone: Vec<String> = launched.iter().take(2).map(|i| i.id.clone()).collect();
+    let gone: Vec<String> = launched.iter().take(2).map(|i| i.id.to_string()).collect();
     within(60, p.terminate(&gone)).await.expect("terminate");
     within(60, p.terminate(&gone))
         .await
@@ -292,7 +292,7 @@ async fn health_of_running_instances(p: &dyn Provider, template: &Template) {
     let launched = within(60, p.launch(&request("health", template, "tok-health", 2)))
         .await
         .expect("launch");
-    let ids: Vec<String> = launched.iter().map(|i| i.id.clone()).collect();
+    let ids: Vec<String> = launched.iter().map(|i| i.id.to_string()).collect();
     let health = within(60, p.health(&ids)).await.expect("health");
     assert_eq!(health.len(), 2);
     assert!(
@@ -398,7 +398,11 @@ async fn aws_inventory_follows_next_token_past_100_reservations() {
     let provider = aws_provider_with(&aws_config("aws", &moto.endpoint_url()), unpaged).await;
     let inventory = within(120, provider.inventory("pager")).await;
     assert!(inventory.complete, "{:?}", inventory.error);
-    let seen: BTreeSet<String> = inventory.instances.iter().map(|i| i.id.clone()).collect();
+    let seen: BTreeSet<String> = inventory
+        .instances
+        .iter()
+        .map(|i| i.id.to_string())
+        .collect();
     assert_eq!(seen, mine.iter().cloned().collect::<BTreeSet<_>>());
 
     // moto keeps terminated instances listed; inventory leaves them out.
@@ -436,7 +440,7 @@ async fn aws_out_of_band_instance_type_change_shows_in_inventory() {
         30,
         client
             .modify_instance_attribute()
-            .instance_id(&launched[0].id)
+            .instance_id(launched[0].id.as_str())
             .instance_type(AttributeValue::builder().value("m5.large").build())
             .send(),
     )
@@ -486,7 +490,7 @@ async fn aws_survives_throttling_5xx_and_lost_answers_behind_a_fault_proxy() {
             .iter()
             .all(|i| i.health == InstanceHealth::Healthy)
     );
-    within(60, provider.terminate(&[launched[0].id.clone()]))
+    within(60, provider.terminate(&[launched[0].id.to_string()]))
         .await
         .expect("terminate survives throttling");
     assert_eq!(proxy.pending_faults(), 0, "every injected fault was hit");
@@ -528,7 +532,7 @@ async fn aws_survives_throttling_5xx_and_lost_answers_behind_a_fault_proxy() {
 
     // Faults beyond max_attempts: a typed error, not a hang or a panic.
     proxy.inject(rule("TerminateInstances", Fault::Throttle, 5));
-    let err = within(60, provider.terminate(&[launched[0].id.clone()]))
+    let err = within(60, provider.terminate(&[launched[0].id.to_string()]))
         .await
         .expect_err("5 throttles with max_attempts 5");
     assert_eq!(err.kind(), ErrorKind::Throttled, "{err}");
@@ -606,7 +610,7 @@ async fn sim_persists_across_restart() {
         )
         .await
         .expect("stop");
-        within(60, sim.terminate(&[launched[2].id.clone()]))
+        within(60, sim.terminate(&[launched[2].id.to_string()]))
             .await
             .expect("terminate");
         launched
@@ -680,11 +684,11 @@ async fn sim_knobs_latency_failures_and_unhealthy_images() {
         .expect("launch");
     let health = within(
         60,
-        sim.health(&[launched[0].id.clone(), "i-nope".to_string()]),
+        sim.health(&[launched[0].id.to_string(), "i-nope".to_string()]),
     )
     .await
     .expect("health");
-    assert_eq!(health[&launched[0].id], InstanceHealth::Unhealthy);
+    assert_eq!(health[launched[0].id.as_str()], InstanceHealth::Unhealthy);
     assert_eq!(health["i-nope"], InstanceHealth::Unknown);
 
     sim.set_launch_failure_rate(1.0).expect("valid rate");
@@ -738,10 +742,7 @@ async fn sim_out_of_band_change_from_another_handle_is_seen() {
         .map(|i| (i.id.as_str(), i))
         .collect();
     assert_eq!(by_id[launched[0].id.as_str()].instance_type, "c5.xlarge");
-    assert_eq!(
-        by_id[launched[1].id.as_str()].security_group_ids,
-        vec!["sg-9"]
-    );
+    assert_eq!(*by_id[launched[1].id.as_str()].security_group_ids, ["sg-9"]);
     let err = within(
         60,
         operator.modify("i-00000000000000999", SimChange::Image("x".into())),
@@ -838,7 +839,7 @@ async fn sim_seed_creates_what_launch_would_and_persists_it() {
         let token = instance.tags.get(tags::LAUNCH_TOKEN).expect("token tag");
         let request = requests
             .iter()
-            .find(|r| &r.launch_token == token)
+            .find(|r| r.launch_token == token)
             .expect("a seeded token");
         assert_eq!(instance.tags, request.tags());
     }

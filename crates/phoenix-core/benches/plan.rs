@@ -19,7 +19,7 @@ use phoenix_core::config::ReconcileConfig;
 use phoenix_core::model::{Instance, InstanceHealth, InstanceState, Inventory};
 use phoenix_core::plan::{PlanInput, PlanMemory, plan};
 use phoenix_core::spec::{GroupName, InstanceGroup, ParsedGroup};
-use phoenix_core::{parse_group, tags};
+use phoenix_core::{Text, parse_group, tags};
 
 const OWNER: &str = "bench";
 
@@ -41,16 +41,16 @@ fn instance(id: String, group: &str, hash: &str, image: &str) -> Instance {
     t.insert(tags::SPEC_HASH.to_owned(), hash.to_owned());
     t.insert(tags::COMMIT.to_owned(), "abc123".to_owned());
     Instance {
-        id,
+        id: id.into(),
         state: InstanceState::Running,
         health: InstanceHealth::Healthy,
-        image: image.to_owned(),
-        instance_type: "t3.micro".to_owned(),
-        subnet_id: Some("subnet-a".to_owned()),
-        security_group_ids: vec!["sg-1".to_owned(), "sg-2".to_owned()],
+        image: image.into(),
+        instance_type: "t3.micro".into(),
+        subnet_id: Some("subnet-a".into()),
+        security_group_ids: ["sg-1", "sg-2"].into_iter().map(Text::from).collect(),
         launch_time: Some(now() - Duration::from_secs(86_400)),
-        private_ip: Some("10.0.0.1".to_owned()),
-        tags: t,
+        private_ip: Some("10.0.0.1".into()),
+        tags: t.into(),
     }
 }
 
@@ -84,7 +84,7 @@ fn fleet(groups: usize) -> (Vec<ParsedGroup>, Inventory) {
             };
             if k == 0 {
                 match kind {
-                    96 | 97 => i.instance_type = "t3.large".to_owned(),
+                    96 | 97 => i.instance_type = "t3.large".into(),
                     98 => i.health = InstanceHealth::Unhealthy,
                     _ => {}
                 }

@@ -386,14 +386,14 @@ pub fn modified_fields(instance: &Instance, template: &Template) -> Vec<(Field, 
         out.push((
             Field::Image,
             template.image.to_string(),
-            instance.image.clone(),
+            instance.image.to_string(),
         ));
     }
     if instance.instance_type != template.instance_type.as_str() {
         out.push((
             Field::InstanceType,
             template.instance_type.to_string(),
-            instance.instance_type.clone(),
+            instance.instance_type.to_string(),
         ));
     }
     if !template.subnet_ids.is_empty() {
@@ -405,10 +405,7 @@ pub fn modified_fields(instance: &Instance, template: &Template) -> Vec<(Field, 
             out.push((
                 Field::SubnetId,
                 join(template.subnet_ids.iter().map(|s| s.as_str())),
-                instance
-                    .subnet_id
-                    .clone()
-                    .unwrap_or_else(|| "(none)".to_owned()),
+                instance.subnet_id.as_deref().unwrap_or("(none)").to_owned(),
             ));
         }
     }
@@ -423,7 +420,7 @@ pub fn modified_fields(instance: &Instance, template: &Template) -> Vec<(Field, 
         let mut observed: Vec<&str> = instance
             .security_group_ids
             .iter()
-            .map(String::as_str)
+            .map(|g| g.as_str())
             .collect();
         observed.sort_unstable();
         observed.dedup();

@@ -14,7 +14,9 @@ pub mod plan;
 pub mod render;
 pub mod spec;
 pub mod tags;
+pub mod text;
 pub mod yaml;
 
 pub use hash::{SpecHash, spec_hash};
 pub use spec::{GroupName, InstanceGroup, SpecError, Template, parse_group};
+pub use text::Text;

@@ -6,11 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use crate::tags;
+use crate::text::Text;
 
 /// The lifecycle state of an instance, as the provider reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -85,34 +87,38 @@ impl fmt::Display for InstanceHealth {
 }
 
 /// One instance as observed by a provider.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Strings are [`Text`]: providers intern them per inventory pass, so the fleet's
+/// repeated images, types, subnets and tags are stored once however many instances
+/// carry them, and clones (into plans, the status snapshot) copy pointers.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Instance {
     /// Provider-assigned id, e.g. `i-0abc…`.
-    pub id: String,
+    pub id: Text,
     /// Lifecycle state.
     pub state: InstanceState,
     /// Provider health signal.
     pub health: InstanceHealth,
     /// Image the instance runs.
-    pub image: String,
+    pub image: Text,
     /// Instance type.
-    pub instance_type: String,
+    pub instance_type: Text,
     /// Subnet, when the provider has one.
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<Text>,
     /// Security groups, sorted.
-    pub security_group_ids: Vec<String>,
+    pub security_group_ids: Arc<[Text]>,
     /// Launch time.
     pub launch_time: Option<SystemTime>,
     /// Private address (the HTTP health probe targets it).
-    pub private_ip: Option<String>,
+    pub private_ip: Option<Text>,
     /// Every tag on the instance, Phoenix's included.
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
 }
 
 impl Instance {
     /// A tag's value.
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags.get(key).map(String::as_str)
+        self.tags.get(key)
     }
 
     /// `phoenix:owner`.
@@ -146,11 +152,161 @@ impl Instance {
     }
 }
 
+/// An instance's tags: unique keys in sorted order, held in one shared allocation.
+///
+/// Instances launched together carry the same set, and an [`Interner`] makes them share
+/// it; changing one instance's tags copies its set first (copy on write). Reads
+/// (`get`, `iter`) are what the planner and the snapshot do per instance, so the set is
+/// a sorted slice searched by bisection rather than a tree of nodes.
+///
+/// [`Interner`]: crate::text::Interner
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Tags(Arc<[(Text, Text)]>);
+
+impl Tags {
+    /// No tags.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.position(key).ok().map(|i| self.0[i].1.as_str())
+    }
+
+    /// The shared value of `key`.
+    pub fn get_text(&self, key: &str) -> Option<&Text> {
+        self.position(key).ok().map(|i| &self.0[i].1)
+    }
+
+    /// Whether `key` is set.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.position(key).is_ok()
+    }
+
+    /// How many tags there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every tag, by key.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Set `key` to `value`, returning the old value.
+    pub fn insert(&mut self, key: impl Into<Text>, value: impl Into<Text>) -> Option<Text> {
+        let key = key.into();
+        let value = value.into();
+        let mut pairs = self.0.to_vec();
+        let old = match self.position(&key) {
+            Ok(i) => Some(std::mem::replace(&mut pairs[i].1, value)),
+            Err(i) => {
+                pairs.insert(i, (key, value));
+                None
+            }
+        };
+        self.0 = pairs.into();
+        old
+    }
+
+    /// Remove `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<Text> {
+        let i = self.position(key).ok()?;
+        let mut pairs = self.0.to_vec();
+        let (_, old) = pairs.remove(i);
+        self.0 = pairs.into();
+        Some(old)
+    }
+
+    /// A plain map copy (for callers that build or compare whole tag maps).
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Whether two sets share one allocation (an interner made them).
+    pub fn shares(&self, other: &Tags) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl fmt::Debug for Tags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// Later pairs win over earlier ones with the same key, as when collecting a map.
+impl<K: Into<Text>, V: Into<Text>> FromIterator<(K, V)> for Tags {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut pairs: Vec<(Text, Text)> = iter
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        // Stable: equal keys keep their order, so the last one is the one kept.
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut unique: Vec<(Text, Text)> = Vec::with_capacity(pairs.len());
+        for pair in pairs {
+            match unique.last_mut() {
+                Some(last) if last.0 == pair.0 => *last = pair,
+                _ => unique.push(pair),
+            }
+        }
+        Self(unique.into())
+    }
+}
+
+impl From<BTreeMap<String, String>> for Tags {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        // Already sorted and unique.
+        Self(map.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+}
+
+impl From<&BTreeMap<String, String>> for Tags {
+    fn from(map: &BTreeMap<String, String>) -> Self {
+        Self(map.iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+}
+
+impl PartialEq<BTreeMap<String, String>> for Tags {
+    fn eq(&self, other: &BTreeMap<String, String>) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .zip(other)
+                .all(|((k, v), (ok, ov))| k == ok && v == ov)
+    }
+}
+
+impl Serialize for Tags {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeMap::<String, String>::deserialize(deserializer).map(Tags::from)
+    }
+}
+
 /// One provider's inventory pass.
 ///
 /// An incomplete pass (any list call failed) never makes anything `missing` or
 /// `orphaned`: what was not seen may still exist.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Inventory {
     /// The provider's config name.
     pub provider: String,

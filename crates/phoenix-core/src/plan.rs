@@ -468,7 +468,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanOutcome, PlanError> {
             if !seen.insert(instance.id.as_str()) {
                 return Err(PlanError::DuplicateInstance {
                     provider: inv.provider.clone(),
-                    instance_id: instance.id.clone(),
+                    instance_id: instance.id.to_string(),
                 });
             }
             if !drift::counts(instance) {
@@ -525,7 +525,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanOutcome, PlanError> {
                 .unwrap_or(0);
             memory.orphans.push(OrphanSighting {
                 provider: (*provider).to_owned(),
-                instance_id: instance.id.clone(),
+                instance_id: instance.id.to_string(),
                 group: (*group).to_owned(),
                 observations: before.saturating_add(1),
             });
@@ -751,7 +751,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanOutcome, PlanError> {
                 let steps = vec![Step::Terminate {
                     instance_ids: ready[..granted as usize]
                         .iter()
-                        .map(|i| i.id.clone())
+                        .map(|i| i.id.to_string())
                         .collect(),
                 }];
                 let approval = if hold.is_some() {
@@ -959,7 +959,7 @@ fn rollout_steps(p: &Pending<'_>, removals: &[Member<'_>]) -> GroupSteps {
         .keep
         .iter()
         .filter(|m| m.health == MemberHealth::Starting)
-        .map(|m| m.instance.id.clone())
+        .map(|m| m.instance.id.to_string())
         .collect();
     starting.sort_unstable();
 

@@ -244,7 +244,9 @@ fn apply(world: &mut World, report: &GroupReport) -> Result<(), TestCaseError> {
             }
             Step::WaitHealthy { instance_ids, .. } => {
                 for i in world.instances.iter_mut() {
-                    if launched.contains(&i.id) || instance_ids.contains(&i.id) {
+                    if launched.iter().any(|l| *l == i.id)
+                        || instance_ids.iter().any(|l| *l == i.id)
+                    {
                         i.state = InstanceState::Running;
                         i.health = InstanceHealth::Healthy;
                     }

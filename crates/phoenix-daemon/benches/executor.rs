@@ -303,7 +303,7 @@ async fn bare_sim_calls(replicas: u32, per_round: u32) -> Duration {
         .launch(&request("seed".to_string(), replicas))
         .await
         .expect("seed");
-    let mut old_ids: Vec<String> = seeded.into_iter().map(|i| i.id).collect();
+    let mut old_ids: Vec<String> = seeded.into_iter().map(|i| String::from(i.id)).collect();
     let mut new_ids: Vec<String> = Vec::new();
     let start = Instant::now();
     for round in 0..replicas / per_round {
@@ -311,7 +311,7 @@ async fn bare_sim_calls(replicas: u32, per_round: u32) -> Duration {
             .launch(&request(format!("r{round}"), per_round))
             .await
             .expect("launch");
-        new_ids.extend(launched.into_iter().map(|i| i.id));
+        new_ids.extend(launched.into_iter().map(|i| String::from(i.id)));
         sim.health(&new_ids).await.expect("health");
         let _ = sim.inventory("bench").await;
         let going: Vec<String> = old_ids.drain(..per_round as usize).collect();
@@ -351,7 +351,7 @@ async fn seeded_sim(dir: &Path, old: &[ParsedGroup]) -> (SimProvider, Vec<String
             })
             .await
             .expect("seed");
-        ids.push(launched[0].id.clone());
+        ids.push(launched[0].id.to_string());
     }
     (sim, ids)
 }

@@ -1660,13 +1660,13 @@ impl Executor {
         for m in &members {
             match fleet.observed(&m.id) {
                 Some(v) => {
-                    verdicts.insert(m.id.clone(), v);
+                    verdicts.insert(m.id.to_string(), v);
                 }
                 None => unobserved.push(*m),
             }
         }
         verdicts.extend(health::judge(&self.http, &doc.group.spec.health, &unobserved).await);
-        let members: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+        let members: Vec<String> = members.iter().map(|m| m.id.to_string()).collect();
         let healthy = count_healthy(&verdicts, members.iter().map(String::as_str));
         Some(GroupHealth {
             floor: healthy_floor(&doc.group).min(healthy),
@@ -1823,7 +1823,7 @@ impl Executor {
                 match provider.find_by_launch_token(&self.owner, &t).await {
                     Ok(found) => {
                         fleets.of(&doc.provider).learn(&found);
-                        ours.extend(found.into_iter().map(|i| i.id));
+                        ours.extend(found.into_iter().map(|i| String::from(i.id)));
                     }
                     Err(_) => return Ok(StepOutcome::Wait(self.options.poll_interval)),
                 }
@@ -2079,8 +2079,8 @@ fn launched(instances: &[Instance], now: SystemTime) -> Vec<Launched> {
     let mut out: Vec<Launched> = instances
         .iter()
         .map(|i| Launched {
-            id: i.id.clone(),
-            private_ip: i.private_ip.clone(),
+            id: i.id.to_string(),
+            private_ip: i.private_ip.as_deref().map(str::to_string),
             launched_at_ms: to_ms(now),
         })
         .collect();

@@ -20,6 +20,7 @@ use phoenix_api::{
 use phoenix_core::drift::{DriftKind, Finding};
 use phoenix_core::model::{Instance, InstanceHealth, Inventory};
 use phoenix_core::plan::{GroupReport, GroupStatus, PlanDocument};
+use phoenix_core::tags;
 use phoenix_source::Rejection;
 use phoenix_store::{GenerationOutcome, PlanRecord, PlanStatus, PlanWithSteps, StepStatus, Store};
 
@@ -280,7 +281,7 @@ fn group_view(
             spec_hash: i.spec_hash().and_then(|h| h.parse().ok()),
             state: i.state,
             health: i.health,
-            commit: i.commit().map(str::to_string),
+            commit: i.tags.get_text(tags::COMMIT).cloned(),
         })
         .collect();
     let drift = report

@@ -101,7 +101,12 @@ async fn a_terminate_does_not_count_instances_terminated_earlier_in_the_pass() {
     let mut w = World::new(&[]).await;
     w.seed(&g).await;
     w.checked.limit(&g);
-    let ids: Vec<String> = w.members(g.name).await.into_iter().map(|i| i.id).collect();
+    let ids: Vec<String> = w
+        .members(g.name)
+        .await
+        .into_iter()
+        .map(|i| String::from(i.id))
+        .collect();
     assert_eq!(ids.len(), 2);
     let parsed = g.parsed();
     let id = PlanId::new("two-terminates");

@@ -495,7 +495,7 @@ async fn the_same_proposal_after_a_success_runs_again_under_a_new_id() {
     assert!(w.converge(&groups, "c1", 50).await);
     let first = w.store.recent_plans(None, 10).expect("plans");
     assert_eq!(first.len(), 1);
-    let gone = w.members("web").await[0].id.clone();
+    let gone = w.members("web").await[0].id.to_string();
     bounded(w.sim.terminate(&[gone]))
         .await
         .expect("out-of-band terminate");

@@ -14,6 +14,8 @@ use clap::{Parser, Subcommand};
 /// jemalloc instead of glibc malloc: with a fleet's inventory replaced every pass across
 /// tokio's worker threads, glibc's per-thread arenas kept freed memory and peak RSS grew
 /// to several times the live heap (docs/benchmarks.md, reconcile at 100k groups).
+/// The `jemalloc` feature (on by default) selects it; heap profilers need it off.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

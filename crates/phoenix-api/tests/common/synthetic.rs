@@ -85,11 +85,11 @@ pub fn parts(groups: usize) -> SnapshotParts {
             let instances = ["a", "b", "c"]
                 .iter()
                 .map(|suffix| GroupInstance {
-                    id: format!("i-{i:05}{suffix}"),
+                    id: format!("i-{i:05}{suffix}").into(),
                     spec_hash: Some(desired),
                     state: InstanceState::Running,
                     health: InstanceHealth::Healthy,
-                    commit: Some(commit.clone()),
+                    commit: Some(commit.as_str().into()),
                 })
                 .collect();
             Group {

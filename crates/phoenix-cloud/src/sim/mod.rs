@@ -17,7 +17,7 @@
 mod store;
 mod world;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -31,7 +31,7 @@ pub use world::SimChange;
 
 use crate::{LaunchRequest, Provider, ProviderError};
 use store::{Store, StoreError};
-use world::{Record, World, format_id, millis, parse_id};
+use world::{Record, ViewCache, World, format_id, millis, parse_id};
 
 /// The sim's run-time knobs.
 #[derive(Debug, Clone, PartialEq)]
@@ -266,7 +266,7 @@ impl SimProvider {
             Vec::new()
         };
         let view = |slots: &[&world::Slot]| -> Vec<Instance> {
-            let mut cache = HashMap::new();
+            let mut cache = ViewCache::default();
             slots
                 .iter()
                 .map(|slot| {
@@ -433,7 +433,7 @@ impl Provider for SimProvider {
                 .iter()
                 .filter_map(|i| world.lookup(i))
                 .collect();
-            let mut cache = HashMap::new();
+            let mut cache = ViewCache::default();
             let mut out = BTreeMap::new();
             for id in ids {
                 let health = parse_id(&id)

@@ -11,7 +11,8 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use phoenix_core::model::{Instance, InstanceHealth, InstanceState};
+use phoenix_core::Text;
+use phoenix_core::model::{Instance, InstanceHealth, InstanceState, Tags};
 use phoenix_core::tags;
 use serde::{Deserialize, Serialize};
 
@@ -114,7 +115,7 @@ pub(crate) enum Record {
 #[derive(Debug, Default)]
 pub(crate) struct World {
     pub(crate) next_id: u64,
-    pub(crate) strings: Interner<Arc<str>>,
+    pub(crate) strings: Interner<Text>,
     /// Sorted (key, value) string ids.
     pub(crate) tag_sets: Interner<Vec<(u32, u32)>>,
     /// Per tag set: the owner and launch-token string ids (`NONE` when absent).
@@ -130,7 +131,7 @@ impl World {
         if let Some(id) = self.strings.get(s) {
             return id;
         }
-        self.strings.intern(Arc::from(s))
+        self.strings.intern(Text::from(s))
     }
 
     /// The id of an already interned string.
@@ -140,6 +141,10 @@ impl World {
 
     fn str_of(&self, id: u32) -> &str {
         &self.strings.values[id as usize]
+    }
+
+    fn text_of(&self, id: u32) -> Text {
+        self.strings.values[id as usize].clone()
     }
 
     pub(crate) fn intern_tags(&mut self, tags: &BTreeMap<String, String>) -> u32 {
@@ -323,13 +328,14 @@ impl World {
         }
     }
 
-    /// The provider-neutral view of a slot. `tag_cache` holds built tag maps per tag set.
+    /// The provider-neutral view of a slot. `cache` holds the tag and security-group
+    /// sets already built, so instances that share a set share one allocation.
     pub(crate) fn view(
         &self,
         slot: &Slot,
         now_ms: u64,
         unhealthy_images: &[u32],
-        tag_cache: &mut HashMap<u32, BTreeMap<String, String>>,
+        cache: &mut ViewCache,
     ) -> Instance {
         let state = Self::state(slot, now_ms);
         let health = match state {
@@ -340,31 +346,46 @@ impl World {
             InstanceState::Pending => InstanceHealth::Unknown,
             _ => InstanceHealth::Unhealthy,
         };
-        let tags = tag_cache
+        let tags = cache
+            .tags
             .entry(slot.tag_set)
             .or_insert_with(|| {
                 self.tag_sets.values[slot.tag_set as usize]
                     .iter()
-                    .map(|(k, v)| (self.str_of(*k).to_string(), self.str_of(*v).to_string()))
+                    .map(|(k, v)| (self.text_of(*k), self.text_of(*v)))
+                    .collect()
+            })
+            .clone();
+        let security_group_ids = cache
+            .sg_sets
+            .entry(slot.sg_set)
+            .or_insert_with(|| {
+                self.sg_sets.values[slot.sg_set as usize]
+                    .iter()
+                    .map(|g| self.text_of(*g))
                     .collect()
             })
             .clone();
         Instance {
-            id: format_id(slot.id),
+            id: format_id(slot.id).into(),
             state,
             health,
-            image: self.str_of(slot.image).to_string(),
-            instance_type: self.str_of(slot.instance_type).to_string(),
-            subnet_id: (slot.subnet != NONE).then(|| self.str_of(slot.subnet).to_string()),
-            security_group_ids: self.sg_sets.values[slot.sg_set as usize]
-                .iter()
-                .map(|g| self.str_of(*g).to_string())
-                .collect(),
+            image: self.text_of(slot.image),
+            instance_type: self.text_of(slot.instance_type),
+            subnet_id: (slot.subnet != NONE).then(|| self.text_of(slot.subnet)),
+            security_group_ids,
             launch_time: Some(UNIX_EPOCH + Duration::from_millis(slot.launched_ms)),
-            private_ip: Some(private_ip(slot.id)),
+            private_ip: Some(private_ip(slot.id).into()),
             tags,
         }
     }
+}
+
+/// Tag and security-group sets already built by [`World::view`] during one listing.
+#[derive(Debug, Default)]
+pub(crate) struct ViewCache {
+    tags: HashMap<u32, Tags>,
+    sg_sets: HashMap<u32, Arc<[Text]>>,
 }
 
 /// `i-` and 17 hex digits, like EC2. (Hand-rolled: inventory formats one per instance.)
@@ -450,12 +471,12 @@ mod tests {
         assert_eq!(world.select("me", Some("t2")).len(), 0);
         assert_eq!(world.select("nobody", None).len(), 0);
 
-        let mut cache = HashMap::new();
+        let mut cache = ViewCache::default();
         let view = world.view(world.select("me", None)[0], 1_500, &[], &mut cache);
         assert_eq!(view.id, "i-00000000000000001");
         assert_eq!(view.state, InstanceState::Pending);
         assert_eq!(view.subnet_id.as_deref(), Some("subnet-b"));
-        assert_eq!(view.security_group_ids, vec!["sg-1", "sg-2"]);
+        assert_eq!(&*view.security_group_ids, ["sg-1", "sg-2"]);
 
         world.apply(&Record::Modify {
             id: 2,

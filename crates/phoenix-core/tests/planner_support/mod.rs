@@ -10,7 +10,7 @@ use phoenix_core::config::ReconcileConfig;
 use phoenix_core::model::{Instance, InstanceHealth, InstanceState, Inventory};
 use phoenix_core::plan::{self, FailedGeneration, PlanInput, PlanMemory, PlanOutcome};
 use phoenix_core::spec::ParsedGroup;
-use phoenix_core::{parse_group, tags};
+use phoenix_core::{Text, parse_group, tags};
 
 /// The owner every test daemon runs as.
 pub const OWNER: &str = "acme";
@@ -51,16 +51,16 @@ pub fn inst(id: &str, group: &str, hash: &str) -> I {
     tags.insert(tags::SPEC_HASH.to_owned(), hash.to_owned());
     tags.insert(tags::COMMIT.to_owned(), "old".to_owned());
     I(Instance {
-        id: id.to_owned(),
+        id: id.into(),
         state: InstanceState::Running,
         health: InstanceHealth::Healthy,
-        image: "ami-new".to_owned(),
-        instance_type: "t3.micro".to_owned(),
-        subnet_id: Some("subnet-a".to_owned()),
-        security_group_ids: vec!["sg-1".to_owned(), "sg-2".to_owned()],
+        image: "ami-new".into(),
+        instance_type: "t3.micro".into(),
+        subnet_id: Some("subnet-a".into()),
+        security_group_ids: ["sg-1", "sg-2"].into_iter().map(Text::from).collect(),
         launch_time: Some(now() - Duration::from_secs(3600)),
-        private_ip: Some("10.0.0.1".to_owned()),
-        tags,
+        private_ip: Some("10.0.0.1".into()),
+        tags: tags.into(),
     })
 }
 
@@ -90,24 +90,24 @@ impl I {
         self
     }
     pub fn image(mut self, image: &str) -> Self {
-        self.0.image = image.to_owned();
+        self.0.image = image.into();
         self
     }
     pub fn itype(mut self, t: &str) -> Self {
-        self.0.instance_type = t.to_owned();
+        self.0.instance_type = t.into();
         self
     }
     pub fn subnet(mut self, s: Option<&str>) -> Self {
-        self.0.subnet_id = s.map(str::to_owned);
+        self.0.subnet_id = s.map(Text::from);
         self
     }
     pub fn sgs(mut self, sgs: &[&str]) -> Self {
-        self.0.security_group_ids = sgs.iter().map(|s| (*s).to_owned()).collect();
+        self.0.security_group_ids = sgs.iter().map(|s| Text::from(*s)).collect();
         self
     }
     pub fn tag(mut self, k: &str, v: Option<&str>) -> Self {
         match v {
-            Some(v) => self.0.tags.insert(k.to_owned(), v.to_owned()),
+            Some(v) => self.0.tags.insert(k, v),
             None => self.0.tags.remove(k),
         };
         self

@@ -78,11 +78,11 @@ impl Fleet {
         self.loaded = true;
         self.complete = inventory.complete;
         for instance in inventory.instances {
-            if self.gone.contains(&instance.id) {
+            if self.gone.contains(instance.id.as_str()) {
                 continue;
             }
             // The inventory is newer than anything observed before it was read.
-            self.observed.remove(&instance.id);
+            self.observed.remove(instance.id.as_str());
             self.insert(instance);
         }
     }
@@ -127,7 +127,8 @@ impl Fleet {
     /// known (the inventory's copy carries health; a launch answer does not).
     pub fn learn(&mut self, instances: &[Instance]) {
         for instance in instances {
-            if !self.instances.contains_key(&instance.id) && !self.gone.contains(&instance.id) {
+            let id = instance.id.as_str();
+            if !self.instances.contains_key(id) && !self.gone.contains(id) {
                 self.insert(instance.clone());
             }
         }
@@ -165,15 +166,15 @@ impl Fleet {
             self.by_group
                 .entry(group.to_string())
                 .or_default()
-                .insert(instance.id.clone());
+                .insert(instance.id.to_string());
         }
         if let Some(token) = instance.tag(tags::LAUNCH_TOKEN) {
             self.by_token
                 .entry(token.to_string())
                 .or_default()
-                .insert(instance.id.clone());
+                .insert(instance.id.to_string());
         }
-        self.instances.insert(instance.id.clone(), instance);
+        self.instances.insert(instance.id.to_string(), instance);
     }
 
     fn remove(&mut self, id: &str) {
@@ -195,6 +196,7 @@ impl Fleet {
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, HashMap};
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::SystemTime;
 
@@ -207,19 +209,18 @@ mod tests {
 
     fn instance(id: &str, group: &str, token: &str) -> Instance {
         Instance {
-            id: id.to_string(),
+            id: id.into(),
             state: InstanceState::Running,
             health: InstanceHealth::Healthy,
-            image: "ami-1".to_string(),
-            instance_type: "t3.micro".to_string(),
+            image: "ami-1".into(),
+            instance_type: "t3.micro".into(),
             subnet_id: None,
-            security_group_ids: Vec::new(),
+            security_group_ids: Arc::from([]),
             launch_time: None,
             private_ip: None,
-            tags: BTreeMap::from([
-                (tags::GROUP.to_string(), group.to_string()),
-                (tags::LAUNCH_TOKEN.to_string(), token.to_string()),
-            ]),
+            tags: [(tags::GROUP, group), (tags::LAUNCH_TOKEN, token)]
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -279,7 +280,7 @@ mod tests {
     }
 
     fn ids(v: &[&Instance]) -> Vec<String> {
-        v.iter().map(|i| i.id.clone()).collect()
+        v.iter().map(|i| i.id.to_string()).collect()
     }
 
     #[tokio::test]

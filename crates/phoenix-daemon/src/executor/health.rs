@@ -50,25 +50,25 @@ pub(crate) async fn judge(
             _ => Some(Verdict::Unhealthy),
         };
         if let Some(v) = state_verdict {
-            out.insert(instance.id.clone(), v);
+            out.insert(instance.id.to_string(), v);
             continue;
         }
         match health.check {
             HealthCheck::Provider => {
-                out.insert(instance.id.clone(), Verdict::from(instance.health));
+                out.insert(instance.id.to_string(), Verdict::from(instance.health));
             }
             HealthCheck::None => {
-                out.insert(instance.id.clone(), Verdict::Healthy);
+                out.insert(instance.id.to_string(), Verdict::Healthy);
             }
             HealthCheck::Http => match (&instance.private_ip, &health.http) {
                 (Some(ip), Some(http)) => {
                     let url = probe_url(ip, http.port, &http.path);
                     let client = client.clone();
-                    let id = instance.id.clone();
+                    let id = instance.id.to_string();
                     probes.spawn(async move { (id, probe(&client, &url).await) });
                 }
                 _ => {
-                    out.insert(instance.id.clone(), Verdict::Unknown);
+                    out.insert(instance.id.to_string(), Verdict::Unknown);
                 }
             },
         }
@@ -86,7 +86,8 @@ pub(crate) async fn judge(
         }
     }
     for instance in instances {
-        out.entry(instance.id.clone()).or_insert(Verdict::Unknown);
+        out.entry(instance.id.to_string())
+            .or_insert(Verdict::Unknown);
     }
     out
 }
@@ -139,10 +140,11 @@ pub(crate) fn client(timeout: Duration) -> reqwest::Client {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::sync::Arc;
     use std::time::Duration;
 
-    use phoenix_core::model::{Instance, InstanceHealth, InstanceState};
+    use phoenix_core::Text;
+    use phoenix_core::model::{Instance, InstanceHealth, InstanceState, Tags};
     use phoenix_core::spec::{Health, HealthCheck, HttpCheck};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -150,16 +152,16 @@ mod tests {
 
     fn instance(id: &str, state: InstanceState, ip: Option<&str>) -> Instance {
         Instance {
-            id: id.to_string(),
+            id: id.into(),
             state,
             health: InstanceHealth::Unknown,
-            image: "ami-1".to_string(),
-            instance_type: "t3.micro".to_string(),
+            image: "ami-1".into(),
+            instance_type: "t3.micro".into(),
             subnet_id: None,
-            security_group_ids: Vec::new(),
+            security_group_ids: Arc::from([]),
             launch_time: None,
-            private_ip: ip.map(str::to_string),
-            tags: BTreeMap::new(),
+            private_ip: ip.map(Text::from),
+            tags: Tags::new(),
         }
     }
 

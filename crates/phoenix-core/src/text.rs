@@ -1,0 +1,224 @@
+//! Shared immutable strings for what Phoenix holds once per instance.
+//!
+//! A fleet of 300,000 instances repeats the same few hundred images, instance types,
+//! subnets, tag keys and tag values hundreds of thousands of times. [`Text`] is a
+//! reference-counted `str`: cloning it copies a pointer, so an inventory, the snapshot
+//! built from it and the plans that name its instances share one copy of each string.
+//! [`Interner`] hands out one [`Text`] per distinct value (and one [`Tags`] per distinct
+//! tag set) for the length of a provider's inventory pass. See docs/benchmarks.md for
+//! what this saves at 100k groups.
+
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::model::Tags;
+
+/// An immutable, cheaply cloned string.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Text(Arc<str>);
+
+impl Text {
+    /// The text as a `str`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Text {
+    fn from(value: &str) -> Self {
+        Self(Arc::from(value))
+    }
+}
+
+impl From<String> for Text {
+    fn from(value: String) -> Self {
+        Self(Arc::from(value))
+    }
+}
+
+impl From<&String> for Text {
+    fn from(value: &String) -> Self {
+        Self(Arc::from(value.as_str()))
+    }
+}
+
+impl From<Arc<str>> for Text {
+    fn from(value: Arc<str>) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&Text> for Text {
+    fn from(value: &Text) -> Self {
+        value.clone()
+    }
+}
+
+impl From<Text> for String {
+    fn from(value: Text) -> Self {
+        value.0.to_string()
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Text {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<Text> for str {
+    fn eq(&self, other: &Text) -> bool {
+        self == &*other.0
+    }
+}
+
+impl PartialEq<Text> for &str {
+    fn eq(&self, other: &Text) -> bool {
+        *self == &*other.0
+    }
+}
+
+impl PartialEq<Text> for String {
+    fn eq(&self, other: &Text) -> bool {
+        **self == *other.0
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Text::from)
+    }
+}
+
+/// Hands out one shared [`Text`] per distinct string and one shared [`Tags`] per
+/// distinct tag set. Providers keep one for an inventory pass and drop it after.
+#[derive(Debug, Default)]
+pub struct Interner {
+    texts: HashSet<Text>,
+    tag_sets: HashSet<Tags>,
+}
+
+impl Interner {
+    /// An empty interner.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The shared copy of `value`.
+    pub fn text(&mut self, value: &str) -> Text {
+        if let Some(text) = self.texts.get(value) {
+            return text.clone();
+        }
+        let text = Text::from(value);
+        self.texts.insert(text.clone());
+        text
+    }
+
+    /// The shared copy of a tag set whose keys and values are interned too.
+    pub fn tags<'a>(&mut self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Tags {
+        let tags: Tags = pairs
+            .into_iter()
+            .map(|(k, v)| (self.text(k), self.text(v)))
+            .collect();
+        if let Some(shared) = self.tag_sets.get(&tags) {
+            return shared.clone();
+        }
+        self.tag_sets.insert(tags.clone());
+        tags
+    }
+
+    /// The shared copy of a tag map.
+    pub fn tag_map(&mut self, map: &BTreeMap<String, String>) -> Tags {
+        self.tags(map.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_compares_and_prints_like_its_string() {
+        let text = Text::from("ami-1");
+        assert_eq!(text, "ami-1");
+        assert_eq!("ami-1", text);
+        assert_eq!(text, String::from("ami-1"));
+        assert_ne!(text, "ami-2");
+        assert_eq!(format!("{text} {text:?}"), "ami-1 \"ami-1\"");
+        assert_eq!(
+            serde_json::to_string(&text).expect("a text serializes"),
+            "\"ami-1\""
+        );
+        let back: Text = serde_json::from_str("\"ami-1\"").expect("a JSON string reads as text");
+        assert_eq!(back, text);
+    }
+
+    #[test]
+    fn interner_shares_equal_strings_and_tag_sets() {
+        let mut interner = Interner::new();
+        let a = interner.text("t3.micro");
+        let b = interner.text("t3.micro");
+        assert!(Arc::ptr_eq(&a.0, &b.0));
+        let one = interner.tags([("phoenix:group", "web"), ("phoenix:owner", "acme")]);
+        let two = interner.tags([("phoenix:owner", "acme"), ("phoenix:group", "web")]);
+        assert!(one.shares(&two));
+        assert_eq!(one.get("phoenix:group"), Some("web"));
+        let other = interner.tags([("phoenix:group", "api")]);
+        assert!(!one.shares(&other));
+    }
+}
