@@ -6,7 +6,6 @@
 //! checks that relate two fields run afterwards and name the field path instead.
 //! [`parse_group`] is the entry point: text in, a validated group and its hash out.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +14,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::hash::{SpecHash, spec_hash};
+use crate::sorted_map::SortedMap;
 use crate::{tags, yaml};
 
 /// Highest `spec.replicas` accepted.
@@ -69,9 +69,9 @@ pub enum Kind {
 pub struct Metadata {
     /// Unique in the repository.
     pub name: GroupName,
-    /// Free-form labels, not hashed.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    /// Free-form labels, not hashed. Sorted by key, like every map in the spec.
+    #[serde(default, skip_serializing_if = "SortedMap::is_empty")]
+    pub labels: SortedMap<String, String>,
 }
 
 /// `spec`: everything about the group. Only `template` is hashed.
@@ -121,9 +121,10 @@ pub struct Template {
     /// Instance user data (plain text; providers encode it as needed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_data: Option<StrictString>,
-    /// Extra tags. Values keep their YAML type in the hash; providers write them as text.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub tags: BTreeMap<TagKey, TagValue>,
+    /// Extra tags, sorted by key. Values keep their YAML type in the hash; providers
+    /// write them as text.
+    #[serde(default, skip_serializing_if = "SortedMap::is_empty")]
+    pub tags: SortedMap<TagKey, TagValue>,
 }
 
 /// `spec.rollout`. Not hashed.
@@ -541,6 +542,14 @@ pub struct TagKey(String);
 impl TagKey {
     /// The key as text.
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Tag maps can be searched by plain text: `template.tags.get("app")`. The order of
+/// `TagKey` is the order of its text, as `Borrow` requires.
+impl std::borrow::Borrow<str> for TagKey {
+    fn borrow(&self) -> &str {
         &self.0
     }
 }
