@@ -258,9 +258,12 @@ pub enum Approval {
 }
 
 /// A group name: `[a-z0-9-]`, 1 to 63 characters, no leading or trailing `-`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct GroupName(String);
+///
+/// Shared text (`Arc<str>`): maps all over the daemon are keyed by group name, 100,000
+/// of them in a large repository, and a clone is then a reference count, not a copy.
+/// Ordering, equality, hashing, `Debug` and serialization are those of the text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupName(Arc<str>);
 
 impl GroupName {
     /// Check and wrap a name.
@@ -282,7 +285,7 @@ impl GroupName {
                 "metadata.name `{name}` must not start or end with `-`"
             ))
         } else {
-            Ok(Self(name))
+            Ok(Self(Arc::from(name)))
         }
     }
 
@@ -295,6 +298,13 @@ impl GroupName {
 impl fmt::Display for GroupName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl Serialize for GroupName {
+    /// The bare text, as a transparent `String` would.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
     }
 }
 
