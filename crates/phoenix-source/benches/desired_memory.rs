@@ -9,7 +9,12 @@
 //! - `parse`: `parse_group` on N generated specs, keeping every `ParsedGroup` (the
 //!   `Vec` that holds them is subtracted); texts are made one at a time and dropped;
 //! - `loader`: one `Loader::update` with N new files (texts made on demand by the read
-//!   callback) and one `evaluate`, keeping the loader and the accepted group map.
+//!   callback) and one `evaluate`, keeping the loader and the accepted group map;
+//! - `dir/rescan`: a `DirSource` over a folder of `min(N, 20,000)` files (fewer, to
+//!   spare the disk) polls once on another thread, then the figures are the growth over
+//!   a second poll on the main thread that finds nothing changed: what every periodic
+//!   rescan needs on top of the state (separate threads keep glibc from serving the
+//!   second poll from memory the first one freed).
 //!
 //! "retained" is resident growth with the data still alive, "peak" the growth of the
 //! high-water mark; both include the allocator's own overhead and any freed memory it
@@ -24,11 +29,15 @@
 
 use std::process::Command;
 
+use phoenix_core::config::DirSourceConfig;
 use phoenix_core::parse_group;
 use phoenix_core::spec::ParsedGroup;
 use phoenix_source::loader::{BlobId, Change, Loader, Verdict};
+use phoenix_source::{DirSource, PollOutcome};
 
-const CASES: [&str; 3] = ["parse/fleet", "parse/rich", "loader/fleet"];
+const CASES: [&str; 4] = ["parse/fleet", "parse/rich", "loader/fleet", "dir/rescan"];
+/// Most files the `dir/rescan` case writes.
+const MAX_DIR_FILES: usize = 20_000;
 
 /// Group `i`'s file in the shape `phoenix-bench` writes (crates/phoenix-bench/src/fleet.rs).
 fn fleet_spec(i: usize) -> String {
@@ -77,11 +86,15 @@ fn run_case(case: &str, count: usize) {
     let (shape, spec): (&str, fn(usize) -> String) = match case.split_once('/') {
         Some((_, "fleet")) => ("fleet", fleet_spec),
         Some((_, "rich")) => ("rich", rich_spec),
+        Some(("dir", "rescan")) => ("fleet", fleet_spec),
         _ => panic!("unknown case {case}"),
     };
     // Warm up whatever parsing allocates once (lazy statics, thread-locals).
     drop(parse_group(&spec(0)).expect("valid spec"));
     let (rss_before, hwm_before) = memory();
+    if case == "dir/rescan" {
+        rescan(count.min(MAX_DIR_FILES), spec);
+    }
     let subtract;
     if case.starts_with("parse/") {
         let mut parsed: Vec<ParsedGroup> = Vec::with_capacity(count);
@@ -115,6 +128,41 @@ fn run_case(case: &str, count: usize) {
     std::process::exit(0);
 }
 
+/// The `dir/rescan` case: poll a folder once, then measure a poll that changes nothing.
+fn rescan(count: usize, spec: fn(usize) -> String) -> ! {
+    let dir = tempfile::tempdir().expect("bench folder");
+    for i in 0..count {
+        let folder = dir.path().join(format!("s{:03}", i / 1000));
+        if i % 1000 == 0 {
+            std::fs::create_dir_all(&folder).expect("create a folder");
+        }
+        std::fs::write(folder.join(format!("g-{i:06}.yaml")), spec(i)).expect("write a spec");
+    }
+    let config = DirSourceConfig {
+        path: dir.path().to_path_buf(),
+        watch: false,
+        interval: std::time::Duration::from_secs(30),
+    };
+    // The first poll runs on another thread, so with glibc's malloc it allocates in that
+    // thread's arena, and the memory it frees there cannot hide what the second poll (on
+    // this thread, in the main arena) needs.
+    let mut source = std::thread::spawn(move || {
+        let mut source = DirSource::open(&config).expect("open the folder");
+        let first = source.poll().expect("first poll");
+        assert!(matches!(first, PollOutcome::Accepted { .. }), "{first:?}");
+        source
+    })
+    .join()
+    .expect("the first poll's thread");
+    let (rss_before, hwm_before) = memory();
+    let again = source.poll().expect("second poll");
+    assert!(matches!(again, PollOutcome::Unchanged), "{again:?}");
+    report("dir/rescan", "fleet", count, rss_before, hwm_before, 0);
+    std::hint::black_box(&source);
+    drop(dir);
+    std::process::exit(0);
+}
+
 fn report(
     case: &str,
     shape: &str,
@@ -126,10 +174,17 @@ fn report(
     let (rss, hwm) = memory();
     let retained = rss.saturating_sub(rss_before).saturating_sub(subtract) / count;
     let peak = hwm.saturating_sub(hwm_before).saturating_sub(subtract) / count;
-    let what = if case.starts_with("parse/") {
-        "parse_group, ParsedGroup kept"
-    } else {
-        "Loader::update + evaluate, loader and groups kept"
+    let (what, peak) = match case.split('/').next() {
+        Some("parse") => ("parse_group, ParsedGroup kept", peak.to_string()),
+        Some("loader") => (
+            "Loader::update + evaluate, loader and groups kept",
+            peak.to_string(),
+        ),
+        // The first poll set the high-water mark; this poll's own peak does not show.
+        _ => (
+            "DirSource::poll of an unchanged folder, over the first poll",
+            "-".to_string(),
+        ),
     };
     println!("| {what} | {shape} | {count} | {retained} | {peak} |");
 }
