@@ -12,6 +12,7 @@ pub mod hash;
 pub mod model;
 pub mod plan;
 pub mod render;
+pub mod sorted_map;
 pub mod spec;
 pub mod tags;
 pub mod text;

@@ -1,14 +1,14 @@
 //! [`DirSource`]: desired state from a local folder, with the same atomic semantics as
 //! Git. Each poll is a full rescan: every `*.yaml`/`*.yml` file below the folder (hidden
 //! entries skipped) is read and its git-style blob id computed; the [`Loader`] parses
-//! only files whose content changed. The revision id is `sha256:` over the sorted
+//! only files whose content changed, and only their content is kept while the poll
+//! runs (a rescan of an unchanged folder holds no file content). The revision id is `sha256:` over the sorted
 //! `(path, blob id)` list, so it changes exactly when some file's content or name does.
 //!
 //! With `watch: true` a notify watcher runs beside it. The watcher only signals: events
 //! are debounced on a small thread and wake [`WatchSignal::changed`]; the daemon then
 //! polls. The periodic rescan (`interval`) is the backstop for lost events.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -110,7 +110,9 @@ impl DirSource {
 
     /// Rescan the folder. Blocking.
     pub fn poll(&mut self) -> Result<PollOutcome, SourceError> {
-        let files = scan(&self.root)?;
+        // Only the content of files that must be parsed is kept, not the whole folder.
+        let loader = &self.loader;
+        let mut files = scan(&self.root, |path, blob| loader.blob(path) != Some(blob))?;
         let mut hasher = Sha256::new();
         for (path, (blob, _)) in &files {
             hasher.update(path.as_bytes());
@@ -129,21 +131,23 @@ impl DirSource {
                 blob: Some(*blob),
             })
             .collect();
-        let by_path: HashMap<&str, &Vec<u8>> = files
-            .iter()
-            .map(|(path, (_, bytes))| (path.as_str(), bytes))
-            .collect();
         changes.extend(
             self.loader
                 .paths()
-                .filter(|path| !by_path.contains_key(path))
+                .filter(|path| !files.contains_key(*path))
                 .map(|path| Change {
                     path: path.to_string(),
                     blob: None,
                 }),
         );
         let reparsed = self.loader.update(changes, |path, _| {
-            Ok::<_, SourceError>(by_path.get(path).map(|b| b.to_vec()).unwrap_or_default())
+            // Each changed file is read once; hand its bytes over instead of copying.
+            Ok::<_, SourceError>(
+                files
+                    .get_mut(path)
+                    .and_then(|(_, bytes)| bytes.take())
+                    .unwrap_or_default(),
+            )
         })?;
         self.seen = Some(id.clone());
         Ok(match self.loader.evaluate() {
@@ -181,8 +185,13 @@ impl DirSource {
     }
 }
 
+/// What [`scan`] found: path -> (blob id, content when kept), sorted by path.
+type Scanned = std::collections::BTreeMap<String, (BlobId, Option<Vec<u8>>)>;
+
 /// Every spec file below `root`: relative path (with `/`) -> (blob id, content), sorted.
-fn scan(root: &Path) -> Result<std::collections::BTreeMap<String, (BlobId, Vec<u8>)>, SourceError> {
+/// The content is kept only where `keep(path, blob)` says so (the files the loader must
+/// parse); a rescan of an unchanged 100,000-file folder then holds no file content.
+fn scan(root: &Path, keep: impl Fn(&str, BlobId) -> bool) -> Result<Scanned, SourceError> {
     let mut files = std::collections::BTreeMap::new();
     let mut stack = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, prefix)) = stack.pop() {
@@ -221,6 +230,7 @@ fn scan(root: &Path) -> Result<std::collections::BTreeMap<String, (BlobId, Vec<u
                             source: std::io::Error::other("cannot hash file content"),
                         }
                     })?;
+                let bytes = keep(&relative, blob).then_some(bytes);
                 files.insert(relative, (blob, bytes));
             }
         }

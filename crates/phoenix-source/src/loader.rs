@@ -11,12 +11,16 @@
 //! duplicate names are tracked incrementally, and the accepted group map is derived from
 //! the previous one plus the paths changed since, so a one-file commit costs work
 //! proportional to the change (plus one shallow copy of the group map), not to the tree.
+//!
+//! Memory: a repository can hold 100,000 files, so the index stores each path once, as
+//! an `Arc<str>` shared by every map that names it and by the accepted [`DesiredGroup`];
+//! a valid file's entry *is* its `Arc<DesiredGroup>`, which the accepted map shares; and
+//! the paths claiming a name are a single path, not a set, unless the name is duplicated.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use phoenix_core::SpecHash;
-use phoenix_core::spec::{GroupName, InstanceGroup, SpecError, parse_group};
+use phoenix_core::spec::{GroupName, SpecError, parse_group};
 
 use crate::revision::{DesiredGroup, Groups, Problem};
 
@@ -42,7 +46,31 @@ pub struct Change {
     pub blob: Option<BlobId>,
 }
 
-type Parsed = Result<(Arc<InstanceGroup>, SpecHash), SpecError>;
+/// A repository-relative path, stored once and shared.
+type Path = Arc<str>;
+
+/// What a file's blob parsed to.
+#[derive(Debug, Clone)]
+enum Parsed {
+    /// The group as it would be accepted, path included (shared with the accepted map).
+    Valid(Arc<DesiredGroup>),
+    /// Why the file is refused (boxed: rare, and larger than the valid case).
+    Invalid(Box<SpecError>),
+}
+
+impl Parsed {
+    /// The same parse for a file at `path` (a rename reuses the parse of the old path).
+    fn at(&self, path: &Path) -> Parsed {
+        match self {
+            Parsed::Valid(group) => Parsed::Valid(Arc::new(DesiredGroup {
+                path: Arc::clone(path),
+                hash: group.hash,
+                group: Arc::clone(&group.group),
+            })),
+            Parsed::Invalid(err) => Parsed::Invalid(err.clone()),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -51,8 +79,67 @@ struct Entry {
 }
 
 impl Entry {
-    fn name(&self) -> Option<&GroupName> {
-        self.parsed.as_ref().ok().map(|(group, _)| group.name())
+    fn valid(&self) -> Option<&Arc<DesiredGroup>> {
+        match &self.parsed {
+            Parsed::Valid(group) => Some(group),
+            Parsed::Invalid(_) => None,
+        }
+    }
+}
+
+/// The paths of the valid files claiming one group name. One path is the rule, so it
+/// is held without a collection; only a duplicated name allocates a (sorted) list.
+#[derive(Debug)]
+enum Claims {
+    One(Path),
+    /// Sorted, distinct, at least two.
+    Many(Vec<Path>),
+}
+
+impl Claims {
+    /// Add `path`; returns how many paths claim the name now.
+    fn add(&mut self, path: Path) -> usize {
+        match self {
+            Claims::One(only) if *only == path => 1,
+            Claims::One(only) => {
+                let mut paths = vec![Arc::clone(only), path];
+                paths.sort();
+                *self = Claims::Many(paths);
+                2
+            }
+            Claims::Many(paths) => {
+                if let Err(at) = paths.binary_search(&path) {
+                    paths.insert(at, path);
+                }
+                paths.len()
+            }
+        }
+    }
+
+    /// Remove `path`; returns how many paths claim the name now.
+    fn remove(&mut self, path: &str) -> usize {
+        match self {
+            Claims::One(only) => usize::from(&**only != path),
+            Claims::Many(paths) => {
+                if let Ok(at) = paths.binary_search_by(|p| (**p).cmp(path)) {
+                    paths.remove(at);
+                }
+                if let [only] = paths.as_slice() {
+                    *self = Claims::One(Arc::clone(only));
+                    1
+                } else {
+                    paths.len()
+                }
+            }
+        }
+    }
+
+    /// The claiming paths, sorted.
+    fn paths(&self) -> &[Path] {
+        match self {
+            Claims::One(only) => std::slice::from_ref(only),
+            Claims::Many(paths) => paths,
+        }
     }
 }
 
@@ -68,15 +155,15 @@ pub enum Verdict {
 /// The incremental index of one source.
 #[derive(Debug, Default)]
 pub struct Loader {
-    files: HashMap<String, Entry>,
+    files: HashMap<Path, Entry>,
     /// Paths claiming each name (valid files only).
-    by_name: HashMap<GroupName, BTreeSet<String>>,
+    by_name: HashMap<GroupName, Claims>,
     /// Names claimed by more than one path.
     duplicates: BTreeSet<GroupName>,
     /// Paths whose parse failed.
-    invalid: BTreeSet<String>,
-    /// Paths changed since the last accepted tree, with the name each had then.
-    pending: BTreeMap<String, Option<GroupName>>,
+    invalid: BTreeSet<Path>,
+    /// Paths changed since the last accepted tree, with the group each had then.
+    pending: HashMap<Path, Option<Arc<DesiredGroup>>>,
     accepted: Groups,
 }
 
@@ -93,7 +180,7 @@ impl Loader {
 
     /// Every path in the current tree (unordered).
     pub fn paths(&self) -> impl Iterator<Item = &str> {
-        self.files.keys().map(String::as_str)
+        self.files.keys().map(|path| &**path)
     }
 
     /// How many files the current tree holds.
@@ -116,7 +203,7 @@ impl Loader {
         // Parses of files going away, by blob, so a rename does not parse again.
         let mut leaving: HashMap<BlobId, &Parsed> = HashMap::new();
         for change in &changes {
-            if let Some(old) = self.files.get(&change.path)
+            if let Some(old) = self.files.get(change.path.as_str())
                 && change.blob != Some(old.blob)
             {
                 leaving.insert(old.blob, &old.parsed);
@@ -124,26 +211,31 @@ impl Loader {
         }
         // Phase 1, fallible: read and parse what changed.
         let mut reparsed = Vec::new();
-        let mut staged: Vec<(String, Option<Entry>)> = Vec::with_capacity(changes.len());
+        let mut staged: Vec<(Path, Option<Entry>)> = Vec::with_capacity(changes.len());
         for change in changes {
+            // A path already in the index keeps its one allocation.
+            let path = match self.files.get_key_value(change.path.as_str()) {
+                Some((known, _)) => Arc::clone(known),
+                None => Path::from(change.path),
+            };
             let Some(blob) = change.blob else {
-                if self.files.contains_key(&change.path) {
-                    staged.push((change.path, None));
+                if self.files.contains_key(&path) {
+                    staged.push((path, None));
                 }
                 continue;
             };
-            if self.blob(&change.path) == Some(blob) {
+            if self.blob(&path) == Some(blob) {
                 continue;
             }
             let parsed = match leaving.get(&blob) {
-                Some(parsed) => (*parsed).clone(),
+                Some(parsed) => parsed.at(&path),
                 None => {
-                    let bytes = read(&change.path, blob)?;
-                    reparsed.push(change.path.clone());
-                    parse_bytes(&bytes)
+                    let bytes = read(&path, blob)?;
+                    reparsed.push(path.to_string());
+                    parse_bytes(&bytes, &path)
                 }
             };
-            staged.push((change.path, Some(Entry { blob, parsed })));
+            staged.push((path, Some(Entry { blob, parsed })));
         }
         // Phase 2, infallible: apply.
         for (path, entry) in staged {
@@ -156,18 +248,18 @@ impl Loader {
         Ok(reparsed)
     }
 
-    fn remove(&mut self, path: &str) {
+    fn remove(&mut self, path: &Path) {
         let Some(old) = self.files.remove(path) else {
             return;
         };
         self.pending
-            .entry(path.to_string())
-            .or_insert_with(|| old.name().cloned());
-        match old.name() {
-            Some(name) => {
-                if let Some(paths) = self.by_name.get_mut(name) {
-                    paths.remove(path);
-                    match paths.len() {
+            .entry(Arc::clone(path))
+            .or_insert_with(|| old.valid().cloned());
+        match old.valid() {
+            Some(group) => {
+                let name = group.name();
+                if let Some(claims) = self.by_name.get_mut(name) {
+                    match claims.remove(path) {
                         0 => {
                             self.by_name.remove(name);
                         }
@@ -184,18 +276,25 @@ impl Loader {
         }
     }
 
-    fn insert(&mut self, path: String, entry: Entry) {
-        self.pending.entry(path.clone()).or_insert(None);
-        match entry.name() {
-            Some(name) => {
-                let paths = self.by_name.entry(name.clone()).or_default();
-                paths.insert(path.clone());
-                if paths.len() > 1 {
+    fn insert(&mut self, path: Path, entry: Entry) {
+        self.pending.entry(Arc::clone(&path)).or_insert(None);
+        match entry.valid() {
+            Some(group) => {
+                let name = group.name();
+                let claimed = match self.by_name.get_mut(name) {
+                    Some(claims) => claims.add(Arc::clone(&path)),
+                    None => {
+                        self.by_name
+                            .insert(name.clone(), Claims::One(Arc::clone(&path)));
+                        1
+                    }
+                };
+                if claimed > 1 {
                     self.duplicates.insert(name.clone());
                 }
             }
             None => {
-                self.invalid.insert(path.clone());
+                self.invalid.insert(Arc::clone(&path));
             }
         }
         self.files.insert(path, entry);
@@ -210,27 +309,16 @@ impl Loader {
         if !self.pending.is_empty() {
             let pending = std::mem::take(&mut self.pending);
             let groups = Arc::make_mut(&mut self.accepted);
-            for (path, old_name) in &pending {
-                if let Some(name) = old_name
-                    && groups.get(name).is_some_and(|g| &g.path == path)
+            for (path, old) in &pending {
+                if let Some(old) = old
+                    && groups.get(old.name()).is_some_and(|g| g.path == *path)
                 {
-                    groups.remove(name);
+                    groups.remove(old.name());
                 }
             }
             for path in pending.keys() {
-                if let Some(Entry {
-                    parsed: Ok((group, hash)),
-                    ..
-                }) = self.files.get(path)
-                {
-                    groups.insert(
-                        group.name().clone(),
-                        Arc::new(DesiredGroup {
-                            path: path.clone(),
-                            hash: *hash,
-                            group: Arc::clone(group),
-                        }),
-                    );
+                if let Some(group) = self.files.get(path).and_then(Entry::valid) {
+                    groups.insert(group.name().clone(), Arc::clone(group));
                 }
             }
         }
@@ -241,11 +329,12 @@ impl Loader {
         let mut problems = Vec::new();
         for path in &self.invalid {
             if let Some(Entry {
-                parsed: Err(err), ..
+                parsed: Parsed::Invalid(err),
+                ..
             }) = self.files.get(path)
             {
                 problems.push(Problem {
-                    path: Some(path.clone()),
+                    path: Some(path.to_string()),
                     line: err.line,
                     column: err.column,
                     message: err.message.clone(),
@@ -253,15 +342,15 @@ impl Loader {
             }
         }
         for name in &self.duplicates {
-            let paths: Vec<&str> = self
+            let paths = self
                 .by_name
                 .get(name)
-                .map(|paths| paths.iter().map(String::as_str).collect())
+                .map(Claims::paths)
                 .unwrap_or_default();
             if let Some((first, rest)) = paths.split_first() {
                 for path in rest {
                     problems.push(Problem {
-                        path: Some((*path).to_string()),
+                        path: Some(path.to_string()),
                         line: None,
                         column: None,
                         message: format!(
@@ -275,7 +364,19 @@ impl Loader {
     }
 }
 
-fn parse_bytes(bytes: &[u8]) -> Parsed {
+/// Parse a file's bytes into what the index keeps for it at `path`.
+fn parse_bytes(bytes: &[u8], path: &Path) -> Parsed {
+    match parse_text(bytes) {
+        Ok(parsed) => Parsed::Valid(Arc::new(DesiredGroup {
+            path: Arc::clone(path),
+            hash: parsed.hash,
+            group: parsed.group,
+        })),
+        Err(err) => Parsed::Invalid(Box::new(err)),
+    }
+}
+
+fn parse_text(bytes: &[u8]) -> Result<phoenix_core::spec::ParsedGroup, SpecError> {
     if bytes.len() > MAX_FILE_BYTES {
         return Err(SpecError {
             line: None,
@@ -291,7 +392,7 @@ fn parse_bytes(bytes: &[u8]) -> Parsed {
         column: None,
         message: format!("file is not valid UTF-8 ({err})"),
     })?;
-    parse_group(text).map(|parsed| (parsed.group, parsed.hash))
+    parse_group(text)
 }
 
 #[cfg(test)]
@@ -347,7 +448,7 @@ mod tests {
     fn names(groups: &Groups) -> Vec<(String, String)> {
         groups
             .iter()
-            .map(|(name, g)| (name.to_string(), g.path.clone()))
+            .map(|(name, g)| (name.to_string(), g.path.to_string()))
             .collect()
     }
 
@@ -445,9 +546,105 @@ mod tests {
         let groups = accepted(&mut loader);
         assert_eq!(names(&groups), [("a".into(), "two.yaml".into())]);
         assert_eq!(groups[&GroupName::new("a").expect("valid")].hash, {
-            let (_, hash) = parse_bytes(spec("a", "ami-2").as_bytes()).expect("valid");
-            hash
+            parse_text(spec("a", "ami-2").as_bytes())
+                .expect("valid")
+                .hash
         });
+    }
+
+    #[test]
+    fn a_name_in_three_files_is_reported_against_the_first_path() {
+        let mut store = Store::default();
+        let mut loader = Loader::new();
+        let x1 = store.put(&spec("x", "ami-1"));
+        let x2 = store.put(&spec("x", "ami-2"));
+        let x3 = store.put(&spec("x", "ami-3"));
+        apply(
+            &mut loader,
+            &store,
+            &[
+                ("c.yaml", Some(x1)),
+                ("a.yaml", Some(x2)),
+                ("b.yaml", Some(x3)),
+            ],
+        );
+        let rejected = |loader: &mut Loader| match loader.evaluate() {
+            Verdict::Reject(problems) => problems
+                .into_iter()
+                .map(|p| (p.path.unwrap_or_default(), p.message))
+                .collect::<Vec<_>>(),
+            Verdict::Accept(_) => panic!("duplicate names must reject the tree"),
+        };
+        let message =
+            |first: &str| format!("metadata.name: group `x` is already defined in `{first}`");
+        assert_eq!(
+            rejected(&mut loader),
+            [
+                ("b.yaml".to_string(), message("a.yaml")),
+                ("c.yaml".to_string(), message("a.yaml"))
+            ]
+        );
+        apply(&mut loader, &store, &[("a.yaml", None)]);
+        assert_eq!(
+            rejected(&mut loader),
+            [("c.yaml".to_string(), message("b.yaml"))]
+        );
+        apply(&mut loader, &store, &[("b.yaml", None)]);
+        let groups = accepted(&mut loader);
+        assert_eq!(names(&groups), [("x".into(), "c.yaml".into())]);
+        // Back to one claim: no list is kept for it.
+        let name = GroupName::new("x").expect("valid");
+        assert!(matches!(loader.by_name.get(&name), Some(Claims::One(_))));
+    }
+
+    #[test]
+    fn renaming_an_invalid_file_reuses_its_parse() {
+        let mut store = Store::default();
+        let mut loader = Loader::new();
+        let bad = store.put("apiVersion: phoenix/v1\nkind: InstanceGroup\nbogus: 1\n");
+        assert_eq!(
+            apply(&mut loader, &store, &[("bad.yaml", Some(bad))]),
+            ["bad.yaml"]
+        );
+        assert!(
+            apply(
+                &mut loader,
+                &store,
+                &[("bad.yaml", None), ("moved.yaml", Some(bad))]
+            )
+            .is_empty()
+        );
+        let Verdict::Reject(problems) = loader.evaluate() else {
+            panic!("an invalid file must reject the tree");
+        };
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path.as_deref(), Some("moved.yaml"));
+        assert!(problems[0].line.is_some(), "{problems:?}");
+    }
+
+    #[test]
+    fn each_path_is_stored_once() {
+        let mut store = Store::default();
+        let mut loader = Loader::new();
+        let a = store.put(&spec("a", "ami-1"));
+        apply(&mut loader, &store, &[("a.yaml", Some(a))]);
+        let groups = accepted(&mut loader);
+        let desired = &groups[&GroupName::new("a").expect("valid")];
+        let (key, entry) = loader.files.get_key_value("a.yaml").expect("indexed");
+        assert!(Arc::ptr_eq(key, &desired.path));
+        assert!(Arc::ptr_eq(entry.valid().expect("valid"), desired));
+        let claims = loader.by_name.get(desired.name()).expect("claimed");
+        assert!(Arc::ptr_eq(&claims.paths()[0], key));
+        let first = Arc::clone(key);
+        // A new blob at the same path keeps the path's allocation.
+        let a2 = store.put(&spec("a", "ami-2"));
+        apply(&mut loader, &store, &[("a.yaml", Some(a2))]);
+        let groups = accepted(&mut loader);
+        let desired = &groups[&GroupName::new("a").expect("valid")];
+        let (key, _) = loader.files.get_key_value("a.yaml").expect("indexed");
+        assert!(Arc::ptr_eq(key, &first));
+        assert!(Arc::ptr_eq(key, &desired.path));
+        assert!(loader.pending.is_empty());
     }
 
     #[test]
@@ -502,9 +699,9 @@ mod tests {
 
     #[test]
     fn oversized_and_non_utf8_files_are_invalid() {
-        assert!(parse_bytes(&[0xff, 0xfe]).is_err_and(|e| e.message.contains("UTF-8")));
+        assert!(parse_text(&[0xff, 0xfe]).is_err_and(|e| e.message.contains("UTF-8")));
         let big = vec![b'#'; MAX_FILE_BYTES + 1];
-        assert!(parse_bytes(&big).is_err_and(|e| e.message.contains("limited")));
+        assert!(parse_text(&big).is_err_and(|e| e.message.contains("limited")));
     }
 
     #[test]

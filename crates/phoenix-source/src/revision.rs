@@ -50,7 +50,8 @@ pub struct CommitInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredGroup {
     /// The file it came from, relative to the repository root (or the folder), with `/`.
-    pub path: String,
+    /// Shared with the source's index, which names the same path (see [`crate::loader`]).
+    pub path: Arc<str>,
     /// Its spec hash.
     pub hash: SpecHash,
     /// The parsed document.

@@ -89,7 +89,7 @@ fn groups(revision: &Revision) -> Vec<(String, String, String)> {
     revision
         .groups
         .values()
-        .map(|g| (g.name().to_string(), g.path.clone(), g.hash.to_string()))
+        .map(|g| (g.name().to_string(), g.path.to_string(), g.hash.to_string()))
         .collect()
 }
 
