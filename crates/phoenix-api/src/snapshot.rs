@@ -8,7 +8,7 @@
 //! bodies (`/groups`, `/drift`, `/plans`) are serialised lazily, at most once per
 //! snapshot, so a snapshot nobody reads costs almost nothing.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use axum::body::Bytes;
@@ -32,6 +32,17 @@ pub(crate) fn rfc3339_opt<S: Serializer>(
         Some(t) => rfc3339(t, s),
         None => s.serialize_none(),
     }
+}
+
+/// Serialises a shared list as a JSON array, exactly as a `Vec` of it would be (serde's
+/// `rc` feature is off in this workspace).
+fn shared_slice<S: Serializer, T: Serialize>(items: &Arc<[T]>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(items.iter())
+}
+
+/// Serialises an optional shared string as a string or `null`, as `Option<String>` would be.
+fn shared_str_opt<S: Serializer>(text: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+    text.as_deref().serialize(s)
 }
 
 /// The desired-state revision: the last accepted one, and why the newest was rejected.
@@ -287,13 +298,19 @@ pub struct Operation {
 }
 
 /// One generation a group has run.
+// (Plain comments here and below: doc comments would change the OpenAPI document.)
+// Kept once per group by the daemon's history cache and shared by every snapshot (see
+// `Group::history`); the commit is shared by the entries of the same commit and the
+// outcome is one of a few fixed words.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct HistoryEntry {
     /// The generation's spec hash.
     #[schema(value_type = String)]
     pub spec_hash: SpecHash,
     /// The commit it came from.
-    pub commit: Option<String>,
+    #[serde(serialize_with = "shared_str_opt")]
+    #[schema(value_type = Option<String>)]
+    pub commit: Option<Arc<str>>,
     /// First observed.
     #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -303,7 +320,8 @@ pub struct HistoryEntry {
     #[schema(value_type = String, format = DateTime)]
     pub last_seen: SystemTime,
     /// `succeeded`, `failed`, `rolled_back`, `superseded`, `current`, ...
-    pub outcome: String,
+    #[schema(value_type = String)]
+    pub outcome: &'static str,
 }
 
 /// A group as `GET /api/v1/groups` lists it (everything except the history).
@@ -337,7 +355,11 @@ pub struct Group {
     #[serde(flatten)]
     pub summary: GroupSummary,
     /// Generations seen, newest first.
-    pub history: Vec<HistoryEntry>,
+    // Shared with the daemon's history cache, and so by every snapshot until the group's
+    // history changes.
+    #[serde(serialize_with = "shared_slice")]
+    #[schema(value_type = Vec<HistoryEntry>)]
+    pub history: Arc<[HistoryEntry]>,
 }
 
 /// The state of a plan.

@@ -62,13 +62,13 @@ fn group(name: &str, sync: SyncState, drift: Vec<DriftFinding>) -> Group {
                 phase: PlanState::AwaitingApproval,
             }),
         },
-        history: vec![HistoryEntry {
+        history: Arc::new([HistoryEntry {
             spec_hash: hash('a'),
             commit: Some("c0ffee".into()),
             first_seen: t(0),
             last_seen: t(60),
-            outcome: "succeeded".into(),
-        }],
+            outcome: "succeeded",
+        }]),
     }
 }
 

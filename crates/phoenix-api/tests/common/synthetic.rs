@@ -1,6 +1,7 @@
 //! Synthetic snapshots of any size, shared by the benchmark and the fixture server
 //! example (included with `#[path]`, so it is not a test binary of its own).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use phoenix_api::*;
@@ -24,6 +25,8 @@ pub fn snapshot(groups: usize) -> Snapshot {
 pub fn parts(groups: usize) -> SnapshotParts {
     let now = SystemTime::now();
     let commit = "3f1c0e7d9a8b6c5d4e3f2a1b0c9d8e7f6a5b4c3d".to_owned();
+    // One commit shared by every history entry, as the daemon's history cache shares it.
+    let history_commit: Arc<str> = Arc::from(commit.as_str());
     let mut plans = Vec::new();
     let groups = (0..groups)
         .map(|i| {
@@ -131,13 +134,13 @@ pub fn parts(groups: usize) -> SnapshotParts {
                         phase: PlanState::Running,
                     }),
                 },
-                history: vec![HistoryEntry {
+                history: Arc::new([HistoryEntry {
                     spec_hash: desired,
-                    commit: Some(commit.clone()),
+                    commit: Some(history_commit.clone()),
                     first_seen: now - Duration::from_secs(86_400),
                     last_seen: now,
-                    outcome: "succeeded".into(),
-                }],
+                    outcome: "succeeded",
+                }]),
             }
         })
         .collect();
