@@ -325,10 +325,13 @@ pub struct HistoryEntry {
 }
 
 /// A group as `GET /api/v1/groups` lists it (everything except the history).
+// A snapshot holds one per group (100,000 at the largest fleets), so the lists that are
+// never grown after building are boxed slices and the rarely present operation is boxed.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct GroupSummary {
     /// `metadata.name`.
-    pub name: String,
+    #[schema(value_type = String)]
+    pub name: Box<str>,
     /// The hash Git asks for; `null` for a group that is gone from Git (orphaned).
     #[schema(value_type = Option<String>, example = "v1:sha256:9f86d081884c7d65...")]
     pub desired_hash: Option<SpecHash>,
@@ -341,11 +344,14 @@ pub struct GroupSummary {
     /// Running instances.
     pub instances: Vec<GroupInstance>,
     /// Observed hashes with instance counts.
-    pub observed_hashes: Vec<ObservedHash>,
+    #[schema(value_type = Vec<ObservedHash>)]
+    pub observed_hashes: Box<[ObservedHash]>,
     /// Open drift findings.
-    pub drift: Vec<DriftFinding>,
+    #[schema(value_type = Vec<DriftFinding>)]
+    pub drift: Box<[DriftFinding]>,
     /// The plan acting on the group, if any.
-    pub operation: Option<Operation>,
+    #[schema(value_type = Option<Operation>)]
+    pub operation: Option<Box<Operation>>,
 }
 
 /// A group with its history, as `GET /api/v1/groups/{name}` serves it.
@@ -633,7 +639,7 @@ impl Snapshot {
     pub fn group(&self, name: &str) -> Option<&Group> {
         self.parts
             .groups
-            .binary_search_by(|g| g.summary.name.as_str().cmp(name))
+            .binary_search_by(|g| (*g.summary.name).cmp(name))
             .ok()
             .map(|i| &self.parts.groups[i])
     }

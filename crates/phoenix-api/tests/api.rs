@@ -52,14 +52,16 @@ fn group(name: &str, sync: SyncState, drift: Vec<DriftFinding>) -> Group {
                 health: InstanceHealth::Healthy,
                 commit: Some("c0ffee".into()),
             }],
-            observed_hashes: vec![ObservedHash {
+            observed_hashes: Box::new([ObservedHash {
                 spec_hash: hash('a'),
                 count: 1,
-            }],
-            drift,
-            operation: (sync == SyncState::Progressing).then(|| Operation {
-                plan_id: "p1".into(),
-                phase: PlanState::AwaitingApproval,
+            }]),
+            drift: drift.into(),
+            operation: (sync == SyncState::Progressing).then(|| {
+                Box::new(Operation {
+                    plan_id: "p1".into(),
+                    phase: PlanState::AwaitingApproval,
+                })
             }),
         },
         history: Arc::new([HistoryEntry {

@@ -376,30 +376,36 @@ fn group_view(
     };
     Group {
         summary: GroupSummary {
-            name: report.name.clone(),
+            name: report.name.as_str().into(),
             desired_hash: report.desired_hash,
             replicas: report.replicas.unwrap_or(0),
             sync,
             health,
             instances,
-            observed_hashes: report
-                .observed_hashes
-                .iter()
-                .filter_map(|h| {
-                    h.hash.parse().ok().map(|spec_hash| ObservedHash {
-                        spec_hash,
-                        count: h.count as usize,
-                    })
+            observed_hashes: observed_hashes(report),
+            drift: drift.into_boxed_slice(),
+            operation: active.map(|p| {
+                Box::new(Operation {
+                    plan_id: p.plan.id.to_string(),
+                    phase: plan_state(p.plan.status),
                 })
-                .collect(),
-            drift,
-            operation: active.map(|p| Operation {
-                plan_id: p.plan.id.to_string(),
-                phase: plan_state(p.plan.status),
             }),
         },
         history,
     }
+}
+
+/// The group's observed hashes that parse (`(none)` does not), exactly sized (collected
+/// from the filter alone, a one-hash list would get room for four).
+fn observed_hashes(report: &GroupReport) -> Box<[ObservedHash]> {
+    let mut hashes = Vec::with_capacity(report.observed_hashes.len());
+    hashes.extend(report.observed_hashes.iter().filter_map(|h| {
+        h.hash.parse().ok().map(|spec_hash| ObservedHash {
+            spec_hash,
+            count: h.count as usize,
+        })
+    }));
+    hashes.into_boxed_slice()
 }
 
 fn outcome_str(outcome: GenerationOutcome) -> &'static str {

@@ -97,7 +97,7 @@ pub fn parts(groups: usize) -> SnapshotParts {
                 .collect();
             Group {
                 summary: GroupSummary {
-                    name,
+                    name: name.into(),
                     desired_hash: Some(desired),
                     replicas: 3,
                     sync: if progressing {
@@ -113,25 +113,27 @@ pub fn parts(groups: usize) -> SnapshotParts {
                         GroupHealth::Healthy
                     },
                     instances,
-                    observed_hashes: vec![ObservedHash {
+                    observed_hashes: Box::new([ObservedHash {
                         spec_hash: desired,
                         count: 3,
-                    }],
+                    }]),
                     drift: if drifted {
-                        vec![DriftFinding {
+                        Box::new([DriftFinding {
                             kind: DriftKind::Modified,
                             instance_id: Some(format!("i-{i:05}a")),
                             field: Some("instanceType".into()),
                             expected: Some("t3.micro".into()),
                             observed: Some("t3.large".into()),
                             since: now - Duration::from_secs(300),
-                        }]
+                        }])
                     } else {
-                        Vec::new()
+                        Box::default()
                     },
-                    operation: progressing.then_some(Operation {
-                        plan_id,
-                        phase: PlanState::Running,
+                    operation: progressing.then(|| {
+                        Box::new(Operation {
+                            plan_id,
+                            phase: PlanState::Running,
+                        })
                     }),
                 },
                 history: Arc::new([HistoryEntry {
