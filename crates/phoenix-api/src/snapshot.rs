@@ -8,7 +8,7 @@
 //! bodies (`/groups`, `/drift`, `/plans`) are serialised lazily, at most once per
 //! snapshot, so a snapshot nobody reads costs almost nothing.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use axum::body::Bytes;
@@ -32,6 +32,17 @@ pub(crate) fn rfc3339_opt<S: Serializer>(
         Some(t) => rfc3339(t, s),
         None => s.serialize_none(),
     }
+}
+
+/// Serialises a shared list as a JSON array, exactly as a `Vec` of it would be (serde's
+/// `rc` feature is off in this workspace).
+fn shared_slice<S: Serializer, T: Serialize>(items: &Arc<[T]>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(items.iter())
+}
+
+/// Serialises an optional shared string as a string or `null`, as `Option<String>` would be.
+fn shared_str_opt<S: Serializer>(text: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+    text.as_deref().serialize(s)
 }
 
 /// The desired-state revision: the last accepted one, and why the newest was rejected.
@@ -290,13 +301,19 @@ pub struct Operation {
 }
 
 /// One generation a group has run.
+// (Plain comments here and below: doc comments would change the OpenAPI document.)
+// Kept once per group by the daemon's history cache and shared by every snapshot (see
+// `Group::history`); the commit is shared by the entries of the same commit and the
+// outcome is one of a few fixed words.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct HistoryEntry {
     /// The generation's spec hash.
     #[schema(value_type = String)]
     pub spec_hash: SpecHash,
     /// The commit it came from.
-    pub commit: Option<String>,
+    #[serde(serialize_with = "shared_str_opt")]
+    #[schema(value_type = Option<String>)]
+    pub commit: Option<Arc<str>>,
     /// First observed.
     #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -306,14 +323,18 @@ pub struct HistoryEntry {
     #[schema(value_type = String, format = DateTime)]
     pub last_seen: SystemTime,
     /// `succeeded`, `failed`, `rolled_back`, `superseded`, `current`, ...
-    pub outcome: String,
+    #[schema(value_type = String)]
+    pub outcome: &'static str,
 }
 
 /// A group as `GET /api/v1/groups` lists it (everything except the history).
+// A snapshot holds one per group (100,000 at the largest fleets), so the lists that are
+// never grown after building are boxed slices and the rarely present operation is boxed.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct GroupSummary {
     /// `metadata.name`.
-    pub name: String,
+    #[schema(value_type = String)]
+    pub name: Box<str>,
     /// The hash Git asks for; `null` for a group that is gone from Git (orphaned).
     #[schema(value_type = Option<String>, example = "v1:sha256:9f86d081884c7d65...")]
     pub desired_hash: Option<SpecHash>,
@@ -326,11 +347,14 @@ pub struct GroupSummary {
     /// Running instances.
     pub instances: Vec<GroupInstance>,
     /// Observed hashes with instance counts.
-    pub observed_hashes: Vec<ObservedHash>,
+    #[schema(value_type = Vec<ObservedHash>)]
+    pub observed_hashes: Box<[ObservedHash]>,
     /// Open drift findings.
-    pub drift: Vec<DriftFinding>,
+    #[schema(value_type = Vec<DriftFinding>)]
+    pub drift: Box<[DriftFinding]>,
     /// The plan acting on the group, if any.
-    pub operation: Option<Operation>,
+    #[schema(value_type = Option<Operation>)]
+    pub operation: Option<Box<Operation>>,
 }
 
 /// A group with its history, as `GET /api/v1/groups/{name}` serves it.
@@ -340,7 +364,11 @@ pub struct Group {
     #[serde(flatten)]
     pub summary: GroupSummary,
     /// Generations seen, newest first.
-    pub history: Vec<HistoryEntry>,
+    // Shared with the daemon's history cache, and so by every snapshot until the group's
+    // history changes.
+    #[serde(serialize_with = "shared_slice")]
+    #[schema(value_type = Vec<HistoryEntry>)]
+    pub history: Arc<[HistoryEntry]>,
 }
 
 /// The state of a plan.
@@ -614,7 +642,7 @@ impl Snapshot {
     pub fn group(&self, name: &str) -> Option<&Group> {
         self.parts
             .groups
-            .binary_search_by(|g| g.summary.name.as_str().cmp(name))
+            .binary_search_by(|g| (*g.summary.name).cmp(name))
             .ok()
             .map(|i| &self.parts.groups[i])
     }

@@ -52,23 +52,25 @@ fn group(name: &str, sync: SyncState, drift: Vec<DriftFinding>) -> Group {
                 health: InstanceHealth::Healthy,
                 commit: Some("c0ffee".into()),
             }],
-            observed_hashes: vec![ObservedHash {
+            observed_hashes: Box::new([ObservedHash {
                 spec_hash: hash('a'),
                 count: 1,
-            }],
-            drift,
-            operation: (sync == SyncState::Progressing).then(|| Operation {
-                plan_id: "p1".into(),
-                phase: PlanState::AwaitingApproval,
+            }]),
+            drift: drift.into(),
+            operation: (sync == SyncState::Progressing).then(|| {
+                Box::new(Operation {
+                    plan_id: "p1".into(),
+                    phase: PlanState::AwaitingApproval,
+                })
             }),
         },
-        history: vec![HistoryEntry {
+        history: Arc::new([HistoryEntry {
             spec_hash: hash('a'),
             commit: Some("c0ffee".into()),
             first_seen: t(0),
             last_seen: t(60),
-            outcome: "succeeded".into(),
-        }],
+            outcome: "succeeded",
+        }]),
     }
 }
 
@@ -312,6 +314,34 @@ const GROUP_KEYS: [&str; 8] = [
     "drift",
     "operation",
 ];
+
+/// The exact bytes of the group list and of one group with history and an operation, so a
+/// change of the wire types' representation (shared or boxed fields) cannot change the JSON.
+#[tokio::test]
+async fn group_bodies_are_byte_for_byte_stable() {
+    let f = fixture();
+    let body = |path: &'static str| {
+        let router = f.router.clone();
+        async move {
+            let request = Request::get(path).body(Body::empty()).expect("request");
+            let (status, _, body) = call(&router, request).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            String::from_utf8(body).expect("utf-8")
+        }
+    };
+    assert_eq!(
+        body("/api/v1/groups").await,
+        r#"{"groups":[{"name":"api","desired_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","replicas":2,"sync":"in_sync","health":"healthy","instances":[{"id":"i-api1","spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","state":"running","health":"healthy","commit":"c0ffee"}],"observed_hashes":[{"spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","count":1}],"drift":[],"operation":null},{"name":"db","desired_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","replicas":2,"sync":"progressing","health":"healthy","instances":[{"id":"i-db1","spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","state":"running","health":"healthy","commit":"c0ffee"}],"observed_hashes":[{"spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","count":1}],"drift":[],"operation":{"plan_id":"p1","phase":"awaiting_approval"}},{"name":"web","desired_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","replicas":2,"sync":"drifted","health":"healthy","instances":[{"id":"i-web1","spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","state":"running","health":"healthy","commit":"c0ffee"}],"observed_hashes":[{"spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","count":1}],"drift":[{"kind":"modified","instance_id":"i-web1","field":"instanceType","expected":"t3.micro","observed":"t3.large","since":"2023-11-14T22:13:50Z"}],"operation":null}]}"#
+    );
+    assert_eq!(
+        body("/api/v1/groups/db").await,
+        r#"{"name":"db","desired_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","replicas":2,"sync":"progressing","health":"healthy","instances":[{"id":"i-db1","spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","state":"running","health":"healthy","commit":"c0ffee"}],"observed_hashes":[{"spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","count":1}],"drift":[],"operation":{"plan_id":"p1","phase":"awaiting_approval"},"history":[{"spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","commit":"c0ffee","first_seen":"2023-11-14T22:13:20Z","last_seen":"2023-11-14T22:14:20Z","outcome":"succeeded"}]}"#
+    );
+    assert_eq!(
+        body("/api/v1/groups/web").await,
+        r#"{"name":"web","desired_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","replicas":2,"sync":"drifted","health":"healthy","instances":[{"id":"i-web1","spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","state":"running","health":"healthy","commit":"c0ffee"}],"observed_hashes":[{"spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","count":1}],"drift":[{"kind":"modified","instance_id":"i-web1","field":"instanceType","expected":"t3.micro","observed":"t3.large","since":"2023-11-14T22:13:50Z"}],"operation":null,"history":[{"spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","commit":"c0ffee","first_seen":"2023-11-14T22:13:20Z","last_seen":"2023-11-14T22:14:20Z","outcome":"succeeded"}]}"#
+    );
+}
 
 #[tokio::test]
 async fn groups_list_and_detail_have_every_design_field() {

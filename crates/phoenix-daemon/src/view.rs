@@ -6,9 +6,10 @@
 //! A pass costs O(groups + instances), never O(groups x instances): inventories are
 //! indexed by group once per build, and group histories are kept in memory
 //! ([`Histories`]) and re-read only for the groups whose history the store reports
-//! changed, instead of one store query per group per pass.
+//! changed, instead of one store query per group per pass. Each group's history is one
+//! shared, exactly sized list that every snapshot points at rather than copies.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -60,12 +61,22 @@ pub struct ViewInput<'a> {
 
 /// Every group's history as the API shows it, kept between passes.
 ///
-/// The first [`Histories::refresh`] reads all history in one query; later ones re-read
-/// only the groups the store says it changed since ([`Store::take_history_changes`]).
-/// Only the loop's own store connection writes history, so nothing is missed.
+/// The first [`Histories::refresh`] reads all history in one pass over the store; later
+/// ones re-read only the groups the store says it changed since
+/// ([`Store::take_history_changes`]). Only the loop's own store connection writes
+/// history, so nothing is missed.
+///
+/// Each group's entries are one exactly sized `Arc<[HistoryEntry]>` that
+/// [`Histories::get`] hands to the snapshot, so publishing a snapshot copies no history
+/// and consecutive snapshots share it. Commits are kept once (most groups' entries name
+/// the same few commits) and outcomes are static words.
 #[derive(Debug, Default)]
 pub struct Histories {
-    by_group: HashMap<String, Vec<HistoryEntry>>,
+    by_group: HashMap<Box<str>, Arc<[HistoryEntry]>>,
+    /// Every commit an entry names, once; pruned of commits nothing else holds.
+    commits: HashSet<Arc<str>>,
+    /// What a group without history gets.
+    empty: Arc<[HistoryEntry]>,
     loaded: bool,
 }
 
@@ -75,30 +86,27 @@ impl Histories {
     pub fn refresh(&mut self, store: &mut Store) {
         let changed = store.take_history_changes();
         if !self.loaded {
-            match store.all_history() {
-                Ok(all) => {
-                    self.by_group.clear();
-                    for entry in all {
-                        self.by_group
-                            .entry(entry.group.to_string())
-                            .or_default()
-                            .push(history_entry(entry));
-                    }
-                    self.loaded = true;
-                }
-                Err(err) => tracing::warn!(error = %err, "cannot read group history"),
-            }
+            self.load_all(store);
+            return;
+        }
+        if changed.is_empty() {
             return;
         }
         for group in changed {
             match store.history(&group) {
+                Ok(entries) if entries.is_empty() => {
+                    self.by_group.remove(group.as_str());
+                }
                 Ok(entries) => {
-                    let entries: Vec<HistoryEntry> =
-                        entries.into_iter().map(history_entry).collect();
-                    if entries.is_empty() {
-                        self.by_group.remove(group.as_str());
-                    } else {
-                        self.by_group.insert(group.to_string(), entries);
+                    let entries: Arc<[HistoryEntry]> = entries
+                        .into_iter()
+                        .map(|h| history_entry(&mut self.commits, h))
+                        .collect();
+                    match self.by_group.get_mut(group.as_str()) {
+                        Some(slot) => *slot = entries,
+                        None => {
+                            self.by_group.insert(group.as_str().into(), entries);
+                        }
                     }
                 }
                 Err(err) => {
@@ -107,21 +115,64 @@ impl Histories {
                 }
             }
         }
+        self.forget_unused_commits();
     }
 
-    /// The group's generations, newest first.
-    pub fn get(&self, group: &str) -> &[HistoryEntry] {
-        self.by_group.get(group).map_or(&[], Vec::as_slice)
+    /// Read every group's history in one pass, group by group, without holding all the
+    /// rows at once.
+    fn load_all(&mut self, store: &Store) {
+        let mut by_group: HashMap<Box<str>, Arc<[HistoryEntry]>> = HashMap::new();
+        let mut group: Option<phoenix_core::GroupName> = None;
+        let mut entries: Vec<HistoryEntry> = Vec::new();
+        let mut flush = |group: Option<phoenix_core::GroupName>, entries: &mut Vec<_>| {
+            if let Some(group) = group {
+                by_group.insert(group.as_str().into(), entries.drain(..).collect());
+            }
+        };
+        let read = store.for_each_history(|h| {
+            if group.as_ref() != Some(&h.group) {
+                flush(group.replace(h.group.clone()), &mut entries);
+            }
+            entries.push(history_entry(&mut self.commits, h));
+        });
+        match read {
+            Ok(()) => {
+                flush(group, &mut entries);
+                self.by_group = by_group;
+                self.loaded = true;
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot read group history"),
+        }
+        self.forget_unused_commits();
+    }
+
+    /// Drop the commits no entry (here or in a published snapshot) names any more.
+    fn forget_unused_commits(&mut self) {
+        self.commits.retain(|commit| Arc::strong_count(commit) > 1);
+    }
+
+    /// The group's generations, newest first, shared with the cache.
+    pub fn get(&self, group: &str) -> Arc<[HistoryEntry]> {
+        self.by_group.get(group).unwrap_or(&self.empty).clone()
     }
 }
 
-fn history_entry(h: phoenix_store::HistoryEntry) -> HistoryEntry {
+/// The API's form of a store history entry, its commit taken from (or added to) `commits`.
+fn history_entry(commits: &mut HashSet<Arc<str>>, h: phoenix_store::HistoryEntry) -> HistoryEntry {
+    let commit = match commits.get(h.commit.as_str()) {
+        Some(commit) => commit.clone(),
+        None => {
+            let commit: Arc<str> = h.commit.into();
+            commits.insert(commit.clone());
+            commit
+        }
+    };
     HistoryEntry {
         spec_hash: h.spec_hash,
-        commit: Some(h.commit),
+        commit: Some(commit),
         first_seen: h.first_seen,
         last_seen: h.last_seen,
-        outcome: outcome_str(h.outcome).to_string(),
+        outcome: outcome_str(h.outcome),
     }
 }
 
@@ -269,7 +320,7 @@ fn group_view(
     report: &GroupReport,
     members: &[&Instance],
     input: &ViewInput<'_>,
-    history: &[HistoryEntry],
+    history: Arc<[HistoryEntry]>,
     active: Option<&PlanWithSteps>,
     last_finished: Option<&PlanRecord>,
     now: SystemTime,
@@ -326,30 +377,36 @@ fn group_view(
     };
     Group {
         summary: GroupSummary {
-            name: report.name.clone(),
+            name: report.name.as_str().into(),
             desired_hash: report.desired_hash,
             replicas: report.replicas.unwrap_or(0),
             sync,
             health,
             instances,
-            observed_hashes: report
-                .observed_hashes
-                .iter()
-                .filter_map(|h| {
-                    h.hash.parse().ok().map(|spec_hash| ObservedHash {
-                        spec_hash,
-                        count: h.count as usize,
-                    })
+            observed_hashes: observed_hashes(report),
+            drift: drift.into_boxed_slice(),
+            operation: active.map(|p| {
+                Box::new(Operation {
+                    plan_id: p.plan.id.to_string(),
+                    phase: plan_state(p.plan.status),
                 })
-                .collect(),
-            drift,
-            operation: active.map(|p| Operation {
-                plan_id: p.plan.id.to_string(),
-                phase: plan_state(p.plan.status),
             }),
         },
-        history: history.to_vec(),
+        history,
     }
+}
+
+/// The group's observed hashes that parse (`(none)` does not), exactly sized (collected
+/// from the filter alone, a one-hash list would get room for four).
+fn observed_hashes(report: &GroupReport) -> Box<[ObservedHash]> {
+    let mut hashes = Vec::with_capacity(report.observed_hashes.len());
+    hashes.extend(report.observed_hashes.iter().filter_map(|h| {
+        h.hash.parse().ok().map(|spec_hash| ObservedHash {
+            spec_hash,
+            count: h.count as usize,
+        })
+    }));
+    hashes.into_boxed_slice()
 }
 
 fn outcome_str(outcome: GenerationOutcome) -> &'static str {
@@ -419,5 +476,98 @@ fn plan_view(p: &PlanWithSteps) -> Plan {
                 }
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use phoenix_core::{GroupName, SpecHash};
+    use phoenix_store::StoreOptions;
+
+    use super::*;
+
+    fn hash(n: u64) -> SpecHash {
+        format!("v1:sha256:{n:064x}")
+            .parse()
+            .expect("64 hex digits make a valid hash")
+    }
+
+    fn group(name: &str) -> GroupName {
+        GroupName::new(name).expect("a valid group name")
+    }
+
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    fn json(entries: &[HistoryEntry]) -> String {
+        serde_json::to_string(entries).expect("history serialises")
+    }
+
+    fn store(keep: usize) -> Store {
+        Store::open_in_memory(StoreOptions {
+            history_keep: keep,
+            ..StoreOptions::default()
+        })
+        .expect("an in-memory store")
+    }
+
+    #[test]
+    fn changed_groups_read_alone_match_a_whole_read_and_share_lists_and_commits() {
+        let mut store = store(20);
+        let mut cached = Histories::default();
+        cached.refresh(&mut store);
+        assert!(cached.get("web").is_empty());
+        store
+            .record_generation(&group("web"), &hash(1), "c1", t(0))
+            .expect("record");
+        store
+            .record_generation(&group("web"), &hash(2), "c2", t(60))
+            .expect("record");
+        store
+            .set_generation_outcome(&group("web"), &hash(1), GenerationOutcome::Superseded)
+            .expect("outcome");
+        store
+            .record_generation(&group("db"), &hash(3), "c2", t(60))
+            .expect("record");
+        cached.refresh(&mut store);
+
+        let mut whole = Histories::default();
+        whole.refresh(&mut store);
+        for name in ["web", "db", "nope"] {
+            assert_eq!(json(&cached.get(name)), json(&whole.get(name)), "{name}");
+        }
+        let web = cached.get("web");
+        let outcomes: Vec<&str> = web.iter().map(|h| h.outcome).collect();
+        assert_eq!(outcomes, ["progressing", "superseded"], "newest first");
+        // What a snapshot gets is the cache's list, not a copy; one commit is kept once.
+        assert!(Arc::ptr_eq(&web, &cached.get("web")));
+        let db = cached.get("db");
+        let (web_c2, db_c2) = (web[0].commit.as_ref(), db[0].commit.as_ref());
+        assert!(Arc::ptr_eq(
+            web_c2.expect("a commit"),
+            db_c2.expect("a commit")
+        ));
+        assert_eq!(cached.commits.len(), 2);
+    }
+
+    #[test]
+    fn commits_no_entry_names_are_forgotten() {
+        let mut store = store(1);
+        let mut cached = Histories::default();
+        cached.refresh(&mut store);
+        store
+            .record_generation(&group("web"), &hash(1), "c1", t(0))
+            .expect("record");
+        cached.refresh(&mut store);
+        store
+            .record_generation(&group("web"), &hash(2), "c2", t(60))
+            .expect("record");
+        cached.refresh(&mut store);
+        let commits: Vec<&str> = cached.commits.iter().map(|c| &**c).collect();
+        assert_eq!(commits, ["c2"]);
+        assert_eq!(cached.get("web").len(), 1);
     }
 }

@@ -220,15 +220,28 @@ impl Store {
     /// Every group's generations in one read: by group name, each group's newest first.
     /// For building a whole view at once; [`Store::history`] reads one group.
     pub fn all_history(&self) -> Result<Vec<HistoryEntry>> {
+        let mut all = Vec::new();
+        self.for_each_history(|entry| all.push(entry))?;
+        Ok(all)
+    }
+
+    /// [`Store::all_history`] one entry at a time, in the same order, without collecting
+    /// them: with up to the configured number of generations for each of 100,000 groups,
+    /// the whole list is hundreds of megabytes that a reader keeping its own per-group
+    /// form never needs at once. On an error `f` has seen a prefix of the entries.
+    pub fn for_each_history(&self, mut f: impl FnMut(HistoryEntry)) -> Result<()> {
+        const OPERATION: &str = "read all history";
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
                 "SELECT {HISTORY_COLUMNS} FROM history ORDER BY group_name, seq DESC"
             ))
-            .map_err(StoreError::sqlite("read all history"))?;
-        stmt.query_map([], history_from_row)
-            .and_then(Iterator::collect)
-            .map_err(StoreError::sqlite("read all history"))
+            .map_err(StoreError::sqlite(OPERATION))?;
+        let mut rows = stmt.query([]).map_err(StoreError::sqlite(OPERATION))?;
+        while let Some(row) = rows.next().map_err(StoreError::sqlite(OPERATION))? {
+            f(history_from_row(row).map_err(StoreError::sqlite(OPERATION))?);
+        }
+        Ok(())
     }
 
     /// The groups whose history this connection has written since the last call (new

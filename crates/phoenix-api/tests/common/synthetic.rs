@@ -1,6 +1,7 @@
 //! Synthetic snapshots of any size, shared by the benchmark and the fixture server
 //! example (included with `#[path]`, so it is not a test binary of its own).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use phoenix_api::*;
@@ -24,6 +25,8 @@ pub fn snapshot(groups: usize) -> Snapshot {
 pub fn parts(groups: usize) -> SnapshotParts {
     let now = SystemTime::now();
     let commit = "3f1c0e7d9a8b6c5d4e3f2a1b0c9d8e7f6a5b4c3d".to_owned();
+    // One commit shared by every history entry, as the daemon's history cache shares it.
+    let history_commit: Arc<str> = Arc::from(commit.as_str());
     let mut plans = Vec::new();
     let groups = (0..groups)
         .map(|i| {
@@ -94,7 +97,7 @@ pub fn parts(groups: usize) -> SnapshotParts {
                 .collect();
             Group {
                 summary: GroupSummary {
-                    name,
+                    name: name.into(),
                     desired_hash: Some(desired),
                     replicas: 3,
                     sync: if progressing {
@@ -110,34 +113,36 @@ pub fn parts(groups: usize) -> SnapshotParts {
                         GroupHealth::Healthy
                     },
                     instances,
-                    observed_hashes: vec![ObservedHash {
+                    observed_hashes: Box::new([ObservedHash {
                         spec_hash: desired,
                         count: 3,
-                    }],
+                    }]),
                     drift: if drifted {
-                        vec![DriftFinding {
+                        Box::new([DriftFinding {
                             kind: DriftKind::Modified,
                             instance_id: Some(format!("i-{i:05}a")),
                             field: Some("instanceType".into()),
                             expected: Some("t3.micro".into()),
                             observed: Some("t3.large".into()),
                             since: now - Duration::from_secs(300),
-                        }]
+                        }])
                     } else {
-                        Vec::new()
+                        Box::default()
                     },
-                    operation: progressing.then_some(Operation {
-                        plan_id,
-                        phase: PlanState::Running,
+                    operation: progressing.then(|| {
+                        Box::new(Operation {
+                            plan_id,
+                            phase: PlanState::Running,
+                        })
                     }),
                 },
-                history: vec![HistoryEntry {
+                history: Arc::new([HistoryEntry {
                     spec_hash: desired,
-                    commit: Some(commit.clone()),
+                    commit: Some(history_commit.clone()),
                     first_seen: now - Duration::from_secs(86_400),
                     last_seen: now,
-                    outcome: "succeeded".into(),
-                }],
+                    outcome: "succeeded",
+                }]),
             }
         })
         .collect();
