@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 use crate::hash::SpecHash;
 use crate::model::{Instance, InstanceHealth, InstanceState};
 use crate::spec::{GroupName, Health, HealthCheck, Template};
+use crate::tags;
+use crate::text::Text;
 
 /// The kind of a drift finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -273,8 +275,9 @@ impl Member<'_> {
 /// How many instances carry one observed spec hash.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct HashCount {
-    /// The `phoenix:spec-hash` tag as written (`(none)` when absent).
-    pub hash: String,
+    /// The `phoenix:spec-hash` tag as written (`(none)` when absent), shared with the
+    /// instances' tags.
+    pub hash: Text,
     /// Instances carrying it.
     pub count: u32,
 }
@@ -459,7 +462,8 @@ pub fn classify_group<'a>(ctx: &GroupContext<'_>, instances: &[&'a Instance]) ->
     let mut findings = Vec::new();
     let mut current = Vec::new();
     let mut replace = Vec::new();
-    let mut hashes: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut hashes: BTreeMap<&Text, u32> = BTreeMap::new();
+    let none = Text::from("(none)");
     let mut sorted: Vec<&'a Instance> = instances.to_vec();
     sorted.sort_unstable_by(|a, b| a.id.cmp(&b.id));
 
@@ -468,7 +472,9 @@ pub fn classify_group<'a>(ctx: &GroupContext<'_>, instances: &[&'a Instance]) ->
             continue;
         }
         let tag = instance.spec_hash();
-        *hashes.entry(tag.unwrap_or("(none)")).or_default() += 1;
+        *hashes
+            .entry(instance.tags.get_text(tags::SPEC_HASH).unwrap_or(&none))
+            .or_default() += 1;
         let is_current = tag.and_then(|t| t.parse::<SpecHash>().ok()) == Some(*ctx.hash);
         let (health, why) = member_health(instance, ctx.health, ctx.now);
         let mut removal = None;
@@ -552,7 +558,7 @@ pub fn classify_group<'a>(ctx: &GroupContext<'_>, instances: &[&'a Instance]) ->
         observed_hashes: hashes
             .into_iter()
             .map(|(hash, count)| HashCount {
-                hash: hash.to_owned(),
+                hash: hash.clone(),
                 count,
             })
             .collect(),

@@ -41,6 +41,7 @@ use crate::drift::{
 use crate::hash::SpecHash;
 use crate::model::{Instance, Inventory};
 use crate::spec::{Approval, InstanceGroup, ParsedGroup, Strategy};
+use crate::text::Text;
 
 /// The version of the plan document format.
 pub const FORMAT_VERSION: &str = "1.0";
@@ -816,7 +817,7 @@ fn observed_hashes(instances: &[&Instance]) -> Vec<HashCount> {
     counts
         .into_iter()
         .map(|(hash, count)| HashCount {
-            hash: hash.to_owned(),
+            hash: Text::from(hash),
             count,
         })
         .collect()

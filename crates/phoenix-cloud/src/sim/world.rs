@@ -7,10 +7,11 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hashbrown::HashTable;
 use phoenix_core::Text;
 use phoenix_core::model::{Instance, InstanceHealth, InstanceState, Tags};
 use phoenix_core::tags;
@@ -20,20 +21,29 @@ use serde::{Deserialize, Serialize};
 pub(crate) const NONE: u32 = u32::MAX;
 
 /// Interns values of one type; ids are indexes into `values`.
+///
+/// The lookup table holds only ids (4 bytes each) and hashes the values where they are
+/// stored, so each value is kept once: a `HashMap<T, u32>` would keep a second copy of
+/// every value (for tag sets, a second heap allocation each).
 #[derive(Debug, Default)]
-pub(crate) struct Interner<T: Eq + Hash + Clone> {
+pub(crate) struct Interner<T: Eq + Hash> {
     pub(crate) values: Vec<T>,
-    ids: HashMap<T, u32>,
+    ids: HashTable<u32>,
+    hasher: RandomState,
 }
 
-impl<T: Eq + Hash + Clone> Interner<T> {
+impl<T: Eq + Hash> Interner<T> {
     pub(crate) fn intern(&mut self, value: T) -> u32 {
-        if let Some(id) = self.ids.get(&value) {
+        let hash = self.hasher.hash_one(&value);
+        let values = &self.values;
+        if let Some(id) = self.ids.find(hash, |id| values[*id as usize] == value) {
             return *id;
         }
         let id = u32::try_from(self.values.len()).expect("fewer than 4 billion distinct values");
-        self.ids.insert(value.clone(), id);
         self.values.push(value);
+        let (values, hasher) = (&self.values, &self.hasher);
+        self.ids
+            .insert_unique(hash, id, |id| hasher.hash_one(&values[*id as usize]));
         id
     }
 
@@ -42,7 +52,11 @@ impl<T: Eq + Hash + Clone> Interner<T> {
         T: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.ids.get(value).copied()
+        // `Borrow` promises that `Q` hashes as `T` does.
+        let hash = self.hasher.hash_one(value);
+        self.ids
+            .find(hash, |id| self.values[*id as usize].borrow() == value)
+            .copied()
     }
 }
 

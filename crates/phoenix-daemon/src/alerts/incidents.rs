@@ -907,7 +907,7 @@ mod tests {
                     count: 1,
                 },
                 phoenix_core::drift::HashCount {
-                    hash: hash(2).to_string(),
+                    hash: hash(2).to_string().into(),
                     count: 2,
                 },
             ],
