@@ -241,7 +241,7 @@ impl GroupHealth {
 }
 
 /// One running instance of a group.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct GroupInstance {
     /// Provider instance id, e.g. `i-0abc`. Shared with the inventory it came from.
     #[schema(value_type = String)]
@@ -262,7 +262,7 @@ pub struct GroupInstance {
 }
 
 /// How many instances carry one spec hash.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ObservedHash {
     /// The observed spec hash.
     #[schema(value_type = String)]
@@ -272,7 +272,7 @@ pub struct ObservedHash {
 }
 
 /// One open drift finding.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct DriftFinding {
     /// `outdated`, `modified`, `missing`, `surplus`, `unhealthy`, `orphaned`, `unmanaged`.
     #[schema(value_type = String, example = "modified")]
@@ -292,7 +292,7 @@ pub struct DriftFinding {
 }
 
 /// The plan currently acting on a group.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Operation {
     /// The plan's id.
     pub plan_id: String,
@@ -305,7 +305,7 @@ pub struct Operation {
 // Kept once per group by the daemon's history cache and shared by every snapshot (see
 // `Group::history`); the commit is shared by the entries of the same commit and the
 // outcome is one of a few fixed words.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct HistoryEntry {
     /// The generation's spec hash.
     #[schema(value_type = String)]
@@ -330,7 +330,7 @@ pub struct HistoryEntry {
 /// A group as `GET /api/v1/groups` lists it (everything except the history).
 // A snapshot holds one per group (100,000 at the largest fleets), so the lists that are
 // never grown after building are boxed slices and the rarely present operation is boxed.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct GroupSummary {
     /// `metadata.name`.
     #[schema(value_type = String)]
@@ -358,7 +358,7 @@ pub struct GroupSummary {
 }
 
 /// A group with its history, as `GET /api/v1/groups/{name}` serves it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Group {
     /// Everything the list shows.
     #[serde(flatten)]
@@ -522,8 +522,10 @@ pub struct SnapshotParts {
     pub revision: Revision,
     /// The last inventory pass per provider.
     pub inventory: Vec<ProviderInventory>,
-    /// Every group (any order; the snapshot sorts by name).
-    pub groups: Vec<Group>,
+    /// Every group (any order; the snapshot sorts by name). Shared: a group that did not
+    /// change since the previous snapshot can be that snapshot's own copy, so a publish
+    /// does not hold two whole sets of groups (see [`Snapshot::shared_group`]).
+    pub groups: Vec<Arc<Group>>,
     /// Plans, newest first (the snapshot keeps the given order).
     pub plans: Vec<Plan>,
     /// Alert delivery state.
@@ -638,12 +640,18 @@ impl Snapshot {
     }
 
     /// Groups, sorted by name.
-    pub fn groups(&self) -> &[Group] {
+    pub fn groups(&self) -> &[Arc<Group>] {
         &self.parts.groups
     }
 
     /// One group by name.
     pub fn group(&self, name: &str) -> Option<&Group> {
+        self.shared_group(name).map(|g| &**g)
+    }
+
+    /// One group by name, as shared: the next snapshot reuses it when the group is
+    /// unchanged.
+    pub fn shared_group(&self, name: &str) -> Option<&Arc<Group>> {
         self.parts
             .groups
             .binary_search_by(|g| (*g.summary.name).cmp(name))

@@ -109,7 +109,10 @@ fn snapshot(ready: bool) -> Snapshot {
             ),
             group("api", SyncState::InSync, vec![]),
             group("db", SyncState::Progressing, vec![]),
-        ],
+        ]
+        .into_iter()
+        .map(Arc::new)
+        .collect(),
         plans: vec![Plan {
             id: "p1".into(),
             group: "db".into(),

@@ -429,6 +429,40 @@ struct Pending<'a> {
     keep: Vec<Member<'a>>,
 }
 
+/// Whether [`plan`] would accept `input`: no group named twice, no provider inventoried
+/// twice, no instance listed twice by one provider. These are the only ways planning
+/// fails, so a caller that checked first can release what it held from the previous
+/// pass (its plan document) before planning, knowing it gets a new one.
+pub fn check(input: &PlanInput<'_>) -> Result<(), PlanError> {
+    let mut names: HashSet<&str, Fast> = HashSet::default();
+    for g in input.groups {
+        if !names.insert(g.group.name().as_str()) {
+            return Err(PlanError::DuplicateGroup {
+                group: g.group.name().to_string(),
+            });
+        }
+    }
+    let mut providers: HashSet<&str, Fast> = HashSet::default();
+    let mut seen: HashSet<&str, Fast> = HashSet::default();
+    for inv in input.inventories {
+        if !providers.insert(inv.provider.as_str()) {
+            return Err(PlanError::DuplicateInventory {
+                provider: inv.provider.clone(),
+            });
+        }
+        seen.clear();
+        for instance in &inv.instances {
+            if !seen.insert(instance.id.as_str()) {
+                return Err(PlanError::DuplicateInstance {
+                    provider: inv.provider.clone(),
+                    instance_id: instance.id.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Plan one pass. See the module docs for the rules.
 pub fn plan(input: &PlanInput<'_>) -> Result<PlanOutcome, PlanError> {
     // Desired groups sorted by name; `desired` maps a name to its position.

@@ -429,3 +429,55 @@ fn json_document_shape() {
     let back: phoenix_core::plan::PlanDocument = serde_json::from_str(&json).unwrap();
     assert_eq!(back, outcome.document);
 }
+
+/// `plan::check` refuses exactly what `plan` refuses, so the daemon can release its last
+/// plan document after a passing check (a refused input keeps the last document).
+#[test]
+fn check_refuses_what_plan_refuses() {
+    use phoenix_core::plan::{self, PlanError, PlanInput};
+    let pass = Pass::default();
+    let web = group("web", 1, "");
+    let api = group("api", 1, "");
+    let verdicts = |desired: &[ParsedGroup], observed: &[Inventory]| {
+        let input = PlanInput {
+            revision: &pass.revision,
+            owner: OWNER,
+            groups: desired,
+            inventories: observed,
+            config: &pass.config,
+            memory: &pass.memory,
+            failed: &pass.failed,
+            now: now(),
+        };
+        (plan::check(&input), plan::plan(&input).map(|_| ()))
+    };
+    let fine = [inventory(vec![cur("i-1", &web), cur("i-2", &api)])];
+    assert!(matches!(
+        verdicts(&[web.clone(), api.clone()], &fine),
+        (Ok(()), Ok(()))
+    ));
+    let twice = [inventory(vec![cur("i-1", &web), cur("i-1", &web)])];
+    assert!(matches!(
+        verdicts(std::slice::from_ref(&web), &twice),
+        (
+            Err(PlanError::DuplicateInstance { .. }),
+            Err(PlanError::DuplicateInstance { .. })
+        )
+    ));
+    let two_inventories = [inventory(vec![]), inventory(vec![])];
+    assert!(matches!(
+        verdicts(std::slice::from_ref(&web), &two_inventories),
+        (
+            Err(PlanError::DuplicateInventory { .. }),
+            Err(PlanError::DuplicateInventory { .. })
+        )
+    ));
+    let named_twice = [web.clone(), web.clone()];
+    assert!(matches!(
+        verdicts(&named_twice, &fine),
+        (
+            Err(PlanError::DuplicateGroup { .. }),
+            Err(PlanError::DuplicateGroup { .. })
+        )
+    ));
+}

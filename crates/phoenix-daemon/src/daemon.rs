@@ -915,7 +915,7 @@ impl Daemon {
                 Vec::new()
             }
         };
-        let outcome = match plan(&PlanInput {
+        let input = PlanInput {
             revision: revision.id.as_str(),
             owner: &self.config.owner,
             groups: &groups,
@@ -924,7 +924,16 @@ impl Daemon {
             memory: &memory,
             failed: &failed,
             now,
-        }) {
+        };
+        // A refused input keeps the last document (and the status it shows); an accepted
+        // one cannot fail, so the last document is released first rather than held
+        // beside the new one (at 100k groups each is ~30 MB).
+        if let Err(err) = phoenix_core::plan::check(&input) {
+            tracing::error!(error = %err, "planning failed");
+            return groups;
+        }
+        self.document = None;
+        let outcome = match plan(&input) {
             Ok(outcome) => outcome,
             Err(err) => {
                 tracing::error!(error = %err, "planning failed");
@@ -998,6 +1007,7 @@ impl Daemon {
             .as_ref()
             .zip(self.accepted_at)
             .map(|(r, at)| (r.id.as_str(), at));
+        let previous = Arc::clone(&self.channels.snapshots.borrow());
         let input = ViewInput {
             ready: self.ready,
             revision,
@@ -1007,6 +1017,7 @@ impl Daemon {
             document: self.document.as_ref(),
             since: &self.since,
             alerts,
+            previous: Some(&previous),
         };
         let snapshot = view::build(&self.store, &input, &self.histories, now);
         self.channels.snapshots.send_replace(snapshot);

@@ -57,6 +57,9 @@ pub struct ViewInput<'a> {
     pub since: &'a HashMap<FindingKey, SystemTime>,
     /// Alert outbox counts.
     pub alerts: AlertCounts,
+    /// The snapshot being replaced: its groups are reused where nothing changed, so the
+    /// old and new snapshot share them instead of both holding a copy.
+    pub previous: Option<&'a Snapshot>,
 }
 
 /// Every group's history as the API shows it, kept between passes.
@@ -225,7 +228,7 @@ pub fn build(
                     .get(report.provider.as_str())
                     .and_then(|by_group| by_group.get(report.name.as_str()))
                     .map_or(&[][..], Vec::as_slice);
-                group_view(
+                let group = group_view(
                     report,
                     instances,
                     input,
@@ -233,7 +236,8 @@ pub fn build(
                     active.get(report.name.as_str()).copied(),
                     last_finished.get(report.name.as_str()).copied(),
                     now,
-                )
+                );
+                share_unchanged(input.previous, group)
             })
             .collect(),
         None => Vec::new(),
@@ -314,6 +318,15 @@ fn revision_error(
         column: None,
         message: message.to_string(),
     })
+}
+
+/// The previous snapshot's copy of `group` when it is equal (so both snapshots hold one
+/// copy), else `group` itself.
+fn share_unchanged(previous: Option<&Snapshot>, group: Group) -> Arc<Group> {
+    match previous.and_then(|p| p.shared_group(&group.summary.name)) {
+        Some(old) if **old == group => Arc::clone(old),
+        _ => Arc::new(group),
+    }
 }
 
 fn group_view(
@@ -569,5 +582,71 @@ mod tests {
         let commits: Vec<&str> = cached.commits.iter().map(|c| &**c).collect();
         assert_eq!(commits, ["c2"]);
         assert_eq!(cached.get("web").len(), 1);
+    }
+
+    fn document(replicas_of_b: u32) -> PlanDocument {
+        let report = |name: &str, replicas: u32| {
+            serde_json::json!({
+                "name": name,
+                "provider": "sim",
+                "desired_hash": hash(1).to_string(),
+                "replicas": replicas,
+                "status": "in_sync",
+                "observed_hashes": [{"hash": hash(1).to_string(), "count": replicas}],
+                "drift": [],
+            })
+        };
+        serde_json::from_value(serde_json::json!({
+            "format_version": "1.0",
+            "revision": "c1",
+            "changes": false,
+            "drifted": false,
+            "budget": {"limit": 10, "used": 0, "deferred": 0, "fleet": 0},
+            "groups": [report("a", 3), report("b", replicas_of_b)],
+        }))
+        .expect("a plan document")
+    }
+
+    #[test]
+    fn a_snapshot_reuses_the_previous_snapshots_unchanged_groups() {
+        let store = store(20);
+        let histories = Histories::default();
+        let since = HashMap::new();
+        let input = |document, previous| ViewInput {
+            ready: true,
+            revision: Some(("c1", t(0))),
+            rejection: None,
+            source_error: None,
+            inventories: &[],
+            document: Some(document),
+            since: &since,
+            alerts: AlertCounts::default(),
+            previous,
+        };
+        let first_doc = document(3);
+        let first = build(&store, &input(&first_doc, None), &histories, t(10));
+        let second_doc = document(5);
+        let second = build(
+            &store,
+            &input(&second_doc, Some(&*first)),
+            &histories,
+            t(20),
+        );
+        let shared = |name: &str| {
+            Arc::ptr_eq(
+                first.shared_group(name).expect("in the first snapshot"),
+                second.shared_group(name).expect("in the second snapshot"),
+            )
+        };
+        assert!(
+            shared("a"),
+            "an unchanged group is the previous snapshot's copy"
+        );
+        assert!(!shared("b"), "a changed group is built anew");
+        assert_eq!(second.group("b").map(|g| g.summary.replicas), Some(5));
+        assert_eq!(first.group("b").map(|g| g.summary.replicas), Some(3));
+        // Without a previous snapshot nothing is shared, and the content is the same.
+        let alone = build(&store, &input(&second_doc, None), &histories, t(20));
+        assert_eq!(alone.groups(), second.groups());
     }
 }

@@ -145,6 +145,7 @@ pub fn parts(groups: usize) -> SnapshotParts {
                 }]),
             }
         })
+        .map(Arc::new)
         .collect();
     SnapshotParts {
         ready: true,
