@@ -6,7 +6,8 @@
 //! binary-search lookup and pre-serialises the `GET /api/v1/status` body except the
 //! per-provider inventory ages, which are computed at request time. The larger list
 //! bodies (`/groups`, `/drift`, `/plans`) are serialised lazily, at most once per
-//! snapshot, so a snapshot nobody reads costs almost nothing.
+//! snapshot, so a snapshot nobody reads costs almost nothing. Groups are held as
+//! `Arc<Group>` so consecutive snapshots can share the groups that did not change.
 
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;

@@ -465,47 +465,31 @@ pub fn check(input: &PlanInput<'_>) -> Result<(), PlanError> {
 
 /// Plan one pass. See the module docs for the rules.
 pub fn plan(input: &PlanInput<'_>) -> Result<PlanOutcome, PlanError> {
-    // Desired groups sorted by name; `desired` maps a name to its position.
+    check(input)?;
+    // Desired groups sorted by name; `desired` maps a name to its position (names are
+    // unique: checked).
     let mut order: Vec<&ParsedGroup> = input.groups.iter().collect();
     order.sort_unstable_by(|a, b| a.group.name().cmp(b.group.name()));
     let mut desired: FastMap<&str, usize> =
         FastMap::with_capacity_and_hasher(order.len(), Fast::default());
     for (i, g) in order.iter().enumerate() {
-        if desired.insert(g.group.name().as_str(), i).is_some() {
-            return Err(PlanError::DuplicateGroup {
-                group: g.group.name().to_string(),
-            });
-        }
+        desired.insert(g.group.name().as_str(), i);
     }
 
-    // Inventories by provider.
-    let mut complete: BTreeMap<&str, bool> = BTreeMap::new();
-    for inv in input.inventories {
-        if complete
-            .insert(inv.provider.as_str(), inv.complete)
-            .is_some()
-        {
-            return Err(PlanError::DuplicateInventory {
-                provider: inv.provider.clone(),
-            });
-        }
-    }
+    // Inventories by provider (one each: checked).
+    let complete: BTreeMap<&str, bool> = input
+        .inventories
+        .iter()
+        .map(|inv| (inv.provider.as_str(), inv.complete))
+        .collect();
 
     // Sort every observed instance into a desired group, an orphan, or unmanaged.
     let mut members: Vec<Vec<&Instance>> = vec![Vec::new(); order.len()];
     let mut orphans: BTreeMap<(&str, &str), Vec<&Instance>> = BTreeMap::new();
     let mut unmanaged: Vec<Finding> = Vec::new();
     let mut fleet: u32 = 0;
-    let mut seen: HashSet<&str, Fast> = HashSet::default();
     for inv in input.inventories {
-        seen.clear();
         for instance in &inv.instances {
-            if !seen.insert(instance.id.as_str()) {
-                return Err(PlanError::DuplicateInstance {
-                    provider: inv.provider.clone(),
-                    instance_id: instance.id.to_string(),
-                });
-            }
             if !drift::counts(instance) {
                 continue;
             }

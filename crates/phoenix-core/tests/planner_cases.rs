@@ -434,21 +434,12 @@ fn json_document_shape() {
 /// plan document after a passing check (a refused input keeps the last document).
 #[test]
 fn check_refuses_what_plan_refuses() {
-    use phoenix_core::plan::{self, PlanError, PlanInput};
+    use phoenix_core::plan::{self, PlanError};
     let pass = Pass::default();
     let web = group("web", 1, "");
     let api = group("api", 1, "");
     let verdicts = |desired: &[ParsedGroup], observed: &[Inventory]| {
-        let input = PlanInput {
-            revision: &pass.revision,
-            owner: OWNER,
-            groups: desired,
-            inventories: observed,
-            config: &pass.config,
-            memory: &pass.memory,
-            failed: &pass.failed,
-            now: now(),
-        };
+        let input = input(&pass, desired, observed);
         (plan::check(&input), plan::plan(&input).map(|_| ()))
     };
     let fine = [inventory(vec![cur("i-1", &web), cur("i-2", &api)])];

@@ -7,7 +7,9 @@
 //! indexed by group once per build, and group histories are kept in memory
 //! ([`Histories`]) and re-read only for the groups whose history the store reports
 //! changed, instead of one store query per group per pass. Each group's history is one
-//! shared, exactly sized list that every snapshot points at rather than copies.
+//! shared, exactly sized list that every snapshot points at rather than copies, and a
+//! group equal to the previous snapshot's is that snapshot's own `Arc<Group>`, so the
+//! old and new snapshot alive at a publish do not each hold every group.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -155,9 +155,13 @@ impl Default for Pass {
     }
 }
 
-/// Run one planning pass.
-pub fn run(pass: &Pass, desired: &[ParsedGroup], observed: &[Inventory]) -> PlanOutcome {
-    plan::plan(&PlanInput {
+/// The planner's input for one pass.
+pub fn input<'a>(
+    pass: &'a Pass,
+    desired: &'a [ParsedGroup],
+    observed: &'a [Inventory],
+) -> PlanInput<'a> {
+    PlanInput {
         revision: &pass.revision,
         owner: OWNER,
         groups: desired,
@@ -166,6 +170,10 @@ pub fn run(pass: &Pass, desired: &[ParsedGroup], observed: &[Inventory]) -> Plan
         memory: &pass.memory,
         failed: &pass.failed,
         now: now(),
-    })
-    .expect("test input is consistent")
+    }
+}
+
+/// Run one planning pass.
+pub fn run(pass: &Pass, desired: &[ParsedGroup], observed: &[Inventory]) -> PlanOutcome {
+    plan::plan(&input(pass, desired, observed)).expect("test input is consistent")
 }
