@@ -429,11 +429,16 @@ struct Pending<'a> {
     keep: Vec<Member<'a>>,
 }
 
+/// A planner input that passed [`check`]: [`plan_checked`] cannot refuse it.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked<'i, 'a>(&'i PlanInput<'a>);
+
 /// Whether [`plan`] would accept `input`: no group named twice, no provider inventoried
 /// twice, no instance listed twice by one provider. These are the only ways planning
 /// fails, so a caller that checked first can release what it held from the previous
-/// pass (its plan document) before planning, knowing it gets a new one.
-pub fn check(input: &PlanInput<'_>) -> Result<(), PlanError> {
+/// pass (its plan document) before planning with [`plan_checked`], knowing it gets a
+/// new one, and without checking twice.
+pub fn check<'i, 'a>(input: &'i PlanInput<'a>) -> Result<Checked<'i, 'a>, PlanError> {
     let mut names: HashSet<&str, Fast> = HashSet::default();
     for g in input.groups {
         if !names.insert(g.group.name().as_str()) {
@@ -460,12 +465,17 @@ pub fn check(input: &PlanInput<'_>) -> Result<(), PlanError> {
             }
         }
     }
-    Ok(())
+    Ok(Checked(input))
 }
 
 /// Plan one pass. See the module docs for the rules.
 pub fn plan(input: &PlanInput<'_>) -> Result<PlanOutcome, PlanError> {
-    check(input)?;
+    check(input).map(plan_checked)
+}
+
+/// [`plan`] for an input [`check`] accepted.
+pub fn plan_checked(checked: Checked<'_, '_>) -> PlanOutcome {
+    let input = checked.0;
     // Desired groups sorted by name; `desired` maps a name to its position (names are
     // unique: checked).
     let mut order: Vec<&ParsedGroup> = input.groups.iter().collect();
@@ -807,7 +817,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanOutcome, PlanError> {
         groups: reports,
         unmanaged,
     };
-    Ok(PlanOutcome { document, memory })
+    PlanOutcome { document, memory }
 }
 
 fn incomplete_providers(input: &PlanInput<'_>, complete: &BTreeMap<&str, bool>) -> Vec<String> {

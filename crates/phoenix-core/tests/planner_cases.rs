@@ -440,7 +440,10 @@ fn check_refuses_what_plan_refuses() {
     let api = group("api", 1, "");
     let verdicts = |desired: &[ParsedGroup], observed: &[Inventory]| {
         let input = input(&pass, desired, observed);
-        (plan::check(&input), plan::plan(&input).map(|_| ()))
+        (
+            plan::check(&input).map(|_| ()),
+            plan::plan(&input).map(|_| ()),
+        )
     };
     let fine = [inventory(vec![cur("i-1", &web), cur("i-2", &api)])];
     assert!(matches!(

@@ -28,7 +28,7 @@ use phoenix_api::{AlertCounts, ApiCommand, ApiEvent, Metrics, PlanCommandError, 
 use phoenix_cloud::{BuildOptions, Provider, build_providers};
 use phoenix_core::config::{Config, Mode};
 use phoenix_core::model::Inventory;
-use phoenix_core::plan::{FailedGeneration, PlanDocument, PlanInput, PlanMemory, plan};
+use phoenix_core::plan::{FailedGeneration, PlanDocument, PlanInput, PlanMemory, plan_checked};
 use phoenix_core::spec::ParsedGroup;
 use phoenix_source::{
     PollOutcome, PollSchedule, Rejection, Revision, RevisionId, Source, SourceError, WatchSignal,
@@ -928,18 +928,15 @@ impl Daemon {
         // A refused input keeps the last document (and the status it shows); an accepted
         // one cannot fail, so the last document is released first rather than held
         // beside the new one (at 100k groups each is ~30 MB).
-        if let Err(err) = phoenix_core::plan::check(&input) {
-            tracing::error!(error = %err, "planning failed");
-            return groups;
-        }
-        self.document = None;
-        let outcome = match plan(&input) {
-            Ok(outcome) => outcome,
+        let checked = match phoenix_core::plan::check(&input) {
+            Ok(checked) => checked,
             Err(err) => {
                 tracing::error!(error = %err, "planning failed");
                 return groups;
             }
         };
+        self.document = None;
+        let outcome = plan_checked(checked);
         if let Err(err) = self.store.save_planner_memory(&outcome.memory, now) {
             tracing::error!(error = %err, "cannot save the planner memory");
         }
