@@ -6,6 +6,8 @@
 //! `from_str_reference(text) == Ok(v)`, for typed specs, the daemon config and untyped
 //! values (`serde_json::Value`, which exercises `deserialize_any` on every scalar).
 
+mod spec_gen;
+
 use std::path::Path;
 
 use phoenix_core::config::Config;
@@ -62,44 +64,6 @@ fn check_all(text: &str) -> bool {
     fast
 }
 
-/// The ~1 KB spec of the benchmark (`benches/spec_hash.rs`), every field set.
-fn bench_spec(i: usize) -> String {
-    format!(
-        r##"# Desired state for one instance group.
-apiVersion: phoenix/v1
-kind: InstanceGroup
-metadata:
-  name: group-{i}
-  labels: {{team: storefront, tier: web, cost-center: "cc-{i}"}}
-spec:
-  provider: aws-prod
-  replicas: {replicas}
-  template:
-    image: ami-{i:017x}
-    instanceType: t3.micro
-    subnetIds: [subnet-aaa, subnet-bbb, subnet-ccc]
-    securityGroupIds: [sg-123, sg-456]
-    keyName: ops
-    userData: "#!/bin/sh\nset -eu\necho 'starting group-{i}'\nexec /usr/local/bin/app --port 8080\n"
-    tags: {{app: web, port: 8080, canary: false, owner-email: "team@example.com"}}
-  rollout:
-    strategy: rolling
-    maxSurge: "25%"
-    maxUnavailable: 0
-    bake: 30s
-    autoRollback: true
-  health:
-    check: http
-    http: {{port: 8080, path: /healthz}}
-    grace: 30s
-    deadline: 5m
-  approval: auto
-  suspend: false
-"##,
-        replicas = i % 10 + 1
-    )
-}
-
 const BASE: &str = "\
 apiVersion: phoenix/v1
 kind: InstanceGroup
@@ -117,7 +81,7 @@ spec:
 fn the_benchmark_specs_take_the_fast_path() {
     for i in [0, 1, 7, 4095, 99_999] {
         assert!(
-            check_all(&bench_spec(i)),
+            check_all(&spec_gen::spec(i)),
             "the benchmark spec must not fall back"
         );
     }
@@ -521,7 +485,7 @@ proptest! {
         i in 0usize..1000,
         edits in prop::collection::vec((any::<usize>(), any::<u8>(), yaml_char()), 1..4),
     ) {
-        let mut text = bench_spec(i);
+        let mut text = spec_gen::spec(i);
         for (at, op, ch) in edits {
             text = mutate(&text, at, op, ch);
         }
