@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::hash::{SpecHash, spec_hash};
 use crate::sorted_map::SortedMap;
+use crate::text::Text;
 use crate::{tags, yaml};
 
 /// Highest `spec.replicas` accepted.
@@ -259,11 +260,11 @@ pub enum Approval {
 
 /// A group name: `[a-z0-9-]`, 1 to 63 characters, no leading or trailing `-`.
 ///
-/// Shared text (`Arc<str>`): maps all over the daemon are keyed by group name, 100,000
-/// of them in a large repository, and a clone is then a reference count, not a copy.
-/// Ordering, equality, hashing, `Debug` and serialization are those of the text.
+/// Shared [`Text`]: maps all over the daemon are keyed by group name, 100,000 of them in
+/// a large repository, and a clone is then a reference count, not a copy. Ordering,
+/// equality, hashing, `Debug` and serialization are those of the text.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct GroupName(Arc<str>);
+pub struct GroupName(Text);
 
 impl GroupName {
     /// Check and wrap a name.
@@ -285,12 +286,17 @@ impl GroupName {
                 "metadata.name `{name}` must not start or end with `-`"
             ))
         } else {
-            Ok(Self(Arc::from(name)))
+            Ok(Self(Text::from(name)))
         }
     }
 
     /// The name as text.
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The shared text (a clone of it shares the name's allocation).
+    pub fn text(&self) -> &Text {
         &self.0
     }
 }
