@@ -235,6 +235,11 @@ impl Tags {
             .collect()
     }
 
+    /// Whether this is the only handle on its allocation.
+    pub(crate) fn is_unique(&self) -> bool {
+        Arc::strong_count(&self.0) == 1
+    }
+
     /// Whether two sets share one allocation (an interner made them).
     pub fn shares(&self, other: &Tags) -> bool {
         Arc::ptr_eq(&self.0, &other.0)

@@ -71,6 +71,12 @@ impl<K, V> SortedMap<K, V> {
     pub fn as_slice(&self) -> &[(K, V)] {
         &self.entries
     }
+
+    /// The entries, mutable. Crate-private because a caller must keep the keys in
+    /// order: it is for swapping a key or value for an equal one (a shared copy).
+    pub(crate) fn entries_mut(&mut self) -> &mut [(K, V)] {
+        &mut self.entries
+    }
 }
 
 impl<K: Ord, V> SortedMap<K, V> {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::hash::{SpecHash, spec_hash};
 use crate::sorted_map::SortedMap;
-use crate::text::Text;
+use crate::text::{Interner, Text};
 use crate::{tags, yaml};
 
 /// Highest `spec.replicas` accepted.
@@ -41,6 +41,40 @@ impl InstanceGroup {
     /// The group's name.
     pub fn name(&self) -> &GroupName {
         &self.metadata.name
+    }
+
+    /// Swap every string of the document for `interner`'s shared copy of it. A
+    /// repository's specs repeat the same providers, instance types, subnets, security
+    /// groups, label and tag keys (and often images and user data): the loader shares
+    /// them so 100,000 specs hold each once. Equality, hashing and serialization are
+    /// unchanged; only allocations are.
+    pub fn share_strings(&mut self, interner: &mut Interner) {
+        interner.share(&mut self.metadata.name.0);
+        for (key, value) in self.metadata.labels.entries_mut() {
+            interner.share(key);
+            interner.share(value);
+        }
+        let spec = &mut self.spec;
+        interner.share(&mut spec.provider.0);
+        let template = &mut spec.template;
+        interner.share(&mut template.image.0);
+        interner.share(&mut template.instance_type.0);
+        let lists = [&mut template.subnet_ids, &mut template.security_group_ids];
+        for value in lists.into_iter().flatten() {
+            interner.share(&mut value.0);
+        }
+        for value in [&mut template.key_name, &mut template.user_data]
+            .into_iter()
+            .flatten()
+        {
+            interner.share(&mut value.0);
+        }
+        for (key, value) in template.tags.entries_mut() {
+            interner.share(&mut key.0);
+            if let TagValue::String(text) = value {
+                interner.share(text);
+            }
+        }
     }
 
     /// The spec hash of this group: `metadata.name` plus `spec.template`.
@@ -72,7 +106,7 @@ pub struct Metadata {
     pub name: GroupName,
     /// Free-form labels, not hashed. Sorted by key, like every map in the spec.
     #[serde(default, skip_serializing_if = "SortedMap::is_empty")]
-    pub labels: SortedMap<String, String>,
+    pub labels: SortedMap<Text, Text>,
 }
 
 /// `spec`: everything about the group. Only `template` is hashed.
@@ -324,7 +358,7 @@ impl<'de> Deserialize<'de> for GroupName {
 /// `spec.provider`: a non-empty provider name from the daemon config.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
-pub struct ProviderName(String);
+pub struct ProviderName(Text);
 
 impl ProviderName {
     /// The name as text.
@@ -341,7 +375,7 @@ impl fmt::Display for ProviderName {
 
 impl<'de> Deserialize<'de> for ProviderName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
+        let name = Text::deserialize(deserializer)?;
         if name.trim().is_empty() {
             return Err(de::Error::custom(
                 "spec.provider must name a provider from the daemon config",
@@ -480,16 +514,17 @@ impl<'de> Deserialize<'de> for IntOrPercent {
 
 /// A YAML value that must be a string: numbers, booleans and null are refused.
 ///
-/// Held as a `Box<str>`: exactly its bytes and 16 bytes inline, since a template holds
-/// several and a repository up to 100,000 templates.
+/// Held as a [`Text`] (one word inline), since a template holds several and a
+/// repository up to 100,000 templates; the source's loader makes equal strings of
+/// different specs one allocation (see [`InstanceGroup::share_strings`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
-pub struct StrictString(Box<str>);
+pub struct StrictString(Text);
 
 impl StrictString {
     /// Wrap a string.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into().into_boxed_str())
+        Self(Text::from(value.into()))
     }
 
     /// The text.
@@ -523,7 +558,7 @@ impl<'de> Deserialize<'de> for StrictString {
                 Ok(StrictString(v.into()))
             }
             fn visit_string<E: de::Error>(self, v: String) -> Result<StrictString, E> {
-                Ok(StrictString(v.into_boxed_str()))
+                Ok(StrictString(v.into()))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<StrictString, E> {
                 Err(E::custom(format!(
@@ -556,7 +591,7 @@ impl<'de> Deserialize<'de> for StrictString {
 /// A user tag key in `spec.template.tags`: 1 to 128 characters, not `phoenix:` or `aws:`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
-pub struct TagKey(String);
+pub struct TagKey(Text);
 
 impl TagKey {
     /// The key as text.
@@ -575,7 +610,7 @@ impl std::borrow::Borrow<str> for TagKey {
 
 impl<'de> Deserialize<'de> for TagKey {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let key = String::deserialize(deserializer)?;
+        let key = Text::deserialize(deserializer)?;
         if key.is_empty() || key.chars().count() > 128 {
             return Err(de::Error::custom(format!(
                 "tag key `{key}` must be 1 to 128 characters long"
@@ -598,7 +633,7 @@ impl<'de> Deserialize<'de> for TagKey {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TagValue {
     /// A string.
-    String(String),
+    String(Text),
     /// An integer.
     Integer(i64),
     /// A finite floating-point number.
@@ -639,10 +674,10 @@ impl<'de> Deserialize<'de> for TagValue {
                 f.write_str("a string, number or boolean")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<TagValue, E> {
-                Ok(TagValue::String(v.to_string()))
+                Ok(TagValue::String(v.into()))
             }
             fn visit_string<E: de::Error>(self, v: String) -> Result<TagValue, E> {
-                Ok(TagValue::String(v))
+                Ok(TagValue::String(v.into()))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<TagValue, E> {
                 Ok(TagValue::Bool(v))
@@ -761,6 +796,16 @@ pub fn parse_group(text: &str) -> Result<ParsedGroup, SpecError> {
         group: Arc::new(group),
         hash,
     })
+}
+
+/// [`parse_group`], with the document's strings shared through `interner` (see
+/// [`InstanceGroup::share_strings`]).
+pub fn parse_group_shared(text: &str, interner: &mut Interner) -> Result<ParsedGroup, SpecError> {
+    let mut parsed = parse_group(text)?;
+    if let Some(group) = Arc::get_mut(&mut parsed.group) {
+        group.share_strings(interner);
+    }
+    Ok(parsed)
 }
 
 /// Checks that relate two fields; single values were checked while parsing.

@@ -171,6 +171,36 @@ impl Interner {
         text
     }
 
+    /// Make `text` the shared copy of its value, keeping it as that copy when the value
+    /// is new (no allocation either way).
+    pub fn share(&mut self, text: &mut Text) {
+        match self.texts.get(text.as_str()) {
+            Some(shared) => *text = shared.clone(),
+            None => {
+                self.texts.insert(text.clone());
+            }
+        }
+    }
+
+    /// Forget what nothing outside the interner holds any more, so an interner that
+    /// lives as long as its user (a source's loader) does not keep every string it has
+    /// ever seen.
+    pub fn purge(&mut self) {
+        self.texts
+            .retain(|text| ArcStr::strong_count(&text.0).is_none_or(|count| count > 1));
+        self.tag_sets.retain(|tags| !tags.is_unique());
+    }
+
+    /// How many distinct strings it holds.
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// Whether it holds no string.
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
     /// The shared copy of a tag set whose keys and values are interned too.
     pub fn tags<'a>(&mut self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Tags {
         let tags: Tags = pairs

@@ -11,6 +11,8 @@ mod spec_gen;
 use std::path::Path;
 
 use phoenix_core::config::Config;
+use phoenix_core::spec::parse_group_shared;
+use phoenix_core::text::Interner;
 use phoenix_core::yaml::{from_str, from_str_fast, from_str_reference};
 use phoenix_core::{InstanceGroup, parse_group};
 use proptest::prelude::*;
@@ -60,6 +62,16 @@ fn check_all(text: &str) -> bool {
         && let Ok(parsed) = parse_group(text)
     {
         assert_eq!(parsed.hash, reference.hash(), "hash differs on:\n{text}");
+    }
+    if let Ok(parsed) = parse_group(text) {
+        // Sharing strings between specs changes allocations, never values or hashes.
+        let mut strings = Interner::new();
+        let first = parse_group_shared(text, &mut strings).expect("parse_group read it");
+        let second = parse_group_shared(text, &mut strings).expect("parse_group read it");
+        assert_eq!(first, parsed, "shared parse differs on:\n{text}");
+        assert_eq!(second, parsed, "shared parse differs on:\n{text}");
+        let image = |p: &phoenix_core::spec::ParsedGroup| p.group.spec.template.image.as_ptr();
+        assert_eq!(image(&first), image(&second), "not shared on:\n{text}");
     }
     fast
 }

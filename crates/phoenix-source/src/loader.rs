@@ -16,11 +16,15 @@
 //! an `Arc<str>` shared by every map that names it and by the accepted [`DesiredGroup`];
 //! a valid file's entry *is* its `Arc<DesiredGroup>`, which the accepted map shares; and
 //! the paths claiming a name are a single path, not a set, unless the name is duplicated.
+//! Specs repeat one another's strings (provider, instance type, subnets, security
+//! groups, label and tag keys, often image and user data): the loader parses through a
+//! [`Interner`] it keeps, so each distinct string is held once across all specs.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use phoenix_core::spec::{GroupName, SpecError, parse_group};
+use phoenix_core::spec::{GroupName, SpecError, parse_group_shared};
+use phoenix_core::text::Interner;
 
 use crate::revision::{DesiredGroup, Groups, Problem};
 
@@ -165,6 +169,9 @@ pub struct Loader {
     /// Paths changed since the last accepted tree, with the group each had then.
     pending: HashMap<Path, Option<Arc<DesiredGroup>>>,
     accepted: Groups,
+    /// The strings of every parsed spec, shared between specs (purged after each update
+    /// of what no spec holds any more).
+    strings: Interner,
 }
 
 impl Loader {
@@ -232,7 +239,7 @@ impl Loader {
                 None => {
                     let bytes = read(&path, blob)?;
                     reparsed.push(path.to_string());
-                    parse_bytes(&bytes, &path)
+                    parse_bytes(&bytes, &path, &mut self.strings)
                 }
             };
             staged.push((path, Some(Entry { blob, parsed })));
@@ -244,6 +251,7 @@ impl Loader {
                 self.insert(path, entry);
             }
         }
+        self.strings.purge();
         reparsed.sort();
         Ok(reparsed)
     }
@@ -365,8 +373,8 @@ impl Loader {
 }
 
 /// Parse a file's bytes into what the index keeps for it at `path`.
-fn parse_bytes(bytes: &[u8], path: &Path) -> Parsed {
-    match parse_text(bytes) {
+fn parse_bytes(bytes: &[u8], path: &Path, strings: &mut Interner) -> Parsed {
+    match parse_text(bytes, strings) {
         Ok(parsed) => Parsed::Valid(Arc::new(DesiredGroup {
             path: Arc::clone(path),
             hash: parsed.hash,
@@ -376,7 +384,10 @@ fn parse_bytes(bytes: &[u8], path: &Path) -> Parsed {
     }
 }
 
-fn parse_text(bytes: &[u8]) -> Result<phoenix_core::spec::ParsedGroup, SpecError> {
+fn parse_text(
+    bytes: &[u8],
+    strings: &mut Interner,
+) -> Result<phoenix_core::spec::ParsedGroup, SpecError> {
     if bytes.len() > MAX_FILE_BYTES {
         return Err(SpecError {
             line: None,
@@ -392,7 +403,7 @@ fn parse_text(bytes: &[u8]) -> Result<phoenix_core::spec::ParsedGroup, SpecError
         column: None,
         message: format!("file is not valid UTF-8 ({err})"),
     })?;
-    parse_group(text)
+    parse_group_shared(text, strings)
 }
 
 #[cfg(test)]
@@ -450,6 +461,37 @@ mod tests {
             .iter()
             .map(|(name, g)| (name.to_string(), g.path.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn specs_share_equal_strings_and_forget_them_when_gone() {
+        let mut store = Store::default();
+        let mut loader = Loader::new();
+        let a = store.put(&spec("a", "ami-1"));
+        let b = store.put(&spec("b", "ami-2"));
+        apply(
+            &mut loader,
+            &store,
+            &[("a.yaml", Some(a)), ("b.yaml", Some(b))],
+        );
+        let groups = accepted(&mut loader);
+        let template = |name: &str| {
+            let name = GroupName::new(name).expect("a valid name");
+            groups[&name].group.spec.template.clone()
+        };
+        let (ta, tb) = (template("a"), template("b"));
+        // One allocation for what both say, one each for what differs.
+        assert_eq!(ta.instance_type.as_ptr(), tb.instance_type.as_ptr());
+        assert_eq!(ta.subnet_ids[0].as_ptr(), tb.subnet_ids[0].as_ptr());
+        assert_ne!(ta.image.as_ptr(), tb.image.as_ptr());
+        drop((groups, ta, tb));
+
+        apply(&mut loader, &store, &[("a.yaml", None), ("b.yaml", None)]);
+        accepted(&mut loader);
+        let c = store.put(&spec("c", "ami-3"));
+        apply(&mut loader, &store, &[("c.yaml", Some(c))]);
+        // c, local, ami-3, t3.micro, subnet-a, sg-a: nothing of a's or b's alone.
+        assert_eq!(loader.strings.len(), 6);
     }
 
     #[test]
@@ -546,7 +588,7 @@ mod tests {
         let groups = accepted(&mut loader);
         assert_eq!(names(&groups), [("a".into(), "two.yaml".into())]);
         assert_eq!(groups[&GroupName::new("a").expect("valid")].hash, {
-            parse_text(spec("a", "ami-2").as_bytes())
+            parse_text(spec("a", "ami-2").as_bytes(), &mut Interner::new())
                 .expect("valid")
                 .hash
         });
@@ -699,9 +741,14 @@ mod tests {
 
     #[test]
     fn oversized_and_non_utf8_files_are_invalid() {
-        assert!(parse_text(&[0xff, 0xfe]).is_err_and(|e| e.message.contains("UTF-8")));
+        assert!(
+            parse_text(&[0xff, 0xfe], &mut Interner::new())
+                .is_err_and(|e| e.message.contains("UTF-8"))
+        );
         let big = vec![b'#'; MAX_FILE_BYTES + 1];
-        assert!(parse_text(&big).is_err_and(|e| e.message.contains("limited")));
+        assert!(
+            parse_text(&big, &mut Interner::new()).is_err_and(|e| e.message.contains("limited"))
+        );
     }
 
     #[test]
