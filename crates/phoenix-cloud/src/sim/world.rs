@@ -1,6 +1,7 @@
 //! The sim cloud's in-memory state: a dense table of compact instance records whose
-//! strings (images, types, subnets, tags) are interned, so a million instances fit in
-//! well under 100 MB and a full scan takes milliseconds.
+//! strings (images, types, subnets, tags) are interned, so 300,000 instances in
+//! 100,000 groups take about 120 MB (strings and built views included) and a full scan
+//! takes milliseconds.
 //!
 //! The table is kept sorted by instance id (ids only grow), so an id is found by
 //! bisection without a separate index; a terminated instance is only marked removed and
