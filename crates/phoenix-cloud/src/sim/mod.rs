@@ -31,7 +31,7 @@ pub use world::SimChange;
 
 use crate::{LaunchRequest, Provider, ProviderError};
 use store::{Store, StoreError};
-use world::{Record, ViewCache, World, format_id, millis, parse_id};
+use world::{Record, World, format_id, millis, parse_id};
 
 /// The sim's run-time knobs.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,7 +188,7 @@ impl SimProvider {
 
     /// How many live instances the sim holds, of every owner.
     pub async fn len(&self) -> Result<usize, ProviderError> {
-        self.with_world(|_, _, world| Ok(world.slots.len())).await
+        self.with_world(|_, _, world| Ok(world.len())).await
     }
 
     /// Whether the sim holds no live instance.
@@ -265,49 +265,20 @@ impl SimProvider {
         } else {
             Vec::new()
         };
-        let view = |slots: &[&world::Slot]| -> Vec<Instance> {
-            let mut cache = ViewCache::default();
-            slots
-                .iter()
-                .map(|slot| {
-                    let mut instance = world.view(slot, now, &unhealthy, &mut cache);
-                    if !with_health {
-                        instance.health = InstanceHealth::Unknown;
-                    }
-                    instance
-                })
-                .collect()
-        };
-        let slots = world.select(owner, token);
-        // Building a few hundred thousand `Instance`s is allocation-bound: share it
-        // between cores when it is big enough to pay for the threads.
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(4);
-        if slots.len() < PARALLEL_VIEWS_FROM || threads < 2 {
-            return view(&slots);
-        }
-        let chunk = slots.len().div_ceil(threads);
-        let parts: Vec<Vec<Instance>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = slots
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || view(part)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("building instance views does not panic"))
-                .collect()
-        });
-        let mut out = Vec::with_capacity(slots.len());
-        for part in parts {
-            out.extend(part);
-        }
+        // Exact capacity, one buffer: a listing can hold a few hundred thousand
+        // instances, and views allocate nothing else (their strings are the world's).
+        let selected = world.select(owner, token);
+        let mut out = Vec::with_capacity(selected.clone().count());
+        out.extend(selected.map(|entry| {
+            let mut instance = world.view(entry, now, &unhealthy);
+            if !with_health {
+                instance.health = InstanceHealth::Unknown;
+            }
+            instance
+        }));
         out
     }
 }
-
-/// Inventories at least this large are built on several threads.
-const PARALLEL_VIEWS_FROM: usize = 20_000;
 
 fn check_rate(provider: &str, rate: f64) -> Result<(), ProviderError> {
     if (0.0..=1.0).contains(&rate) {
@@ -367,7 +338,7 @@ impl Provider for SimProvider {
         self.with_world(move |this, store, world| {
             let existing = world
                 .select(&request.owner, Some(&request.launch_token))
-                .len();
+                .count();
             let missing = request
                 .count
                 .saturating_sub(u32::try_from(existing).unwrap_or(u32::MAX));
@@ -433,13 +404,13 @@ impl Provider for SimProvider {
                 .iter()
                 .filter_map(|i| world.lookup(i))
                 .collect();
-            let mut cache = ViewCache::default();
             let mut out = BTreeMap::new();
             for id in ids {
                 let health = parse_id(&id)
-                    .and_then(|n| {
-                        let slot = *world.slot_mut(n)?;
-                        Some(world.view(&slot, now, &unhealthy, &mut cache).health)
+                    .and_then(|n| world.get(n))
+                    .map(|entry| {
+                        let state = World::state(&entry.slot, now);
+                        World::health(&entry.slot, state, &unhealthy)
                     })
                     .unwrap_or(InstanceHealth::Unknown);
                 out.insert(id, health);

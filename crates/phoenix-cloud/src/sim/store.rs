@@ -92,6 +92,8 @@ impl Store {
             }
             Ok(())
         });
+        // Replaying the log grew the tables by doubling; most of them stay this size.
+        world.shrink();
         // Ignoring unlock errors: the lock dies with the file handle anyway.
         let _ = store.lock.unlock();
         result?;
@@ -233,12 +235,11 @@ fn read_generation(dir: &Path) -> Result<u64> {
 
 /// A copy of the world with only what live instances reference.
 fn rebuild(world: &World) -> World {
-    let mut fresh = World {
-        next_id: world.next_id,
-        ..World::default()
-    };
+    let mut fresh = World::default();
+    fresh.next_id = world.next_id;
     let strings = &world.strings.values;
-    for slot in &world.slots {
+    for entry in world.entries() {
+        let slot = &entry.slot;
         let pairs: Vec<(u32, u32)> = world.tag_sets.values[slot.tag_set as usize]
             .iter()
             .map(|(k, v)| {
@@ -253,7 +254,7 @@ fn rebuild(world: &World) -> World {
             .map(|g| strings[*g as usize].to_string())
             .collect();
         let new_slot = Slot {
-            tag_set: fresh.intern_tag_pairs(pairs),
+            tag_set: fresh.intern_tag_pairs_as(pairs, Some(world.tags_of(slot.tag_set))),
             image: fresh.string(&strings[slot.image as usize]),
             instance_type: fresh.string(&strings[slot.instance_type as usize]),
             subnet: if slot.subnet == super::world::NONE {
@@ -264,8 +265,9 @@ fn rebuild(world: &World) -> World {
             sg_set: fresh.intern_sgs(&groups),
             ..*slot
         };
-        fresh.push_slot(new_slot);
+        fresh.push_entry(entry.with_slot(new_slot));
     }
+    fresh.shrink();
     fresh
 }
 
@@ -329,8 +331,8 @@ fn write_snapshot(path: &Path, generation: u64, world: &World) -> Result<()> {
                 w.write_all(&g.to_le_bytes())?;
             }
         }
-        w.write_all(&(world.slots.len() as u64).to_le_bytes())?;
-        for s in &world.slots {
+        w.write_all(&(world.len() as u64).to_le_bytes())?;
+        for s in world.slots() {
             w.write_all(&s.id.to_le_bytes())?;
             for v in [s.tag_set, s.image, s.instance_type, s.subnet, s.sg_set] {
                 w.write_all(&v.to_le_bytes())?;
@@ -385,10 +387,8 @@ fn parse_snapshot(bytes: &[u8]) -> Option<(u64, World)> {
         return None;
     }
     let generation = r.u64()?;
-    let mut world = World {
-        next_id: r.u64()?,
-        ..World::default()
-    };
+    let mut world = World::default();
+    world.next_id = r.u64()?;
     for _ in 0..r.u32()? {
         let len = r.u32()? as usize;
         let s = std::str::from_utf8(r.take(len)?).ok()?;
@@ -417,14 +417,12 @@ fn parse_snapshot(bytes: &[u8]) -> Option<(u64, World)> {
             }
             groups.push(g);
         }
-        world.sg_sets.intern(groups);
+        world.intern_sg_ids(groups);
     }
     let n_tag_sets = world.tag_sets.values.len() as u32;
     let n_sg_sets = world.sg_sets.values.len() as u32;
     let n_slots = r.u64()?;
-    world
-        .slots
-        .reserve(usize::try_from(n_slots).ok()?.min(bytes.len() / 45));
+    let mut slots = Vec::with_capacity(usize::try_from(n_slots).ok()?.min(bytes.len() / 45));
     for _ in 0..n_slots {
         let slot = Slot {
             id: r.u64()?,
@@ -446,9 +444,14 @@ fn parse_snapshot(bytes: &[u8]) -> Option<(u64, World)> {
         {
             return None;
         }
-        world.push_slot(slot);
+        slots.push(slot);
     }
-    (r.take(8)? == TRAILER && r.at == bytes.len()).then_some((generation, world))
+    if r.take(8)? != TRAILER || r.at != bytes.len() {
+        return None;
+    }
+    world.extend_slots(slots);
+    world.shrink();
+    Some((generation, world))
 }
 
 #[cfg(test)]
@@ -477,7 +480,7 @@ mod tests {
     }
 
     fn ids(world: &World) -> Vec<u64> {
-        let mut ids: Vec<u64> = world.slots.iter().map(|s| s.id).collect();
+        let mut ids: Vec<u64> = world.slots().map(|s| s.id).collect();
         ids.sort();
         ids
     }
@@ -508,7 +511,7 @@ mod tests {
         let (_store, world) = Store::open(dir.path()).expect("reopen after compaction");
         assert_eq!(ids(&world), vec![1, 3, 4]);
         assert_eq!(world.next_id, 5);
-        let slot = world.slots.iter().find(|s| s.id == 3).expect("3 lives");
+        let slot = world.slots().find(|s| s.id == 3).expect("3 lives");
         assert_eq!(
             &*world.strings.values[slot.instance_type as usize],
             "m5.large"

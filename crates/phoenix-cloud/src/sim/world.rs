@@ -1,12 +1,20 @@
 //! The sim cloud's in-memory state: a dense table of compact instance records whose
-//! strings (images, types, subnets, tags) are interned, so a million instances fit in
-//! well under 100 MB and a full scan takes milliseconds.
+//! strings (images, types, subnets, tags) are interned, so 300,000 instances in
+//! 100,000 groups take about 120 MB (strings and built views included) and a full scan
+//! takes milliseconds.
+//!
+//! The table is kept sorted by instance id (ids only grow), so an id is found by
+//! bisection without a separate index; a terminated instance is only marked removed and
+//! the table is swept once enough of it is. Everything a listing hands out (the `i-…`
+//! id, the address, each tag and security-group set) is built once and kept here, so
+//! listing costs no allocation per instance besides the list itself, and two listings
+//! share all their strings.
 //!
 //! Everything here is deterministic: the same records applied in the same order give
 //! the same world. Wall-clock times are passed in as milliseconds since the epoch.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -47,6 +55,14 @@ impl<T: Eq + Hash> Interner<T> {
         id
     }
 
+    /// Give back spare capacity (after loading, when growth has mostly stopped).
+    fn shrink(&mut self) {
+        shrink_with_headroom(&mut self.values);
+        let (values, hasher) = (&self.values, &self.hasher);
+        self.ids
+            .shrink_to(0, |id| hasher.hash_one(&values[*id as usize]));
+    }
+
     pub(crate) fn get<Q>(&self, value: &Q) -> Option<u32>
     where
         T: Borrow<Q>,
@@ -60,7 +76,7 @@ impl<T: Eq + Hash> Interner<T> {
     }
 }
 
-/// One instance, 48 bytes.
+/// One instance as the log and the snapshot know it, 48 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Slot {
     pub(crate) id: u64,
@@ -76,6 +92,41 @@ pub(crate) struct Slot {
     pub(crate) forced_state: Option<InstanceState>,
 }
 
+/// A slot in the world's table, with the `i-…` id and the address that listings hand
+/// out, made once when the slot is created so that every listing shares them.
+///
+/// A removed entry (terminated, waiting for [`World::sweep`]) has `slot.tag_set ==
+/// NONE`: no live slot can, since tag-set ids index [`World::tag_sets`].
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) slot: Slot,
+    id: Text,
+    ip: Text,
+}
+
+impl Entry {
+    fn new(slot: Slot) -> Self {
+        Self {
+            id: format_id(slot.id).into(),
+            ip: private_ip(slot.id).into(),
+            slot,
+        }
+    }
+
+    /// The same instance (same id) with other fields, keeping the shared strings.
+    pub(crate) fn with_slot(&self, slot: Slot) -> Self {
+        debug_assert_eq!(slot.id, self.slot.id, "an entry keeps its id");
+        Self {
+            slot,
+            id: self.id.clone(),
+            ip: self.ip.clone(),
+        }
+    }
+
+    fn is_removed(&self) -> bool {
+        self.slot.tag_set == NONE
+    }
+}
 /// An out-of-band change to one sim instance (what someone might do in a console).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -133,11 +184,16 @@ pub(crate) struct World {
     /// Sorted (key, value) string ids.
     pub(crate) tag_sets: Interner<Vec<(u32, u32)>>,
     /// Per tag set: the owner and launch-token string ids (`NONE` when absent).
-    pub(crate) tag_set_keys: Vec<(u32, u32)>,
+    tag_set_keys: Vec<(u32, u32)>,
+    /// Per tag set: the tags as listings hand them out.
+    tag_views: Vec<Tags>,
     /// Sorted string ids.
     pub(crate) sg_sets: Interner<Vec<u32>>,
-    pub(crate) slots: Vec<Slot>,
-    pub(crate) index: HashMap<u64, usize>,
+    /// Per security-group set: the groups as listings hand them out.
+    sg_views: Vec<Arc<[Text]>>,
+    /// Sorted by id, ids unique; includes `removed` removed entries until the next sweep.
+    entries: Vec<Entry>,
+    removed: usize,
 }
 
 impl World {
@@ -169,7 +225,17 @@ impl World {
         self.intern_tag_pairs(pairs)
     }
 
-    pub(crate) fn intern_tag_pairs(&mut self, mut pairs: Vec<(u32, u32)>) -> u32 {
+    pub(crate) fn intern_tag_pairs(&mut self, pairs: Vec<(u32, u32)>) -> u32 {
+        self.intern_tag_pairs_as(pairs, None)
+    }
+
+    /// Intern a tag set; when it is new, `built` (the same tags, already built by
+    /// another world) is shared instead of building them again.
+    pub(crate) fn intern_tag_pairs_as(
+        &mut self,
+        mut pairs: Vec<(u32, u32)>,
+        built: Option<&Tags>,
+    ) -> u32 {
         pairs.sort_by(|a, b| self.str_of(a.0).cmp(self.str_of(b.0)));
         let id = self.tag_sets.intern(pairs);
         if id as usize == self.tag_set_keys.len() {
@@ -182,6 +248,14 @@ impl World {
             let pairs = &self.tag_sets.values[id as usize];
             self.tag_set_keys
                 .push((find(owner, pairs), find(token, pairs)));
+            let tags = match built {
+                Some(tags) => tags.clone(),
+                None => pairs
+                    .iter()
+                    .map(|(k, v)| (self.text_of(*k), self.text_of(*v)))
+                    .collect(),
+            };
+            self.tag_views.push(tags);
         }
         id
     }
@@ -190,35 +264,142 @@ impl World {
         let mut ids: Vec<u32> = groups.iter().map(|g| self.string(g)).collect();
         ids.sort_by(|a, b| self.str_of(*a).cmp(self.str_of(*b)));
         ids.dedup();
-        self.sg_sets.intern(ids)
+        self.intern_sg_ids(ids)
     }
 
-    pub(crate) fn push_slot(&mut self, slot: Slot) {
-        self.next_id = self.next_id.max(slot.id + 1);
-        if let Some(&at) = self.index.get(&slot.id) {
-            self.slots[at] = slot;
-        } else {
-            self.index.insert(slot.id, self.slots.len());
-            self.slots.push(slot);
+    /// Intern a security-group set given as sorted, unique string ids.
+    pub(crate) fn intern_sg_ids(&mut self, ids: Vec<u32>) -> u32 {
+        let id = self.sg_sets.intern(ids);
+        if id as usize == self.sg_views.len() {
+            let view = self.sg_sets.values[id as usize]
+                .iter()
+                .map(|g| self.text_of(*g))
+                .collect();
+            self.sg_views.push(view);
         }
+        id
+    }
+
+    /// The tags of a tag set, as listings hand them out.
+    pub(crate) fn tags_of(&self, tag_set: u32) -> &Tags {
+        &self.tag_views[tag_set as usize]
+    }
+
+    /// How many live instances there are.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len() - self.removed
+    }
+
+    /// Every live entry, by id.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry> + Clone {
+        self.entries.iter().filter(|e| !e.is_removed())
+    }
+
+    /// Every live slot, by id.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = &Slot> + Clone {
+        self.entries().map(|e| &e.slot)
+    }
+
+    /// Where `id` is or would go in `entries` (removed entries included). Launches
+    /// append, so the last entry is checked before bisecting.
+    fn place(&self, id: u64) -> Result<usize, usize> {
+        match self.entries.last() {
+            None => Err(0),
+            Some(last) if last.slot.id < id => Err(self.entries.len()),
+            Some(_) => self.entries.binary_search_by_key(&id, |e| e.slot.id),
+        }
+    }
+
+    /// The index of the live entry `id`.
+    fn position(&self, id: u64) -> Option<usize> {
+        let at = self.entries.binary_search_by_key(&id, |e| e.slot.id).ok()?;
+        (!self.entries[at].is_removed()).then_some(at)
+    }
+
+    /// The live entry `id`.
+    pub(crate) fn get(&self, id: u64) -> Option<&Entry> {
+        self.position(id).map(|at| &self.entries[at])
     }
 
     pub(crate) fn slot_mut(&mut self, id: u64) -> Option<&mut Slot> {
-        let at = *self.index.get(&id)?;
-        self.slots.get_mut(at)
+        let at = self.position(id)?;
+        Some(&mut self.entries[at].slot)
     }
 
     pub(crate) fn contains(&self, id: u64) -> bool {
-        self.index.contains_key(&id)
+        self.position(id).is_some()
     }
 
+    /// Add (or overwrite) the slot with `slot.id`.
+    pub(crate) fn push_slot(&mut self, slot: Slot) {
+        self.next_id = self.next_id.max(slot.id + 1);
+        match self.place(slot.id) {
+            Ok(at) => {
+                if self.entries[at].is_removed() {
+                    self.removed -= 1;
+                }
+                self.entries[at].slot = slot;
+            }
+            Err(at) => self.entries.insert(at, Entry::new(slot)),
+        }
+    }
+
+    /// Add slots in any order (a snapshot written before the table was kept sorted
+    /// lists them as they were stored); a later slot with the same id wins.
+    pub(crate) fn extend_slots(&mut self, mut slots: Vec<Slot>) {
+        // Stable, and linear on the already sorted input that newer snapshots hold.
+        slots.sort_by_key(|s| s.id);
+        self.entries.reserve_exact(slots.len());
+        for slot in slots {
+            self.push_slot(slot);
+        }
+    }
+
+    /// Add (or overwrite) an entry, keeping its strings.
+    pub(crate) fn push_entry(&mut self, entry: Entry) {
+        self.next_id = self.next_id.max(entry.slot.id + 1);
+        match self.place(entry.slot.id) {
+            Ok(at) => {
+                if self.entries[at].is_removed() {
+                    self.removed -= 1;
+                }
+                self.entries[at] = entry;
+            }
+            Err(at) => self.entries.insert(at, entry),
+        }
+    }
+
+    /// Mark `id` removed; sweep once an eighth of the table is removed, so a run of
+    /// single terminations costs O(1) amortized per instance instead of a shift each.
     fn remove(&mut self, id: u64) {
-        if let Some(at) = self.index.remove(&id) {
-            self.slots.swap_remove(at);
-            if let Some(moved) = self.slots.get(at) {
-                self.index.insert(moved.id, at);
+        if let Some(at) = self.position(id) {
+            self.entries[at].slot.tag_set = NONE;
+            self.removed += 1;
+            if self.removed * 8 > self.entries.len() {
+                self.sweep();
             }
         }
+    }
+
+    /// Drop removed entries.
+    pub(crate) fn sweep(&mut self) {
+        if self.removed > 0 {
+            self.entries.retain(|e| !e.is_removed());
+            self.removed = 0;
+        }
+    }
+
+    /// Drop removed entries and give back spare capacity, keeping a little room to
+    /// grow: for after loading, when the tables are as big as they will mostly get.
+    pub(crate) fn shrink(&mut self) {
+        self.sweep();
+        shrink_with_headroom(&mut self.entries);
+        self.strings.shrink();
+        self.tag_sets.shrink();
+        self.sg_sets.shrink();
+        shrink_with_headroom(&mut self.tag_set_keys);
+        shrink_with_headroom(&mut self.tag_views);
+        shrink_with_headroom(&mut self.sg_views);
     }
 
     /// Apply one log record.
@@ -312,25 +493,27 @@ impl World {
         }
     }
 
-    /// Slots whose owner tag is `owner` (and, if given, whose launch token is `token`).
-    pub(crate) fn select(&self, owner: &str, token: Option<&str>) -> Vec<&Slot> {
-        let Some(owner) = self.strings.get(owner) else {
-            return Vec::new();
-        };
-        let token = match token {
-            None => None,
-            Some(t) => match self.strings.get(t) {
-                Some(t) => Some(t),
-                None => return Vec::new(),
-            },
-        };
-        self.slots
-            .iter()
-            .filter(|s| {
-                let (o, t) = self.tag_set_keys[s.tag_set as usize];
-                o == owner && token.is_none_or(|want| want == t)
-            })
-            .collect()
+    /// Live entries whose owner tag is `owner` (and, if given, whose launch token is
+    /// `token`), by id.
+    pub(crate) fn select(
+        &self,
+        owner: &str,
+        token: Option<&str>,
+    ) -> impl Iterator<Item = &Entry> + Clone {
+        let owner = self.strings.get(owner);
+        let token = token.map(|t| self.strings.get(t));
+        // An owner or token nobody has means no match: scan nothing.
+        let known = owner.is_some() && token.is_none_or(|t| t.is_some());
+        let scan = if known { &self.entries[..] } else { &[] };
+        let owner = owner.unwrap_or(NONE);
+        let token = token.flatten();
+        scan.iter().filter(move |e| {
+            if e.is_removed() {
+                return false;
+            }
+            let (o, t) = self.tag_set_keys[e.slot.tag_set as usize];
+            o == owner && token.is_none_or(|want| want == t)
+        })
     }
 
     /// A slot's state at `now_ms`.
@@ -342,67 +525,50 @@ impl World {
         }
     }
 
-    /// The provider-neutral view of a slot. `cache` holds the tag and security-group
-    /// sets already built, so instances that share a set share one allocation.
-    pub(crate) fn view(
-        &self,
+    /// A slot's health at `now_ms`, given its state then.
+    pub(crate) fn health(
         slot: &Slot,
-        now_ms: u64,
+        state: InstanceState,
         unhealthy_images: &[u32],
-        cache: &mut ViewCache,
-    ) -> Instance {
-        let state = Self::state(slot, now_ms);
-        let health = match state {
+    ) -> InstanceHealth {
+        match state {
             InstanceState::Running if unhealthy_images.contains(&slot.image) => {
                 InstanceHealth::Unhealthy
             }
             InstanceState::Running => InstanceHealth::Healthy,
             InstanceState::Pending => InstanceHealth::Unknown,
             _ => InstanceHealth::Unhealthy,
-        };
-        let tags = cache
-            .tags
-            .entry(slot.tag_set)
-            .or_insert_with(|| {
-                self.tag_sets.values[slot.tag_set as usize]
-                    .iter()
-                    .map(|(k, v)| (self.text_of(*k), self.text_of(*v)))
-                    .collect()
-            })
-            .clone();
-        let security_group_ids = cache
-            .sg_sets
-            .entry(slot.sg_set)
-            .or_insert_with(|| {
-                self.sg_sets.values[slot.sg_set as usize]
-                    .iter()
-                    .map(|g| self.text_of(*g))
-                    .collect()
-            })
-            .clone();
+        }
+    }
+
+    /// The provider-neutral view of an entry. It allocates nothing: every string and
+    /// set in it is shared with the world (and with every other view of it).
+    pub(crate) fn view(&self, entry: &Entry, now_ms: u64, unhealthy_images: &[u32]) -> Instance {
+        let slot = &entry.slot;
+        let state = Self::state(slot, now_ms);
         Instance {
-            id: format_id(slot.id).into(),
+            id: entry.id.clone(),
             state,
-            health,
+            health: Self::health(slot, state, unhealthy_images),
             image: self.text_of(slot.image),
             instance_type: self.text_of(slot.instance_type),
             subnet_id: (slot.subnet != NONE).then(|| self.text_of(slot.subnet)),
-            security_group_ids,
+            security_group_ids: self.sg_views[slot.sg_set as usize].clone(),
             launch_time: Some(UNIX_EPOCH + Duration::from_millis(slot.launched_ms)),
-            private_ip: Some(private_ip(slot.id).into()),
-            tags,
+            private_ip: Some(entry.ip.clone()),
+            tags: self.tags_of(slot.tag_set).clone(),
         }
     }
 }
 
-/// Tag and security-group sets already built by [`World::view`] during one listing.
-#[derive(Debug, Default)]
-pub(crate) struct ViewCache {
-    tags: HashMap<u32, Tags>,
-    sg_sets: HashMap<u32, Arc<[Text]>>,
+/// Give back a vector's spare capacity but for a little room (1/32) to grow, so the
+/// next push does not double a table that has just been trimmed.
+fn shrink_with_headroom<T>(v: &mut Vec<T>) {
+    v.shrink_to(v.len() + v.len() / 32);
 }
 
-/// `i-` and 17 hex digits, like EC2. (Hand-rolled: inventory formats one per instance.)
+/// `i-` and 17 hex digits, like EC2. (Hand-rolled: loading a sim formats one per
+/// instance.)
 pub(crate) fn format_id(id: u64) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(19);
@@ -480,13 +646,13 @@ mod tests {
         let mut world = World::default();
         world.apply(&launch(1, 3, "me", "t1"));
         world.apply(&launch(4, 2, "other", "t1"));
-        assert_eq!(world.select("me", None).len(), 3);
-        assert_eq!(world.select("me", Some("t1")).len(), 3);
-        assert_eq!(world.select("me", Some("t2")).len(), 0);
-        assert_eq!(world.select("nobody", None).len(), 0);
+        assert_eq!(world.select("me", None).count(), 3);
+        assert_eq!(world.select("me", Some("t1")).count(), 3);
+        assert_eq!(world.select("me", Some("t2")).count(), 0);
+        assert_eq!(world.select("nobody", None).count(), 0);
 
-        let mut cache = ViewCache::default();
-        let view = world.view(world.select("me", None)[0], 1_500, &[], &mut cache);
+        let first = world.select("me", None).next().expect("one of mine");
+        let view = world.view(first, 1_500, &[]);
         assert_eq!(view.id, "i-00000000000000001");
         assert_eq!(view.state, InstanceState::Pending);
         assert_eq!(view.subnet_id.as_deref(), Some("subnet-b"));
@@ -504,13 +670,13 @@ mod tests {
             },
         });
         world.apply(&Record::Terminate { ids: vec![1, 99] });
-        let mine = world.select("me", None);
+        let mine: Vec<&Entry> = world.select("me", None).collect();
         assert_eq!(mine.len(), 2);
         let two = mine
             .iter()
-            .find(|s| s.id == 2)
+            .find(|e| e.slot.id == 2)
             .expect("instance 2 is alive");
-        let view = world.view(two, 5_000, &[], &mut cache);
+        let view = world.view(two, 5_000, &[]);
         assert_eq!(view.instance_type, "m5.large");
         assert_eq!(view.state, InstanceState::Running);
         assert_eq!(view.tag("env"), Some("x"));
@@ -532,5 +698,153 @@ mod tests {
         assert_eq!(parse_id(&format_id(0xabc)), Some(0xabc));
         assert_eq!(parse_id("i-123"), None);
         assert_eq!(parse_id("vol-00000000000000001"), None);
+    }
+
+    /// The world's live instances as (id, instance type, owner), by id.
+    fn live(world: &World) -> Vec<(u64, String, String)> {
+        world
+            .entries()
+            .map(|e| {
+                let view = world.view(e, 0, &[]);
+                assert_eq!(view.id, format_id(e.slot.id));
+                assert_eq!(view.private_ip.as_deref(), Some(&*private_ip(e.slot.id)));
+                let owner = view.owner().expect("owned").to_string();
+                (e.slot.id, view.instance_type.to_string(), owner)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lookups_stay_right_through_terminations_modifications_and_sweeps() {
+        let mut world = World::default();
+        // The model: id -> (instance type, owner).
+        let mut model: BTreeMap<u64, (String, String)> = BTreeMap::new();
+        let mut next = 1u64;
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut draw = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for round in 0..400 {
+            let owner = format!("o{}", round % 7);
+            match draw(4) {
+                0 | 1 => {
+                    let count = 1 + draw(20) as u32;
+                    world.apply(&launch(next, count, &owner, "t"));
+                    for id in next..next + u64::from(count) {
+                        model.insert(id, ("t3.micro".into(), owner.clone()));
+                    }
+                    next += u64::from(count);
+                }
+                2 => {
+                    // A batch of ids, some gone already, some repeated.
+                    let ids: Vec<u64> = (0..1 + draw(30)).map(|_| 1 + draw(next)).collect();
+                    world.apply(&Record::Terminate { ids: ids.clone() });
+                    for id in ids {
+                        model.remove(&id);
+                    }
+                }
+                _ => {
+                    let id = 1 + draw(next);
+                    let kind = format!("m{}.large", draw(5));
+                    world.apply(&Record::Modify {
+                        id,
+                        change: SimChange::InstanceType(kind.clone()),
+                    });
+                    if let Some(entry) = model.get_mut(&id) {
+                        entry.0 = kind;
+                    }
+                }
+            }
+            assert_eq!(world.len(), model.len(), "round {round}");
+            for probe in 0..next + 2 {
+                assert_eq!(world.contains(probe), model.contains_key(&probe));
+                assert_eq!(
+                    world.get(probe).map(|e| e.slot.id),
+                    model.get(&probe).map(|_| probe)
+                );
+            }
+        }
+        let want: Vec<(u64, String, String)> = model
+            .into_iter()
+            .map(|(id, (kind, owner))| (id, kind, owner))
+            .collect();
+        assert_eq!(live(&world), want);
+        let mine: Vec<u64> = world.select("o3", None).map(|e| e.slot.id).collect();
+        let want_mine: Vec<u64> = want
+            .iter()
+            .filter(|(_, _, o)| o == "o3")
+            .map(|(id, ..)| *id)
+            .collect();
+        assert_eq!(mine, want_mine, "selected by id");
+        world.shrink();
+        assert_eq!(live(&world), want, "shrinking changes nothing");
+        assert_eq!(world.next_id, next.max(1));
+    }
+
+    #[test]
+    fn a_terminated_id_launched_again_comes_back_once() {
+        let mut world = World::default();
+        world.apply(&launch(1, 3, "me", "t1"));
+        world.apply(&Record::Terminate { ids: vec![2] });
+        assert!(!world.contains(2));
+        world.apply(&launch(2, 1, "other", "t2"));
+        assert_eq!(world.len(), 3);
+        let ids: Vec<u64> = world.slots().map(|s| s.id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(world.select("other", None).count(), 1);
+    }
+
+    #[test]
+    fn slots_in_any_order_load_sorted_and_the_last_copy_wins() {
+        let mut source = World::default();
+        source.apply(&launch(1, 5, "me", "t1"));
+        source.apply(&Record::Terminate { ids: vec![2] });
+        source.apply(&launch(2, 1, "me", "t1"));
+        let mut slots: Vec<Slot> = source.slots().copied().collect();
+        // As an older snapshot might list them, after swap-removals.
+        slots.swap(0, 4);
+        slots.swap(1, 3);
+        let mut again = slots[2];
+        again.ready_ms = 9_999;
+        slots.push(again);
+        let mut loaded = World::default();
+        // Interns the same strings and sets, in the same order, as `source` did.
+        loaded.apply(&launch(1, 0, "me", "t1"));
+        loaded.extend_slots(slots);
+        let ids: Vec<u64> = loaded.slots().map(|s| s.id).collect();
+        assert_eq!(ids, [1, 2, 3, 4, 5]);
+        assert_eq!(loaded.get(3).expect("3").slot.ready_ms, 9_999);
+        assert_eq!(loaded.len(), 5);
+    }
+
+    #[test]
+    fn listings_share_their_strings() {
+        let mut world = World::default();
+        world.apply(&launch(1, 2, "me", "t1"));
+        let first: Vec<Instance> = world
+            .select("me", None)
+            .map(|e| world.view(e, 0, &[]))
+            .collect();
+        let second: Vec<Instance> = world
+            .select("me", None)
+            .map(|e| world.view(e, 0, &[]))
+            .collect();
+        for (a, b) in first.iter().zip(&second) {
+            assert_eq!(a, b);
+            assert!(std::ptr::eq(a.id.as_str(), b.id.as_str()), "one id string");
+            let (ip_a, ip_b) = (a.private_ip.as_ref(), b.private_ip.as_ref());
+            assert!(std::ptr::eq(
+                ip_a.expect("ip").as_str(),
+                ip_b.expect("ip").as_str()
+            ));
+            assert!(a.tags == b.tags && a.tags.get(tags::OWNER) == Some("me"));
+        }
+        assert!(Arc::ptr_eq(
+            &first[0].security_group_ids,
+            &second[1].security_group_ids
+        ));
     }
 }
