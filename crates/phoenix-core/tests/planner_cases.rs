@@ -430,6 +430,39 @@ fn json_document_shape() {
     assert_eq!(back, outcome.document);
 }
 
+/// The JSON of every kind of group report, pinned before the report's in-memory layout
+/// changes (shared name and provider text, rare fields grouped): an in-sync group, a
+/// suspended one, one whose terminations the budget defers (notes, `deferred`, steps),
+/// and an orphaned group that is reported but never pruned.
+#[test]
+fn json_of_every_report_shape() {
+    let web = group("web", 2, "");
+    let api = group("api", 2, "");
+    let paused = group("paused", 1, "  suspend: true");
+    let gone = group("gone", 1, "");
+    let observed = vec![
+        cur("i-1", &web),
+        cur("i-2", &web),
+        old("i-3", &api),
+        old("i-4", &api),
+        old("i-5", &paused),
+        cur("i-9", &gone),
+    ];
+    let pass = Pass {
+        config: phoenix_core::config::ReconcileConfig {
+            max_replacements: 1,
+            prune: false,
+            ..open_config()
+        },
+        ..Pass::default()
+    };
+    let outcome = run(&pass, &[web, api, paused], &[inventory(observed)]);
+    let json = serde_json::to_string_pretty(&outcome.document).unwrap();
+    insta::assert_snapshot!("json_every_report_shape", json);
+    let back: phoenix_core::plan::PlanDocument = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, outcome.document);
+}
+
 /// `plan::check` refuses exactly what `plan` refuses, so the daemon can release its last
 /// plan document after a passing check (a refused input keeps the last document).
 #[test]
