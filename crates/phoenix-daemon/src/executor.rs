@@ -458,7 +458,7 @@ impl Executor {
             let (Some(plan_id), Some(approval)) = (&report.plan_id, report.approval) else {
                 continue;
             };
-            if !self.providers.contains_key(&report.provider) {
+            if !self.providers.contains_key(report.provider.as_str()) {
                 tracing::warn!(group = %report.name, provider = %report.provider,
                     "planned group names a provider that is not configured; skipped");
                 continue;
@@ -479,7 +479,7 @@ impl Executor {
                         target,
                         doc: Box::new(PlanDoc {
                             format: 1,
-                            provider: report.provider.clone(),
+                            provider: report.provider.to_string(),
                             revision: doc.revision.clone(),
                             commit: commit.to_string(),
                             group: InstanceGroup::clone(&parsed.group),
@@ -488,10 +488,7 @@ impl Executor {
                     }
                 }
                 None => {
-                    let Ok(group) = GroupName::new(&report.name) else {
-                        tracing::warn!(group = %report.name, "orphan prune names an invalid group; skipped");
-                        continue;
-                    };
+                    let group = report.name.clone();
                     let instance_ids: Vec<String> = report
                         .steps
                         .iter()
@@ -513,10 +510,10 @@ impl Executor {
                         doc: PruneDoc {
                             format: 1,
                             kind: PRUNE_KIND.to_string(),
-                            provider: report.provider.clone(),
+                            provider: report.provider.to_string(),
                             revision: doc.revision.clone(),
                             commit: commit.to_string(),
-                            group: report.name.clone(),
+                            group: report.name.to_string(),
                             instance_ids,
                             hold: hold.clone(),
                         },
