@@ -246,7 +246,13 @@ fn an_incomplete_pass_resets_the_orphan_count() {
         &[incomplete],
     );
     assert_eq!(second.memory, PlanMemory::default());
-    assert!(second.document.groups.iter().all(|g| g.name.as_str() != "api"));
+    assert!(
+        second
+            .document
+            .groups
+            .iter()
+            .all(|g| g.name.as_str() != "api")
+    );
     let third = run(
         &Pass {
             memory: second.memory,

@@ -339,11 +339,12 @@ impl Alerts {
                     commit: Some(pass.commit().to_string()),
                     message: Some(summary),
                 };
-                let opening = store
-                    .open_incident(&new, now)
-                    .map_err(AlertError::store(format!(
-                        "open of a {kind} incident for group {name}"
-                    )))?;
+                let opening =
+                    store
+                        .open_incident(&new, now)
+                        .map_err(AlertError::store(format!(
+                            "open of a {kind} incident for group {name}"
+                        )))?;
                 if let IncidentOpening::Opened(record) = opening
                     && !self.hold_if_flapping(&record, now)
                 {
@@ -1183,14 +1184,13 @@ mod tests {
     #[test]
     fn a_pass_of_many_groups_acts_only_on_the_drifted_and_the_resolving() {
         let (mut alerts, mut store) = webhook_only();
-        let group = |name: &str, desired: Option<SpecHash>, observed: u8, findings| {
-            GroupObservation {
+        let group =
+            |name: &str, desired: Option<SpecHash>, observed: u8, findings| GroupObservation {
                 name: GroupName::new(name).expect("name"),
                 desired_hash: desired,
                 observed_hashes: vec![hash(observed)],
                 findings,
-            }
-        };
+            };
         let mut orphaned = finding(DriftKind::Orphaned, Some("i-9"));
         orphaned.provider = "old-cloud".into();
         let in_sync = |n: u8| group(&format!("g{n}"), Some(hash(n)), n, vec![]);
@@ -1204,7 +1204,10 @@ mod tests {
             .observe_drift(&mut store, &first, t(0))
             .expect("observe");
         assert_eq!(notices.len(), 1);
-        assert_eq!(notices[0].group.as_ref().map(GroupName::as_str), Some("web"));
+        assert_eq!(
+            notices[0].group.as_ref().map(GroupName::as_str),
+            Some("web")
+        );
         assert_eq!(notices[0].desired_hash, Some(hash(1)), "the first report's");
         assert_eq!(notices[0].observed_hashes, [hash(1)]);
         assert_eq!(store.open_incidents().expect("open").len(), 1);
@@ -1213,7 +1216,9 @@ mod tests {
             commit: "c2".into(),
             groups: (10..20).map(in_sync).collect(),
         };
-        second.groups.insert(0, group("web", Some(hash(2)), 2, vec![]));
+        second
+            .groups
+            .insert(0, group("web", Some(hash(2)), 2, vec![]));
         let notices = alerts
             .observe_drift(&mut store, &second, t(60))
             .expect("observe");
