@@ -40,7 +40,7 @@ use crate::drift::{
 };
 use crate::hash::SpecHash;
 use crate::model::{Instance, Inventory};
-use crate::spec::{Approval, InstanceGroup, ParsedGroup, Strategy};
+use crate::spec::{Approval, GroupName, InstanceGroup, ParsedGroup, Strategy};
 use crate::text::Text;
 
 /// The version of the plan document format.
@@ -256,12 +256,16 @@ pub enum Step {
 }
 
 /// One group's part of the document: findings and, when there is one, its plan.
+///
+/// The daemon keeps the last document, one report per group (100,000 at the largest
+/// fleets), so the name is the desired group's own shared name and the provider one
+/// shared text per provider and pass, not a copy per group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupReport {
     /// Group name (the `phoenix:group` tag for orphaned groups).
-    pub name: String,
+    pub name: GroupName,
     /// The provider the group (or the orphan) is on.
-    pub provider: String,
+    pub provider: Text,
     /// The desired hash; absent for an orphaned group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_hash: Option<SpecHash>,
@@ -314,7 +318,7 @@ impl PlanDocument {
     /// Keep only the named group (the CLI's `--group`), recomputing `changes` and
     /// `drifted`. Unmanaged instances are kept only when they claim that group.
     pub fn retain_group(&mut self, name: &str) {
-        self.groups.retain(|g| g.name == name);
+        self.groups.retain(|g| g.name.as_str() == name);
         self.unmanaged.retain(|f| f.group.as_deref() == Some(name));
         self.changes = self.groups.iter().any(|g| !g.steps.is_empty());
         self.drifted = self.groups.iter().any(|g| !g.drift.is_empty());
@@ -571,6 +575,17 @@ pub fn plan_checked(checked: Checked<'_, '_>) -> PlanOutcome {
     removed.dedup();
     let hold = mass_removal_hold(&removed, input.groups.len(), input.config);
 
+    // One shared text per provider for the reports (a handful: a linear search).
+    let mut provider_texts: Vec<Text> = Vec::new();
+    let mut provider_text = |name: &str| -> Text {
+        if let Some(text) = provider_texts.iter().find(|t| t.as_str() == name) {
+            return text.clone();
+        }
+        let text = Text::from(name);
+        provider_texts.push(text.clone());
+        text
+    };
+
     // Classify every desired group.
     let mut reports: Vec<GroupReport> = Vec::with_capacity(order.len());
     let mut pending: Vec<Pending<'_>> = Vec::new();
@@ -592,8 +607,8 @@ pub fn plan_checked(checked: Checked<'_, '_>) -> PlanOutcome {
         let mut drift = drift::classify_group(&ctx, list);
         let findings = std::mem::take(&mut drift.findings);
         let mut report = GroupReport {
-            name: ctx.name.to_owned(),
-            provider: provider.to_owned(),
+            name: parsed.group.name().clone(),
+            provider: provider_text(provider),
             desired_hash: Some(parsed.hash),
             replicas: Some(ctx.replicas),
             status: if findings.is_empty() && !inventory_complete {
@@ -704,7 +719,7 @@ pub fn plan_checked(checked: Checked<'_, '_>) -> PlanOutcome {
             report.plan_id = Some(plan_id(
                 input.revision,
                 &report.provider,
-                &report.name,
+                report.name.as_str(),
                 Some(&p.parsed.hash),
                 &group_steps.steps,
             ));
@@ -731,8 +746,8 @@ pub fn plan_checked(checked: Checked<'_, '_>) -> PlanOutcome {
         sorted.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         let moved = desired.contains_key(group);
         let mut report = GroupReport {
-            name: (*group).to_owned(),
-            provider: (*provider).to_owned(),
+            name: GroupName::new(*group).expect("ownership admits only valid group names"),
+            provider: provider_text(provider),
             desired_hash: None,
             replicas: None,
             status: GroupStatus::Drifted,

@@ -153,7 +153,7 @@ fn render_group(out: &mut Out, g: &GroupReport) {
     let head = format!(
         "{} {} ({}) {}",
         out.paint(paint, marker),
-        out.paint(Paint::Bold, &g.name),
+        out.paint(Paint::Bold, g.name.as_str()),
         g.provider,
         status
     );

@@ -246,7 +246,13 @@ fn an_incomplete_pass_resets_the_orphan_count() {
         &[incomplete],
     );
     assert_eq!(second.memory, PlanMemory::default());
-    assert!(second.document.groups.iter().all(|g| g.name != "api"));
+    assert!(
+        second
+            .document
+            .groups
+            .iter()
+            .all(|g| g.name.as_str() != "api")
+    );
     let third = run(
         &Pass {
             memory: second.memory,
@@ -426,6 +432,39 @@ fn json_document_shape() {
     let outcome = run(&Pass::default(), &[web], &[inventory(observed)]);
     let json = serde_json::to_string_pretty(&outcome.document).unwrap();
     insta::assert_snapshot!("json_document", json);
+    let back: phoenix_core::plan::PlanDocument = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, outcome.document);
+}
+
+/// The JSON of every kind of group report, pinned before the report's in-memory layout
+/// changes (shared name and provider text, rare fields grouped): an in-sync group, a
+/// suspended one, one whose terminations the budget defers (notes, `deferred`, steps),
+/// and an orphaned group that is reported but never pruned.
+#[test]
+fn json_of_every_report_shape() {
+    let web = group("web", 2, "");
+    let api = group("api", 2, "");
+    let paused = group("paused", 1, "  suspend: true");
+    let gone = group("gone", 1, "");
+    let observed = vec![
+        cur("i-1", &web),
+        cur("i-2", &web),
+        old("i-3", &api),
+        old("i-4", &api),
+        old("i-5", &paused),
+        cur("i-9", &gone),
+    ];
+    let pass = Pass {
+        config: phoenix_core::config::ReconcileConfig {
+            max_replacements: 1,
+            prune: false,
+            ..open_config()
+        },
+        ..Pass::default()
+    };
+    let outcome = run(&pass, &[web, api, paused], &[inventory(observed)]);
+    let json = serde_json::to_string_pretty(&outcome.document).unwrap();
+    insta::assert_snapshot!("json_every_report_shape", json);
     let back: phoenix_core::plan::PlanDocument = serde_json::from_str(&json).unwrap();
     assert_eq!(back, outcome.document);
 }

@@ -210,7 +210,7 @@ fn apply(world: &mut World, report: &GroupReport) -> Result<(), TestCaseError> {
     let spec = world
         .groups
         .iter()
-        .find(|g| g.group.name().as_str() == report.name)
+        .find(|g| g.group.name().as_str() == report.name.as_str())
         .cloned();
     let in_group = |i: &Instance| i.group() == Some(report.name.as_str());
     let healthy = |w: &World| {

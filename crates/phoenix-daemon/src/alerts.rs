@@ -23,7 +23,8 @@ mod render;
 
 pub use delivery::{BackoffPolicy, Delivery, DeliveryOptions};
 pub use incidents::{
-    AlertOptions, Alerts, DriftPass, GroupObservation, PlanAlert, PlanAlertKind, SourceAlert,
+    AlertOptions, Alerts, DriftObservations, DriftPass, GroupObservation, PlanAlert, PlanAlertKind,
+    SourceAlert,
 };
 pub use receiver::{ALERTMANAGER_PATH, Receiver, Receivers, Secret, signature};
 pub use render::{

@@ -38,8 +38,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::alerts::{
-    AlertOptions, Alerts, Delivery, DeliveryOptions, DriftPass, GroupObservation, PlanAlert,
-    PlanAlertKind, SourceAlert,
+    AlertOptions, Alerts, Delivery, DeliveryOptions, DriftObservations, PlanAlert, PlanAlertKind,
+    SourceAlert,
 };
 use crate::executor::{Executor, ExecutorError, ExecutorOptions, Transition};
 use crate::view::{self, FindingKey, ViewInput};
@@ -484,7 +484,9 @@ impl Daemon {
     }
 
     /// After a complete pass: open and resolve drift incidents and enqueue their alerts.
-    /// An incomplete inventory proves nothing, so it neither opens nor resolves.
+    /// An incomplete inventory proves nothing, so it neither opens nor resolves. The
+    /// alerts read the plan document in place ([`DocumentPass`]): nothing is copied for
+    /// the groups without drift.
     fn drift_alerts(&mut self, now: SystemTime) {
         let complete =
             !self.inventories.is_empty() && self.inventories.iter().all(|inv| inv.complete);
@@ -493,26 +495,9 @@ impl Daemon {
         else {
             return;
         };
-        let groups = document
-            .groups
-            .iter()
-            .filter_map(|report| {
-                let name = phoenix_core::GroupName::new(report.name.clone()).ok()?;
-                Some(GroupObservation {
-                    name,
-                    desired_hash: report.desired_hash,
-                    observed_hashes: report
-                        .observed_hashes
-                        .iter()
-                        .filter_map(|h| h.hash.parse().ok())
-                        .collect(),
-                    findings: report.drift.clone(),
-                })
-            })
-            .collect();
-        let pass = DriftPass {
-            commit: revision.id.to_string(),
-            groups,
+        let pass = DocumentPass {
+            commit: revision.id.as_str(),
+            document,
         };
         if let Err(err) = self.alerts.observe_drift(&mut self.store, &pass, now) {
             tracing::error!(error = %err, "cannot record drift incidents");
@@ -959,12 +944,12 @@ impl Daemon {
         let mut current: HashMap<FindingKey, SystemTime> = HashMap::new();
         for group in &document.groups {
             for finding in &group.drift {
-                let key = view::finding_key(&group.name, finding);
+                let key = view::finding_key(group.name.as_str(), finding);
                 let since = match self.since.get(&key) {
                     Some(since) => *since,
                     None => {
                         let _ = self.channels.events.send(ApiEvent::DriftOpened {
-                            group: group.name.clone(),
+                            group: group.name.to_string(),
                             kind: finding.kind,
                             instance_id: finding.instance_id.clone(),
                             at: now,
@@ -1018,6 +1003,40 @@ impl Daemon {
         };
         let snapshot = view::build(&self.store, &input, &self.histories, now);
         self.channels.snapshots.send_replace(snapshot);
+    }
+}
+
+/// A plan document as the drift alerts read it: every report is a group of the pass.
+struct DocumentPass<'a> {
+    commit: &'a str,
+    document: &'a PlanDocument,
+}
+
+impl DriftObservations for DocumentPass<'_> {
+    fn commit(&self) -> &str {
+        self.commit
+    }
+
+    fn groups(&self) -> usize {
+        self.document.groups.len()
+    }
+
+    fn group(&self, index: usize) -> (&phoenix_core::GroupName, &[phoenix_core::drift::Finding]) {
+        let report = &self.document.groups[index];
+        (&report.name, &report.drift)
+    }
+
+    fn desired_hash(&self, index: usize) -> Option<phoenix_core::SpecHash> {
+        self.document.groups[index].desired_hash
+    }
+
+    /// The observed hashes that are spec hashes (`(none)` is not; the findings say so).
+    fn observed_hashes(&self, index: usize) -> Vec<phoenix_core::SpecHash> {
+        self.document.groups[index]
+            .observed_hashes
+            .iter()
+            .filter_map(|h| h.hash.parse().ok())
+            .collect()
     }
 }
 

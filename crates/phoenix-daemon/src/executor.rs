@@ -37,7 +37,7 @@ mod doc;
 mod fleet;
 mod health;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -45,7 +45,7 @@ use phoenix_cloud::{ErrorKind, LaunchRequest, Provider, ProviderError};
 use phoenix_core::model::Instance;
 use phoenix_core::plan::{GroupStatus, PlanApproval, PlanDocument, RolloutLimits, Step};
 use phoenix_core::spec::{HealthCheck, ParsedGroup};
-use phoenix_core::{GroupName, InstanceGroup, SpecHash};
+use phoenix_core::{GroupName, InstanceGroup, SpecHash, Text};
 use phoenix_store::{
     GenerationOutcome, NewPlan, NewStep, PlanId, PlanRecord, PlanStatus, PlanWithSteps, StepIntent,
     StepRecord, StepStatus, Store, StoreError,
@@ -352,18 +352,45 @@ pub struct Executor {
 }
 
 /// The desired state as of the last [`Executor::submit`].
+///
+/// Kept between passes for every desired group (100,000 at the largest fleets), so a
+/// group is its shared name and its provider one shared text per provider, in one
+/// exactly sized list sorted by name (names are unique in a revision).
 #[derive(Debug)]
 struct Desired {
     /// The revision.
     revision: String,
-    /// `(group, provider)` of every desired group.
-    groups: HashSet<(String, String)>,
+    /// `(group, provider)` of every desired group, sorted by group.
+    groups: Box<[(GroupName, Text)]>,
 }
 
 impl Desired {
+    fn new(revision: String, groups: &[ParsedGroup]) -> Self {
+        let mut providers: Vec<Text> = Vec::new();
+        let mut list: Vec<(GroupName, Text)> = Vec::with_capacity(groups.len());
+        for g in groups {
+            let name = g.group.spec.provider.as_str();
+            let provider = match providers.iter().find(|p| p.as_str() == name) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = Text::from(name);
+                    providers.push(p.clone());
+                    p
+                }
+            };
+            list.push((g.group.name().clone(), provider));
+        }
+        list.sort_unstable();
+        Self {
+            revision,
+            groups: list.into_boxed_slice(),
+        }
+    }
+
     fn contains(&self, group: &str, provider: &str) -> bool {
         self.groups
-            .contains(&(group.to_string(), provider.to_string()))
+            .binary_search_by(|(g, p)| (g.as_str(), p.as_str()).cmp(&(group, provider)))
+            .is_ok()
     }
 }
 
@@ -434,18 +461,9 @@ impl Executor {
             .iter()
             .map(|g| (g.group.name().as_str(), g))
             .collect();
-        self.desired = Some(Desired {
-            revision: doc.revision.clone(),
-            groups: groups
-                .iter()
-                .map(|g| {
-                    (
-                        g.group.name().to_string(),
-                        g.group.spec.provider.to_string(),
-                    )
-                })
-                .collect(),
-        });
+        // The previous list goes before the new one is built: one copy at a time.
+        self.desired = None;
+        self.desired = Some(Desired::new(doc.revision.clone(), groups));
         for report in &doc.groups {
             if report.steps.is_empty()
                 || !matches!(
@@ -458,7 +476,7 @@ impl Executor {
             let (Some(plan_id), Some(approval)) = (&report.plan_id, report.approval) else {
                 continue;
             };
-            if !self.providers.contains_key(&report.provider) {
+            if !self.providers.contains_key(report.provider.as_str()) {
                 tracing::warn!(group = %report.name, provider = %report.provider,
                     "planned group names a provider that is not configured; skipped");
                 continue;
@@ -479,7 +497,7 @@ impl Executor {
                         target,
                         doc: Box::new(PlanDoc {
                             format: 1,
-                            provider: report.provider.clone(),
+                            provider: report.provider.to_string(),
                             revision: doc.revision.clone(),
                             commit: commit.to_string(),
                             group: InstanceGroup::clone(&parsed.group),
@@ -488,10 +506,7 @@ impl Executor {
                     }
                 }
                 None => {
-                    let Ok(group) = GroupName::new(&report.name) else {
-                        tracing::warn!(group = %report.name, "orphan prune names an invalid group; skipped");
-                        continue;
-                    };
+                    let group = report.name.clone();
                     let instance_ids: Vec<String> = report
                         .steps
                         .iter()
@@ -513,10 +528,10 @@ impl Executor {
                         doc: PruneDoc {
                             format: 1,
                             kind: PRUNE_KIND.to_string(),
-                            provider: report.provider.clone(),
+                            provider: report.provider.to_string(),
                             revision: doc.revision.clone(),
                             commit: commit.to_string(),
-                            group: report.name.clone(),
+                            group: report.name.to_string(),
                             instance_ids,
                             hold: hold.clone(),
                         },

@@ -234,7 +234,7 @@ pub fn build(
                     report,
                     instances,
                     input,
-                    histories.get(&report.name),
+                    histories.get(report.name.as_str()),
                     active.get(report.name.as_str()).copied(),
                     last_finished.get(report.name.as_str()).copied(),
                     now,
@@ -361,7 +361,7 @@ fn group_view(
             observed: f.observed.clone(),
             since: input
                 .since
-                .get(&finding_key(&report.name, f))
+                .get(&finding_key(report.name.as_str(), f))
                 .copied()
                 .unwrap_or(now),
         })

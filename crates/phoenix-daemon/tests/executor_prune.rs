@@ -162,7 +162,7 @@ async fn an_incomplete_inventory_never_prunes() {
     assert!(
         doc.groups
             .iter()
-            .any(|g| g.name == "api" && g.status == GroupStatus::Planned)
+            .any(|g| g.name.as_str() == "api" && g.status == GroupStatus::Planned)
     );
     for _ in 0..5 {
         let wake = w.advance().await;

@@ -61,6 +61,27 @@ impl Default for AlertOptions {
     }
 }
 
+/// A complete reconcile pass as [`Alerts::observe_drift`] reads it: each group's name
+/// and findings by position, in pass order, and a group's hashes asked for only for the
+/// groups an incident opens or resolves in. It must cover every group: a group that is
+/// absent has no drift.
+///
+/// [`DriftPass`] is one, owning its observations. The reconcile loop lends its plan
+/// document through another, so a pass over 100,000 groups with no drift copies nothing
+/// per group.
+pub trait DriftObservations {
+    /// The accepted revision the desired state came from.
+    fn commit(&self) -> &str;
+    /// How many groups the pass has (positions `0..groups()`).
+    fn groups(&self) -> usize;
+    /// The name and findings of the group at `index`.
+    fn group(&self, index: usize) -> (&GroupName, &[Finding]);
+    /// The desired hash of the group at `index` (`None` for a group no longer in Git).
+    fn desired_hash(&self, index: usize) -> Option<SpecHash>;
+    /// The distinct spec hashes observed on the instances of the group at `index`.
+    fn observed_hashes(&self, index: usize) -> Vec<SpecHash>;
+}
+
 /// What one complete reconcile pass observed, for [`Alerts::observe_drift`]. It must
 /// cover every group: a group that is absent has no drift.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +103,29 @@ pub struct GroupObservation {
     pub observed_hashes: Vec<SpecHash>,
     /// Its drift findings (`unmanaged` ones are ignored: report only).
     pub findings: Vec<Finding>,
+}
+
+impl DriftObservations for DriftPass {
+    fn commit(&self) -> &str {
+        &self.commit
+    }
+
+    fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn group(&self, index: usize) -> (&GroupName, &[Finding]) {
+        let group = &self.groups[index];
+        (&group.name, &group.findings)
+    }
+
+    fn desired_hash(&self, index: usize) -> Option<SpecHash> {
+        self.groups[index].desired_hash
+    }
+
+    fn observed_hashes(&self, index: usize) -> Vec<SpecHash> {
+        self.groups[index].observed_hashes.clone()
+    }
 }
 
 impl GroupObservation {
@@ -146,6 +190,12 @@ pub struct SourceAlert {
 
 type Scope = (Option<GroupName>, String);
 
+/// The hashes of one group of a pass, for the incidents and notices about it.
+struct Observed {
+    desired_hash: Option<SpecHash>,
+    observed_hashes: Vec<SpecHash>,
+}
+
 /// The incident logic. Holds no store: every call takes the loop's `&mut Store`.
 ///
 /// In-memory state (flap memory, held incidents, per-receiver reminder times) is a
@@ -195,27 +245,35 @@ impl Alerts {
     /// After each complete reconcile pass: open incidents for new divergence, resolve
     /// those that are gone (and `plan_failed`/`rollback` incidents of groups now in
     /// sync), and enqueue the notifications. Returns what was announced.
-    pub fn observe_drift(
+    ///
+    /// Work and memory follow the groups with findings and the open incidents, not the
+    /// size of the pass: a group without findings is only looked at, never copied.
+    pub fn observe_drift<P: DriftObservations + ?Sized>(
         &mut self,
         store: &mut Store,
-        pass: &DriftPass,
+        pass: &P,
         now: SystemTime,
     ) -> Result<Vec<AlertNotice>, AlertError> {
         self.forget_old_resolves(now);
         let open = store
             .open_incidents()
             .map_err(AlertError::store("list of open incidents"))?;
+        // Groups with findings (other than `unmanaged`, which are report only), their
+        // findings by kind; a group without any is as good as absent.
         let mut present: BTreeMap<&GroupName, BTreeMap<DriftKind, Vec<&Finding>>> = BTreeMap::new();
-        for group in &pass.groups {
-            let kinds = present.entry(&group.name).or_default();
-            for finding in &group.findings {
+        for index in 0..pass.groups() {
+            let (name, findings) = pass.group(index);
+            for finding in findings {
                 if finding.kind != DriftKind::Unmanaged {
-                    kinds.entry(finding.kind).or_default().push(finding);
+                    present
+                        .entry(name)
+                        .or_default()
+                        .entry(finding.kind)
+                        .or_default()
+                        .push(finding);
                 }
             }
         }
-        let observations: BTreeMap<&GroupName, &GroupObservation> =
-            pass.groups.iter().map(|g| (&g.name, g)).collect();
 
         let mut to_resolve: BTreeMap<GroupName, Vec<IncidentRecord>> = BTreeMap::new();
         for incident in open {
@@ -235,38 +293,57 @@ impl Alerts {
             }
         }
 
+        // Where each resolving group is in the pass (its last position, should a name
+        // appear twice), for the hashes its resolve notice shows.
+        let mut resolving_at: BTreeMap<&GroupName, usize> = BTreeMap::new();
+        if !to_resolve.is_empty() {
+            for index in 0..pass.groups() {
+                let (name, _) = pass.group(index);
+                if to_resolve.contains_key(name) {
+                    resolving_at.insert(name, index);
+                }
+            }
+        }
+
         let mut notices = Vec::new();
         for (group, incidents) in to_resolve {
-            let observation = observations.get(&group).copied();
+            let observation = resolving_at.get(&group).map(|&index| Observed {
+                desired_hash: pass.desired_hash(index),
+                observed_hashes: pass.observed_hashes(index),
+            });
             if let Some(notice) =
-                self.resolve_group(store, &group, incidents, observation, &pass.commit, now)?
+                self.resolve_group(store, &group, incidents, observation, pass.commit(), now)?
             {
                 notices.push(notice);
             }
         }
 
-        for group in &pass.groups {
-            let Some(kinds) = present.get(&group.name) else {
+        for index in 0..pass.groups() {
+            let (name, _) = pass.group(index);
+            let Some(kinds) = present.get(name) else {
                 continue;
+            };
+            let group = Observed {
+                desired_hash: pass.desired_hash(index),
+                observed_hashes: pass.observed_hashes(index),
             };
             let mut opened = Vec::new();
             for (kind, findings) in kinds {
                 let summary = kind_summary(*kind, findings);
                 let new = NewIncident {
                     id: new_incident_id(),
-                    group: Some(group.name.clone()),
+                    group: Some(name.clone()),
                     kind: kind.as_str().to_string(),
                     desired_hash: group.desired_hash,
                     observed_hashes: group.observed_hashes.clone(),
-                    commit: Some(pass.commit.clone()),
+                    commit: Some(pass.commit().to_string()),
                     message: Some(summary),
                 };
                 let opening =
                     store
                         .open_incident(&new, now)
                         .map_err(AlertError::store(format!(
-                            "open of a {kind} incident for group {}",
-                            group.name
+                            "open of a {kind} incident for group {name}"
                         )))?;
                 if let IncidentOpening::Opened(record) = opening
                     && !self.hold_if_flapping(&record, now)
@@ -280,15 +357,14 @@ impl Alerts {
             let parts: Vec<&str> = opened.iter().filter_map(|r| r.message.as_deref()).collect();
             let notice = AlertNotice {
                 event: AlertEvent::DriftDetected,
-                group: Some(group.name.clone()),
+                group: Some(name.clone()),
                 incidents: opened.iter().map(|r| incident_ref(r, None)).collect(),
                 desired_hash: group.desired_hash,
-                observed_hashes: group.observed_hashes.clone(),
-                commit: Some(pass.commit.clone()),
+                observed_hashes: group.observed_hashes,
+                commit: Some(pass.commit().to_string()),
                 message: format!(
-                    "group `{}` diverged from Git at commit {}: {}",
-                    group.name,
-                    pass.commit,
+                    "group `{name}` diverged from Git at commit {}: {}",
+                    pass.commit(),
                     parts.join("; ")
                 ),
                 at: now,
@@ -616,7 +692,7 @@ impl Alerts {
         store: &mut Store,
         group: &GroupName,
         incidents: Vec<IncidentRecord>,
-        observation: Option<&GroupObservation>,
+        observation: Option<Observed>,
         commit: &str,
         now: SystemTime,
     ) -> Result<Option<AlertNotice>, AlertError> {
@@ -639,10 +715,11 @@ impl Alerts {
                         .map(|i| incident_ref(i, Some(now)))
                         .collect(),
                     desired_hash: observation
+                        .as_ref()
                         .and_then(|o| o.desired_hash)
                         .or(primary.desired_hash),
                     observed_hashes: observation
-                        .map(|o| o.observed_hashes.clone())
+                        .map(|o| o.observed_hashes)
                         .unwrap_or_else(|| primary.observed_hashes.clone()),
                     commit: Some(commit.to_string()),
                     message: format!(
@@ -1099,6 +1176,58 @@ mod tests {
         };
         assert_eq!(ends_at(&entries[0]), rfc3339(t(2 * 3600)));
         assert_eq!(ends_at(&entries[1]), rfc3339(t(3 * 3600)));
+    }
+
+    /// Only groups with findings or open incidents matter, among many that are in sync;
+    /// a name reported twice (a group's orphans on a provider it left) opens with the
+    /// first report's hashes and resolves with the last one's.
+    #[test]
+    fn a_pass_of_many_groups_acts_only_on_the_drifted_and_the_resolving() {
+        let (mut alerts, mut store) = webhook_only();
+        let group =
+            |name: &str, desired: Option<SpecHash>, observed: u8, findings| GroupObservation {
+                name: GroupName::new(name).expect("name"),
+                desired_hash: desired,
+                observed_hashes: vec![hash(observed)],
+                findings,
+            };
+        let mut orphaned = finding(DriftKind::Orphaned, Some("i-9"));
+        orphaned.provider = "old-cloud".into();
+        let in_sync = |n: u8| group(&format!("g{n}"), Some(hash(n)), n, vec![]);
+        let mut first = DriftPass {
+            commit: "c1".into(),
+            groups: (10..20).map(in_sync).collect(),
+        };
+        first.groups.push(group("web", Some(hash(1)), 1, vec![]));
+        first.groups.push(group("web", None, 3, vec![orphaned]));
+        let notices = alerts
+            .observe_drift(&mut store, &first, t(0))
+            .expect("observe");
+        assert_eq!(notices.len(), 1);
+        assert_eq!(
+            notices[0].group.as_ref().map(GroupName::as_str),
+            Some("web")
+        );
+        assert_eq!(notices[0].desired_hash, Some(hash(1)), "the first report's");
+        assert_eq!(notices[0].observed_hashes, [hash(1)]);
+        assert_eq!(store.open_incidents().expect("open").len(), 1);
+
+        let mut second = DriftPass {
+            commit: "c2".into(),
+            groups: (10..20).map(in_sync).collect(),
+        };
+        second
+            .groups
+            .insert(0, group("web", Some(hash(2)), 2, vec![]));
+        let notices = alerts
+            .observe_drift(&mut store, &second, t(60))
+            .expect("observe");
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].event, AlertEvent::DriftResolved);
+        assert_eq!(notices[0].desired_hash, Some(hash(2)), "this pass's");
+        assert_eq!(notices[0].observed_hashes, [hash(2)]);
+        assert!(store.open_incidents().expect("open").is_empty());
+        assert_eq!(events(&store), ["ops:drift_detected", "ops:drift_resolved"]);
     }
 
     #[test]
