@@ -27,7 +27,7 @@
 //!    holds every plan of the pass for approval.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -443,33 +443,56 @@ pub struct Checked<'i, 'a>(&'i PlanInput<'a>);
 /// pass (its plan document) before planning with [`plan_checked`], knowing it gets a
 /// new one, and without checking twice.
 pub fn check<'i, 'a>(input: &'i PlanInput<'a>) -> Result<Checked<'i, 'a>, PlanError> {
-    let mut names: HashSet<&str, Fast> = HashSet::default();
-    for g in input.groups {
-        if !names.insert(g.group.name().as_str()) {
-            return Err(PlanError::DuplicateGroup {
-                group: g.group.name().to_string(),
-            });
-        }
+    let names = || input.groups.iter().map(|g| g.group.name().as_str());
+    if let Some(group) = first_repeat(names) {
+        return Err(PlanError::DuplicateGroup {
+            group: group.to_string(),
+        });
     }
     let mut providers: HashSet<&str, Fast> = HashSet::default();
-    let mut seen: HashSet<&str, Fast> = HashSet::default();
     for inv in input.inventories {
         if !providers.insert(inv.provider.as_str()) {
             return Err(PlanError::DuplicateInventory {
                 provider: inv.provider.clone(),
             });
         }
-        seen.clear();
-        for instance in &inv.instances {
-            if !seen.insert(instance.id.as_str()) {
-                return Err(PlanError::DuplicateInstance {
-                    provider: inv.provider.clone(),
-                    instance_id: instance.id.to_string(),
-                });
-            }
+        let ids = || inv.instances.iter().map(|i| i.id.as_str());
+        if let Some(id) = first_repeat(ids) {
+            return Err(PlanError::DuplicateInstance {
+                provider: inv.provider.clone(),
+                instance_id: id.to_string(),
+            });
         }
     }
     Ok(Checked(input))
+}
+
+/// The first string that repeats an earlier one, in iteration order.
+///
+/// The daemon checks its input while it still holds the last plan document, which makes
+/// this its memory peak: so this sorts 8-byte hashes (2.4 MB for 300,000 instance ids)
+/// instead of building a set of the strings (13 MB with its growth), and only strings
+/// whose hash repeats are compared, in a second pass.
+fn first_repeat<'s, I>(items: impl Fn() -> I) -> Option<&'s str>
+where
+    I: Iterator<Item = &'s str>,
+{
+    let hash = |s: &str| Fast::default().hash_one(s);
+    let mut hashes: Vec<u64> = items().map(hash).collect();
+    hashes.sort_unstable();
+    let repeated: HashSet<u64, Fast> = hashes
+        .windows(2)
+        .filter(|pair| pair[0] == pair[1])
+        .map(|pair| pair[0])
+        .collect();
+    drop(hashes);
+    if repeated.is_empty() {
+        return None;
+    }
+    let mut seen: HashSet<&str, Fast> = HashSet::default();
+    items()
+        .filter(|s| repeated.contains(&hash(s)))
+        .find(|s| !seen.insert(*s))
 }
 
 /// Plan one pass. See the module docs for the rules.

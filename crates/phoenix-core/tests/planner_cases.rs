@@ -497,6 +497,18 @@ fn check_refuses_what_plan_refuses() {
             Err(PlanError::DuplicateInstance { .. })
         )
     ));
+    // The id named is the first one to repeat an earlier one, in inventory order.
+    let repeats = [inventory(vec![
+        cur("i-1", &web),
+        cur("i-2", &web),
+        cur("i-3", &web),
+        cur("i-2", &web),
+        cur("i-1", &web),
+    ])];
+    match verdicts(std::slice::from_ref(&web), &repeats).0 {
+        Err(PlanError::DuplicateInstance { instance_id, .. }) => assert_eq!(instance_id, "i-2"),
+        other => panic!("expected a duplicate instance, got {other:?}"),
+    }
     let two_inventories = [inventory(vec![]), inventory(vec![])];
     assert!(matches!(
         verdicts(std::slice::from_ref(&web), &two_inventories),
