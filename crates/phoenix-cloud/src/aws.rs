@@ -559,7 +559,8 @@ fn convert(i: &aws_sdk_ec2::types::Instance, interner: &mut Interner) -> Option<
         subnet_id: i.subnet_id().map(|s| interner.text(s)),
         security_group_ids: security_group_ids.into(),
         launch_time: i.launch_time().and_then(|t| SystemTime::try_from(*t).ok()),
-        private_ip: i.private_ip_address().map(Text::from),
+        // EC2 reports a dotted IPv4 address; anything else leaves the probe no target.
+        private_ip: i.private_ip_address().and_then(|ip| ip.parse().ok()),
         tags: interner.tags(i.tags().iter().filter_map(|t| Some((t.key()?, t.value()?)))),
     })
 }

@@ -49,7 +49,7 @@ fn instance(id: String, group: &str, hash: &str, image: &str) -> Instance {
         subnet_id: Some("subnet-a".into()),
         security_group_ids: ["sg-1", "sg-2"].into_iter().map(Text::from).collect(),
         launch_time: Some(now() - Duration::from_secs(86_400)),
-        private_ip: Some("10.0.0.1".into()),
+        private_ip: Some(std::net::Ipv4Addr::new(10, 0, 0, 1)),
         tags: t.into(),
     }
 }

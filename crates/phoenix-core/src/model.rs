@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -109,8 +110,9 @@ pub struct Instance {
     pub security_group_ids: Arc<[Text]>,
     /// Launch time.
     pub launch_time: Option<SystemTime>,
-    /// Private address (the HTTP health probe targets it).
-    pub private_ip: Option<Text>,
+    /// Private IPv4 address (the HTTP health probe targets it). EC2's private address
+    /// is always IPv4; four bytes inline instead of a string per instance.
+    pub private_ip: Option<Ipv4Addr>,
     /// Every tag on the instance, Phoenix's included.
     pub tags: Tags,
 }

@@ -2095,7 +2095,7 @@ fn launched(instances: &[Instance], now: SystemTime) -> Vec<Launched> {
         .iter()
         .map(|i| Launched {
             id: i.id.to_string(),
-            private_ip: i.private_ip.as_deref().map(str::to_string),
+            private_ip: i.private_ip.map(|ip| ip.to_string()),
             launched_at_ms: to_ms(now),
         })
         .collect();

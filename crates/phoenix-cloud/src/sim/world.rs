@@ -16,6 +16,7 @@
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hash, RandomState};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -92,8 +93,9 @@ pub(crate) struct Slot {
     pub(crate) forced_state: Option<InstanceState>,
 }
 
-/// A slot in the world's table, with the `i-…` id and the address that listings hand
-/// out, made once when the slot is created so that every listing shares them.
+/// A slot in the world's table, with the `i-…` id that listings hand out, made once
+/// when the slot is created so that every listing (and the snapshot built from it)
+/// shares it.
 ///
 /// A removed entry (terminated, waiting for [`World::sweep`]) has `slot.tag_set ==
 /// NONE`: no live slot can, since tag-set ids index [`World::tag_sets`].
@@ -101,14 +103,12 @@ pub(crate) struct Slot {
 pub(crate) struct Entry {
     pub(crate) slot: Slot,
     id: Text,
-    ip: Text,
 }
 
 impl Entry {
     fn new(slot: Slot) -> Self {
         Self {
             id: format_id(slot.id).into(),
-            ip: private_ip(slot.id).into(),
             slot,
         }
     }
@@ -119,7 +119,6 @@ impl Entry {
         Self {
             slot,
             id: self.id.clone(),
-            ip: self.ip.clone(),
         }
     }
 
@@ -555,7 +554,7 @@ impl World {
             subnet_id: (slot.subnet != NONE).then(|| self.text_of(slot.subnet)),
             security_group_ids: self.sg_views[slot.sg_set as usize].clone(),
             launch_time: Some(UNIX_EPOCH + Duration::from_millis(slot.launched_ms)),
-            private_ip: Some(entry.ip.clone()),
+            private_ip: Some(private_ip(entry.slot.id)),
             tags: self.tags_of(slot.tag_set).clone(),
         }
     }
@@ -595,21 +594,9 @@ pub(crate) fn parse_id(id: &str) -> Option<u64> {
 }
 
 /// A stable private address in 10.0.0.0/8 derived from the id.
-fn private_ip(id: u64) -> String {
-    let n = id & 0x00ff_ffff;
-    let mut out = String::with_capacity(15);
-    out.push_str("10");
-    for octet in [(n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff] {
-        out.push('.');
-        if octet >= 100 {
-            out.push(char::from(b'0' + (octet / 100) as u8));
-        }
-        if octet >= 10 {
-            out.push(char::from(b'0' + (octet / 10 % 10) as u8));
-        }
-        out.push(char::from(b'0' + (octet % 10) as u8));
-    }
-    out
+fn private_ip(id: u64) -> Ipv4Addr {
+    let [_, a, b, c] = ((id & 0x00ff_ffff) as u32).to_be_bytes();
+    Ipv4Addr::new(10, a, b, c)
 }
 
 /// Milliseconds since the epoch.
@@ -688,9 +675,9 @@ mod tests {
     fn ids_and_addresses_format_like_ec2() {
         assert_eq!(format_id(0xabc), "i-00000000000000abc");
         assert_eq!(format_id(u64::MAX), "i-0ffffffffffffffff");
-        assert_eq!(private_ip(0x01_0a_ff), "10.1.10.255");
-        assert_eq!(private_ip(7), "10.0.0.7");
-        assert_eq!(private_ip(0x64_00_09), "10.100.0.9");
+        assert_eq!(private_ip(0x01_0a_ff).to_string(), "10.1.10.255");
+        assert_eq!(private_ip(7).to_string(), "10.0.0.7");
+        assert_eq!(private_ip(0x64_00_09).to_string(), "10.100.0.9");
     }
 
     #[test]
@@ -707,7 +694,7 @@ mod tests {
             .map(|e| {
                 let view = world.view(e, 0, &[]);
                 assert_eq!(view.id, format_id(e.slot.id));
-                assert_eq!(view.private_ip.as_deref(), Some(&*private_ip(e.slot.id)));
+                assert_eq!(view.private_ip, Some(private_ip(e.slot.id)));
                 let owner = view.owner().expect("owned").to_string();
                 (e.slot.id, view.instance_type.to_string(), owner)
             })
@@ -835,11 +822,6 @@ mod tests {
         for (a, b) in first.iter().zip(&second) {
             assert_eq!(a, b);
             assert!(std::ptr::eq(a.id.as_str(), b.id.as_str()), "one id string");
-            let (ip_a, ip_b) = (a.private_ip.as_ref(), b.private_ip.as_ref());
-            assert!(std::ptr::eq(
-                ip_a.expect("ip").as_str(),
-                ip_b.expect("ip").as_str()
-            ));
             assert!(a.tags == b.tags && a.tags.get(tags::OWNER) == Some("me"));
         }
         assert!(Arc::ptr_eq(

@@ -59,7 +59,7 @@ pub fn inst(id: &str, group: &str, hash: &str) -> I {
         subnet_id: Some("subnet-a".into()),
         security_group_ids: ["sg-1", "sg-2"].into_iter().map(Text::from).collect(),
         launch_time: Some(now() - Duration::from_secs(3600)),
-        private_ip: Some("10.0.0.1".into()),
+        private_ip: Some(std::net::Ipv4Addr::new(10, 0, 0, 1)),
         tags: tags.into(),
     })
 }

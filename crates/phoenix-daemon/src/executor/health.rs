@@ -7,6 +7,7 @@
 //! `Unknown`.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use phoenix_core::model::{Instance, InstanceHealth, InstanceState};
@@ -62,7 +63,7 @@ pub(crate) async fn judge(
             }
             HealthCheck::Http => match (&instance.private_ip, &health.http) {
                 (Some(ip), Some(http)) => {
-                    let url = probe_url(ip, http.port, &http.path);
+                    let url = probe_url(IpAddr::V4(*ip), http.port, &http.path);
                     let client = client.clone();
                     let id = instance.id.to_string();
                     probes.spawn(async move { (id, probe(&client, &url).await) });
@@ -93,11 +94,10 @@ pub(crate) async fn judge(
 }
 
 /// `http://<ip>:<port><path>` (IPv6 addresses bracketed).
-pub(crate) fn probe_url(ip: &str, port: u16, path: &str) -> String {
-    let host = if ip.contains(':') {
-        format!("[{ip}]")
-    } else {
-        ip.to_string()
+pub(crate) fn probe_url(ip: IpAddr, port: u16, path: &str) -> String {
+    let host = match ip {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
     };
     let path = if path.starts_with('/') {
         path.to_string()
@@ -143,7 +143,6 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use phoenix_core::Text;
     use phoenix_core::model::{Instance, InstanceHealth, InstanceState, Tags};
     use phoenix_core::spec::{Health, HealthCheck, HttpCheck};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -160,7 +159,7 @@ mod tests {
             subnet_id: None,
             security_group_ids: Arc::from([]),
             launch_time: None,
-            private_ip: ip.map(Text::from),
+            private_ip: ip.map(|ip| ip.parse().expect("a test address")),
             tags: Tags::new(),
         }
     }
@@ -259,11 +258,11 @@ mod tests {
     #[test]
     fn probe_url_brackets_ipv6_and_roots_the_path() {
         assert_eq!(
-            probe_url("10.0.0.5", 8080, "/healthz"),
+            probe_url([10, 0, 0, 5].into(), 8080, "/healthz"),
             "http://10.0.0.5:8080/healthz"
         );
         assert_eq!(
-            probe_url("fd00::1", 80, "ready"),
+            probe_url("fd00::1".parse().expect("an IPv6 address"), 80, "ready"),
             "http://[fd00::1]:80/ready"
         );
     }
