@@ -60,7 +60,7 @@ impl InstanceGroup {
         interner.share(&mut template.image.0);
         interner.share(&mut template.instance_type.0);
         let lists = [&mut template.subnet_ids, &mut template.security_group_ids];
-        for value in lists.into_iter().flatten() {
+        for value in lists.into_iter().flat_map(|list| list.iter_mut()) {
             interner.share(&mut value.0);
         }
         for value in [&mut template.key_name, &mut template.user_data]
@@ -144,12 +144,13 @@ pub struct Template {
     pub image: StrictString,
     /// The instance type, e.g. `t3.micro`.
     pub instance_type: StrictString,
-    /// Subnets to spread instances over.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub subnet_ids: Vec<StrictString>,
+    /// Subnets to spread instances over. (Boxed slices, like every list in the spec:
+    /// exact size and 16 bytes inline, for up to 100,000 specs held at once.)
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub subnet_ids: Box<[StrictString]>,
     /// Security groups attached to every instance.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub security_group_ids: Vec<StrictString>,
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub security_group_ids: Box<[StrictString]>,
     /// SSH key pair name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_name: Option<StrictString>,
@@ -223,9 +224,9 @@ pub struct Health {
     /// How health is judged. Default: the provider's status checks.
     #[serde(default)]
     pub check: HealthCheck,
-    /// The HTTP probe, required when `check: http`.
+    /// The HTTP probe, required when `check: http` (boxed: most groups have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpCheck>,
+    pub http: Option<Box<HttpCheck>>,
     /// Time after launch during which failing checks do not count. Default 30s.
     #[serde(default = "default_grace", with = "crate::duration")]
     pub grace: Duration,

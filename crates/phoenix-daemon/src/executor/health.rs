@@ -167,10 +167,10 @@ mod tests {
     fn health(check: HealthCheck, port: u16, path: &str) -> Health {
         Health {
             check,
-            http: Some(HttpCheck {
+            http: Some(Box::new(HttpCheck {
                 port,
                 path: path.to_string(),
-            }),
+            })),
             grace: Duration::ZERO,
             deadline: Duration::from_secs(60),
         }
