@@ -241,7 +241,78 @@ impl GroupHealth {
     }
 }
 
+/// A spec hash held as the shared text of the `phoenix:spec-hash` tag it was read from:
+/// one word, and no copy of the tag, where a [`SpecHash`] is 32 bytes inline. A snapshot
+/// holds one per instance (300,000 at the largest fleets), all of a group's instances
+/// naming the same one text.
+///
+/// Only text that parses as a [`SpecHash`] is accepted, and such text is exactly the
+/// hash's canonical form (`v1:sha256:` and 64 lowercase hex digits), so it serialises to
+/// the same JSON string as the parsed hash.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct HashText(Text);
+
+impl HashText {
+    /// The hash `text` holds, sharing it; `None` if it is not a spec hash.
+    pub fn new(text: &Text) -> Option<HashText> {
+        text.parse::<SpecHash>()
+            .ok()
+            .map(|_| HashText(text.clone()))
+    }
+
+    /// The hash's text, e.g. `v1:sha256:9f86d0…`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The shared text.
+    pub fn text(&self) -> &Text {
+        &self.0
+    }
+
+    /// The parsed hash.
+    pub fn spec_hash(&self) -> SpecHash {
+        self.0
+            .parse()
+            .expect("a HashText holds only text that parses as a spec hash")
+    }
+}
+
+impl From<SpecHash> for HashText {
+    /// The hash's canonical text, in a text of its own.
+    fn from(hash: SpecHash) -> Self {
+        HashText(Text::from(hash.to_string()))
+    }
+}
+
+impl PartialEq<SpecHash> for HashText {
+    fn eq(&self, other: &SpecHash) -> bool {
+        self.spec_hash() == *other
+    }
+}
+
+impl std::fmt::Debug for HashText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HashText({})", self.0)
+    }
+}
+
+impl std::fmt::Display for HashText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for HashText {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 /// One running instance of a group.
+// (Plain comments: doc comments would change the OpenAPI document.) A snapshot holds
+// one per instance, so every field is one word or less: the id, hash and commit share the
+// inventory's tag texts.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct GroupInstance {
     /// Provider instance id, e.g. `i-0abc`. Shared with the inventory it came from.
@@ -249,7 +320,7 @@ pub struct GroupInstance {
     pub id: Text,
     /// The `phoenix:spec-hash` tag; `null` if the tag is missing or unreadable.
     #[schema(value_type = Option<String>, example = "v1:sha256:9f86d081884c7d65...")]
-    pub spec_hash: Option<SpecHash>,
+    pub spec_hash: Option<HashText>,
     /// Provider lifecycle state (`pending`, `running`, `stopping`).
     #[schema(value_type = String, example = "running")]
     pub state: InstanceState,
@@ -267,7 +338,7 @@ pub struct GroupInstance {
 pub struct ObservedHash {
     /// The observed spec hash.
     #[schema(value_type = String)]
-    pub spec_hash: SpecHash,
+    pub spec_hash: HashText,
     /// Instances carrying it.
     pub count: usize,
 }
@@ -329,13 +400,14 @@ pub struct HistoryEntry {
 }
 
 /// A group as `GET /api/v1/groups` lists it (everything except the history).
-// A snapshot holds one per group (100,000 at the largest fleets), so the lists that are
-// never grown after building are boxed slices and the rarely present operation is boxed.
+// A snapshot holds one per group (100,000 at the largest fleets), so the name is the
+// group name's shared text, the lists (never grown after building) are boxed slices and
+// the rarely present operation is boxed.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct GroupSummary {
     /// `metadata.name`.
     #[schema(value_type = String)]
-    pub name: Box<str>,
+    pub name: Text,
     /// The hash Git asks for; `null` for a group that is gone from Git (orphaned).
     #[schema(value_type = Option<String>, example = "v1:sha256:9f86d081884c7d65...")]
     pub desired_hash: Option<SpecHash>,
@@ -346,7 +418,8 @@ pub struct GroupSummary {
     /// Aggregated health.
     pub health: GroupHealth,
     /// Running instances.
-    pub instances: Vec<GroupInstance>,
+    #[schema(value_type = Vec<GroupInstance>)]
+    pub instances: Box<[GroupInstance]>,
     /// Observed hashes with instance counts.
     #[schema(value_type = Vec<ObservedHash>)]
     pub observed_hashes: Box<[ObservedHash]>,
@@ -655,7 +728,7 @@ impl Snapshot {
     pub fn shared_group(&self, name: &str) -> Option<&Arc<Group>> {
         self.parts
             .groups
-            .binary_search_by(|g| (*g.summary.name).cmp(name))
+            .binary_search_by(|g| g.summary.name.as_str().cmp(name))
             .ok()
             .map(|i| &self.parts.groups[i])
     }
@@ -767,6 +840,26 @@ impl Snapshot {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_hash_text_shares_its_tag_serialises_as_the_hash_and_refuses_other_text() {
+        let hash: SpecHash = format!("v1:sha256:{}", "0123456789abcdef".repeat(4))
+            .parse()
+            .expect("a valid hash");
+        let tag = Text::from(hash.to_string());
+        let text = HashText::new(&tag).expect("the tag is a hash");
+        assert!(text.text().shares(&tag));
+        assert_eq!(text.spec_hash(), hash);
+        assert_eq!(
+            serde_json::to_string(&text).expect("serialises"),
+            serde_json::to_string(&hash).expect("serialises")
+        );
+        assert_eq!(HashText::from(hash), text);
+        let upper = format!("v1:sha256:{}", "0123456789ABCDEF".repeat(4));
+        for bad in ["(none)", "", upper.as_str(), "v2:sha256:00"] {
+            assert!(HashText::new(&Text::from(bad)).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn status_body_is_valid_json_with_request_time_age() {

@@ -45,15 +45,15 @@ fn group(name: &str, sync: SyncState, drift: Vec<DriftFinding>) -> Group {
             replicas: 2,
             sync,
             health: GroupHealth::Healthy,
-            instances: vec![GroupInstance {
+            instances: Box::new([GroupInstance {
                 id: format!("i-{name}1").into(),
-                spec_hash: Some(hash('a')),
+                spec_hash: Some(hash('a').into()),
                 state: InstanceState::Running,
                 health: InstanceHealth::Healthy,
                 commit: Some("c0ffee".into()),
-            }],
+            }]),
             observed_hashes: Box::new([ObservedHash {
-                spec_hash: hash('a'),
+                spec_hash: hash('a').into(),
                 count: 1,
             }]),
             drift: drift.into(),

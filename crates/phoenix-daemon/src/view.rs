@@ -16,14 +16,14 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use phoenix_api::{
-    AlertCounts, DriftFinding, Group, GroupHealth, GroupInstance, GroupSummary, HistoryEntry,
-    ObservedHash, Operation, Plan, PlanKind, PlanState, PlanStep, ProviderInventory, Revision,
-    RevisionError, Snapshot, SnapshotParts, StepState, SyncState,
+    AlertCounts, DriftFinding, Group, GroupHealth, GroupInstance, GroupSummary, HashText,
+    HistoryEntry, ObservedHash, Operation, Plan, PlanKind, PlanState, PlanStep, ProviderInventory,
+    Revision, RevisionError, Snapshot, SnapshotParts, StepState, SyncState,
 };
 use phoenix_core::drift::{DriftKind, Finding};
 use phoenix_core::model::{Instance, InstanceHealth, Inventory};
 use phoenix_core::plan::{GroupReport, GroupStatus, PlanDocument};
-use phoenix_core::tags;
+use phoenix_core::{Text, tags};
 use phoenix_source::Rejection;
 use phoenix_store::{GenerationOutcome, PlanRecord, PlanStatus, PlanWithSteps, StepStatus, Store};
 
@@ -340,11 +340,15 @@ fn group_view(
     last_finished: Option<&PlanRecord>,
     now: SystemTime,
 ) -> Group {
-    let instances: Vec<GroupInstance> = members
+    let observed_hashes = observed_hashes(report);
+    let instances: Box<[GroupInstance]> = members
         .iter()
         .map(|i| GroupInstance {
             id: i.id.clone(),
-            spec_hash: i.spec_hash().and_then(|h| h.parse().ok()),
+            spec_hash: i
+                .tags
+                .get_text(tags::SPEC_HASH)
+                .and_then(|tag| instance_hash(tag, &observed_hashes)),
             state: i.state,
             health: i.health,
             commit: i.tags.get_text(tags::COMMIT).cloned(),
@@ -392,13 +396,13 @@ fn group_view(
     };
     Group {
         summary: GroupSummary {
-            name: report.name.as_str().into(),
+            name: report.name.text().clone(),
             desired_hash: report.desired_hash,
             replicas: report.replicas.unwrap_or(0),
             sync,
             health,
             instances,
-            observed_hashes: observed_hashes(report),
+            observed_hashes,
             drift: drift.into_boxed_slice(),
             operation: active.map(|p| {
                 Box::new(Operation {
@@ -411,17 +415,28 @@ fn group_view(
     }
 }
 
-/// The group's observed hashes that parse (`(none)` does not), exactly sized (collected
-/// from the filter alone, a one-hash list would get room for four).
+/// The group's observed hashes that parse (`(none)` does not), sharing the report's
+/// texts (which are the instances' tags), exactly sized (collected from the filter alone,
+/// a one-hash list would get room for four).
 fn observed_hashes(report: &GroupReport) -> Box<[ObservedHash]> {
     let mut hashes = Vec::with_capacity(report.observed_hashes.len());
     hashes.extend(report.observed_hashes.iter().filter_map(|h| {
-        h.hash.parse().ok().map(|spec_hash| ObservedHash {
+        HashText::new(&h.hash).map(|spec_hash| ObservedHash {
             spec_hash,
             count: h.count as usize,
         })
     }));
     hashes.into_boxed_slice()
+}
+
+/// An instance's `phoenix:spec-hash` tag as a hash: the group's observed hash of the same
+/// text when there is one (each checked once per group, not once per instance), else the
+/// tag itself if it parses.
+fn instance_hash(tag: &Text, observed: &[ObservedHash]) -> Option<HashText> {
+    match observed.iter().find(|h| h.spec_hash.text() == tag) {
+        Some(h) => Some(h.spec_hash.clone()),
+        None => HashText::new(tag),
+    }
 }
 
 fn outcome_str(outcome: GenerationOutcome) -> &'static str {

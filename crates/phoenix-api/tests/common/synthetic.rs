@@ -85,11 +85,14 @@ pub fn parts(groups: usize) -> SnapshotParts {
                     ],
                 });
             }
+            // One hash text shared by the group's instances and observed hash, as the
+            // daemon shares the instances' tag.
+            let desired_text = HashText::from(desired);
             let instances = ["a", "b", "c"]
                 .iter()
                 .map(|suffix| GroupInstance {
                     id: format!("i-{i:05}{suffix}").into(),
-                    spec_hash: Some(desired),
+                    spec_hash: Some(desired_text.clone()),
                     state: InstanceState::Running,
                     health: InstanceHealth::Healthy,
                     commit: Some(commit.as_str().into()),
@@ -114,7 +117,7 @@ pub fn parts(groups: usize) -> SnapshotParts {
                     },
                     instances,
                     observed_hashes: Box::new([ObservedHash {
-                        spec_hash: desired,
+                        spec_hash: desired_text,
                         count: 3,
                     }]),
                     drift: if drifted {
