@@ -41,11 +41,6 @@ fn shared_slice<S: Serializer, T: Serialize>(items: &Arc<[T]>, s: S) -> Result<S
     s.collect_seq(items.iter())
 }
 
-/// Serialises an optional shared string as a string or `null`, as `Option<String>` would be.
-fn shared_str_opt<S: Serializer>(text: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
-    text.as_deref().serialize(s)
-}
-
 /// The desired-state revision: the last accepted one, and why the newest was rejected.
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct Revision {
@@ -372,31 +367,95 @@ pub struct Operation {
     pub phase: PlanState,
 }
 
+/// A time to the whole second, as the API shows every time: one word where a
+/// `SystemTime` is two. For the times kept per group and generation (the history cache
+/// keeps up to the store's `history_keep` entries for each of 100,000 groups). Times before
+/// the Unix epoch, which Phoenix never records, are the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seconds(u64);
+
+impl Seconds {
+    /// Whole seconds since the Unix epoch.
+    pub fn since_epoch(self) -> u64 {
+        self.0
+    }
+}
+
+impl From<SystemTime> for Seconds {
+    /// The time to the second below it.
+    fn from(time: SystemTime) -> Self {
+        Seconds(
+            time.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        )
+    }
+}
+
+impl From<Seconds> for SystemTime {
+    fn from(time: Seconds) -> Self {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(time.0)
+    }
+}
+
+impl Serialize for Seconds {
+    /// RFC 3339 (UTC, whole seconds), as [`rfc3339`] writes a `SystemTime`.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        rfc3339(&SystemTime::from(*self), s)
+    }
+}
+
+/// How a generation ended up, as the history shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryOutcome {
+    /// The newest generation, still rolling out or running.
+    Progressing,
+    /// Rolled out.
+    Succeeded,
+    /// Its rollout failed.
+    Failed,
+    /// Its rollout failed and was rolled back.
+    RolledBack,
+    /// A newer generation replaced it.
+    Superseded,
+}
+
+impl HistoryOutcome {
+    /// The snake_case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryOutcome::Progressing => "progressing",
+            HistoryOutcome::Succeeded => "succeeded",
+            HistoryOutcome::Failed => "failed",
+            HistoryOutcome::RolledBack => "rolled_back",
+            HistoryOutcome::Superseded => "superseded",
+        }
+    }
+}
+
 /// One generation a group has run.
 // (Plain comments here and below: doc comments would change the OpenAPI document.)
 // Kept once per group by the daemon's history cache and shared by every snapshot (see
-// `Group::history`); the commit is shared by the entries of the same commit and the
-// outcome is one of a few fixed words.
+// `Group::history`), up to `history_keep` of them per group, so it is small: the commit
+// is a text shared by the entries of the same commit, the times are whole seconds (all
+// the wire shows) and the outcome is a byte.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct HistoryEntry {
     /// The generation's spec hash.
     #[schema(value_type = String)]
     pub spec_hash: SpecHash,
     /// The commit it came from.
-    #[serde(serialize_with = "shared_str_opt")]
     #[schema(value_type = Option<String>)]
-    pub commit: Option<Arc<str>>,
+    pub commit: Option<Text>,
     /// First observed.
-    #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub first_seen: SystemTime,
+    pub first_seen: Seconds,
     /// Last observed.
-    #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub last_seen: SystemTime,
+    pub last_seen: Seconds,
     /// `succeeded`, `failed`, `rolled_back`, `superseded`, `current`, ...
     #[schema(value_type = String)]
-    pub outcome: &'static str,
+    pub outcome: HistoryOutcome,
 }
 
 /// A group as `GET /api/v1/groups` lists it (everything except the history).
@@ -858,6 +917,44 @@ mod tests {
         let upper = format!("v1:sha256:{}", "0123456789ABCDEF".repeat(4));
         for bad in ["(none)", "", upper.as_str(), "v2:sha256:00"] {
             assert!(HashText::new(&Text::from(bad)).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn what_is_kept_per_instance_and_per_generation_stays_small() {
+        // One per instance (300,000 at 100k groups) and one per generation kept (up to
+        // `history_keep` per group): a word more is megabytes.
+        assert_eq!(std::mem::size_of::<GroupInstance>(), 32);
+        assert_eq!(std::mem::size_of::<HistoryEntry>(), 64);
+    }
+
+    #[test]
+    fn seconds_and_outcomes_serialise_as_the_times_and_words_they_stand_for() {
+        #[derive(Serialize)]
+        struct Time(#[serde(serialize_with = "rfc3339")] SystemTime);
+        fn json<T: Serialize>(value: &T) -> String {
+            serde_json::to_string(value).expect("serialises")
+        }
+        for time in [
+            SystemTime::UNIX_EPOCH,
+            SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_999),
+            SystemTime::UNIX_EPOCH - Duration::from_secs(1),
+        ] {
+            let expected = if time < SystemTime::UNIX_EPOCH {
+                json(&Time(SystemTime::UNIX_EPOCH))
+            } else {
+                json(&Time(time))
+            };
+            assert_eq!(json(&Seconds::from(time)), expected, "{time:?}");
+        }
+        for outcome in [
+            HistoryOutcome::Progressing,
+            HistoryOutcome::Succeeded,
+            HistoryOutcome::Failed,
+            HistoryOutcome::RolledBack,
+            HistoryOutcome::Superseded,
+        ] {
+            assert_eq!(json(&outcome), format!("\"{}\"", outcome.as_str()));
         }
     }
 

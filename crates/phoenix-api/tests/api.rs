@@ -67,9 +67,9 @@ fn group(name: &str, sync: SyncState, drift: Vec<DriftFinding>) -> Group {
         history: Arc::new([HistoryEntry {
             spec_hash: hash('a'),
             commit: Some("c0ffee".into()),
-            first_seen: t(0),
-            last_seen: t(60),
-            outcome: "succeeded",
+            first_seen: t(0).into(),
+            last_seen: t(60).into(),
+            outcome: HistoryOutcome::Succeeded,
         }]),
     }
 }

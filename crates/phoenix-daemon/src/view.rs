@@ -17,8 +17,8 @@ use std::time::SystemTime;
 
 use phoenix_api::{
     AlertCounts, DriftFinding, Group, GroupHealth, GroupInstance, GroupSummary, HashText,
-    HistoryEntry, ObservedHash, Operation, Plan, PlanKind, PlanState, PlanStep, ProviderInventory,
-    Revision, RevisionError, Snapshot, SnapshotParts, StepState, SyncState,
+    HistoryEntry, HistoryOutcome, ObservedHash, Operation, Plan, PlanKind, PlanState, PlanStep,
+    ProviderInventory, Revision, RevisionError, Snapshot, SnapshotParts, StepState, SyncState,
 };
 use phoenix_core::drift::{DriftKind, Finding};
 use phoenix_core::model::{Instance, InstanceHealth, Inventory};
@@ -74,12 +74,12 @@ pub struct ViewInput<'a> {
 /// Each group's entries are one exactly sized `Arc<[HistoryEntry]>` that
 /// [`Histories::get`] hands to the snapshot, so publishing a snapshot copies no history
 /// and consecutive snapshots share it. Commits are kept once (most groups' entries name
-/// the same few commits) and outcomes are static words.
+/// the same few commits); see [`HistoryEntry`] for the rest of an entry's size.
 #[derive(Debug, Default)]
 pub struct Histories {
     by_group: HashMap<Box<str>, Arc<[HistoryEntry]>>,
-    /// Every commit an entry names, once; pruned of commits nothing else holds.
-    commits: HashSet<Arc<str>>,
+    /// Every commit an entry names, once; pruned of commits no entry names.
+    commits: HashSet<Text>,
     /// What a group without history gets.
     empty: Arc<[HistoryEntry]>,
     loaded: bool,
@@ -151,9 +151,17 @@ impl Histories {
         self.forget_unused_commits();
     }
 
-    /// Drop the commits no entry (here or in a published snapshot) names any more.
+    /// Drop the commits no entry names any more (one pass over the entries, after a
+    /// refresh that read from the store, which costs far more).
     fn forget_unused_commits(&mut self) {
-        self.commits.retain(|commit| Arc::strong_count(commit) > 1);
+        let named: HashSet<&str> = self
+            .by_group
+            .values()
+            .flat_map(|entries| entries.iter())
+            .filter_map(|entry| entry.commit.as_deref())
+            .collect();
+        self.commits
+            .retain(|commit| named.contains(commit.as_str()));
     }
 
     /// The group's generations, newest first, shared with the cache.
@@ -163,11 +171,11 @@ impl Histories {
 }
 
 /// The API's form of a store history entry, its commit taken from (or added to) `commits`.
-fn history_entry(commits: &mut HashSet<Arc<str>>, h: phoenix_store::HistoryEntry) -> HistoryEntry {
+fn history_entry(commits: &mut HashSet<Text>, h: phoenix_store::HistoryEntry) -> HistoryEntry {
     let commit = match commits.get(h.commit.as_str()) {
         Some(commit) => commit.clone(),
         None => {
-            let commit: Arc<str> = h.commit.into();
+            let commit = Text::from(h.commit);
             commits.insert(commit.clone());
             commit
         }
@@ -175,9 +183,9 @@ fn history_entry(commits: &mut HashSet<Arc<str>>, h: phoenix_store::HistoryEntry
     HistoryEntry {
         spec_hash: h.spec_hash,
         commit: Some(commit),
-        first_seen: h.first_seen,
-        last_seen: h.last_seen,
-        outcome: outcome_str(h.outcome),
+        first_seen: h.first_seen.into(),
+        last_seen: h.last_seen.into(),
+        outcome: history_outcome(h.outcome),
     }
 }
 
@@ -439,13 +447,13 @@ fn instance_hash(tag: &Text, observed: &[ObservedHash]) -> Option<HashText> {
     }
 }
 
-fn outcome_str(outcome: GenerationOutcome) -> &'static str {
+fn history_outcome(outcome: GenerationOutcome) -> HistoryOutcome {
     match outcome {
-        GenerationOutcome::Progressing => "progressing",
-        GenerationOutcome::Succeeded => "succeeded",
-        GenerationOutcome::Failed => "failed",
-        GenerationOutcome::RolledBack => "rolled_back",
-        GenerationOutcome::Superseded => "superseded",
+        GenerationOutcome::Progressing => HistoryOutcome::Progressing,
+        GenerationOutcome::Succeeded => HistoryOutcome::Succeeded,
+        GenerationOutcome::Failed => HistoryOutcome::Failed,
+        GenerationOutcome::RolledBack => HistoryOutcome::RolledBack,
+        GenerationOutcome::Superseded => HistoryOutcome::Superseded,
     }
 }
 
@@ -570,16 +578,13 @@ mod tests {
             assert_eq!(json(&cached.get(name)), json(&whole.get(name)), "{name}");
         }
         let web = cached.get("web");
-        let outcomes: Vec<&str> = web.iter().map(|h| h.outcome).collect();
+        let outcomes: Vec<&str> = web.iter().map(|h| h.outcome.as_str()).collect();
         assert_eq!(outcomes, ["progressing", "superseded"], "newest first");
         // What a snapshot gets is the cache's list, not a copy; one commit is kept once.
         assert!(Arc::ptr_eq(&web, &cached.get("web")));
         let db = cached.get("db");
         let (web_c2, db_c2) = (web[0].commit.as_ref(), db[0].commit.as_ref());
-        assert!(Arc::ptr_eq(
-            web_c2.expect("a commit"),
-            db_c2.expect("a commit")
-        ));
+        assert!(web_c2.expect("a commit").shares(db_c2.expect("a commit")));
         assert_eq!(cached.commits.len(), 2);
     }
 
