@@ -41,7 +41,7 @@ fn group(name: &str, sync: SyncState, drift: Vec<DriftFinding>) -> Group {
     Group {
         summary: GroupSummary {
             name: name.into(),
-            desired_hash: Some(hash('a')),
+            desired_hash: Some(hash('a').into()),
             replicas: 2,
             sync,
             health: GroupHealth::Healthy,

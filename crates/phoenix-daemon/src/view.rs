@@ -23,7 +23,7 @@ use phoenix_api::{
 use phoenix_core::drift::{DriftKind, Finding};
 use phoenix_core::model::{Instance, InstanceHealth, Inventory};
 use phoenix_core::plan::{GroupReport, GroupStatus, PlanDocument};
-use phoenix_core::{Text, tags};
+use phoenix_core::{SpecHash, Text, tags};
 use phoenix_source::Rejection;
 use phoenix_store::{GenerationOutcome, PlanRecord, PlanStatus, PlanWithSteps, StepStatus, Store};
 
@@ -234,6 +234,9 @@ pub fn build(
             .groups
             .iter()
             .map(|report| {
+                let previous = input
+                    .previous
+                    .and_then(|p| p.shared_group(report.name.as_str()));
                 let instances = members
                     .get(report.provider.as_str())
                     .and_then(|by_group| by_group.get(report.name.as_str()))
@@ -245,9 +248,10 @@ pub fn build(
                     histories.get(report.name.as_str()),
                     active.get(report.name.as_str()).copied(),
                     last_finished.get(report.name.as_str()).copied(),
+                    previous.map(|g| &**g),
                     now,
                 );
-                share_unchanged(input.previous, group)
+                share_unchanged(previous, group)
             })
             .collect(),
         None => Vec::new(),
@@ -332,8 +336,8 @@ fn revision_error(
 
 /// The previous snapshot's copy of `group` when it is equal (so both snapshots hold one
 /// copy), else `group` itself.
-fn share_unchanged(previous: Option<&Snapshot>, group: Group) -> Arc<Group> {
-    match previous.and_then(|p| p.shared_group(&group.summary.name)) {
+fn share_unchanged(previous: Option<&Arc<Group>>, group: Group) -> Arc<Group> {
+    match previous {
         Some(old) if **old == group => Arc::clone(old),
         _ => Arc::new(group),
     }
@@ -346,6 +350,7 @@ fn group_view(
     history: Arc<[HistoryEntry]>,
     active: Option<&PlanWithSteps>,
     last_finished: Option<&PlanRecord>,
+    previous: Option<&Group>,
     now: SystemTime,
 ) -> Group {
     let observed_hashes = observed_hashes(report);
@@ -405,7 +410,9 @@ fn group_view(
     Group {
         summary: GroupSummary {
             name: report.name.text().clone(),
-            desired_hash: report.desired_hash,
+            desired_hash: report
+                .desired_hash
+                .map(|hash| desired_text(hash, &observed_hashes, previous)),
             replicas: report.replicas.unwrap_or(0),
             sync,
             health,
@@ -435,6 +442,19 @@ fn observed_hashes(report: &GroupReport) -> Box<[ObservedHash]> {
         })
     }));
     hashes.into_boxed_slice()
+}
+
+/// The desired hash as text: the observed hash's (the instances' tag) when instances run
+/// it, else the previous snapshot's text for the group, else a text of its own, so a
+/// desired hash no instance carries yet gets its text once, not once per pass.
+fn desired_text(hash: SpecHash, observed: &[ObservedHash], previous: Option<&Group>) -> HashText {
+    observed
+        .iter()
+        .map(|h| &h.spec_hash)
+        .chain(previous.and_then(|g| g.summary.desired_hash.as_ref()))
+        .find(|text| **text == hash)
+        .cloned()
+        .unwrap_or_else(|| HashText::from(hash))
 }
 
 /// An instance's `phoenix:spec-hash` tag as a hash: the group's observed hash of the same
@@ -670,5 +690,39 @@ mod tests {
         // Without a previous snapshot nothing is shared, and the content is the same.
         let alone = build(&store, &input(&second_doc, None), &histories, t(20));
         assert_eq!(alone.groups(), second.groups());
+    }
+
+    #[test]
+    fn a_desired_hash_shares_the_instances_text_or_the_previous_snapshots() {
+        let store = store(20);
+        let doc = document(3);
+        let since = HashMap::new();
+        let input = ViewInput {
+            ready: true,
+            revision: Some(("c1", t(0))),
+            rejection: None,
+            source_error: None,
+            inventories: &[],
+            document: Some(&doc),
+            since: &since,
+            alerts: AlertCounts::default(),
+            previous: None,
+        };
+        let snapshot = build(&store, &input, &Histories::default(), t(10));
+        let a = snapshot.group("a").expect("group a");
+        let desired = a.summary.desired_hash.as_ref().expect("a desired hash");
+        assert!(
+            desired
+                .text()
+                .shares(&doc.groups[0].observed_hashes[0].hash)
+        );
+        // No instance carries it: the previous snapshot's text, else a new one.
+        assert!(
+            desired_text(hash(1), &[], Some(a))
+                .text()
+                .shares(desired.text())
+        );
+        let own = desired_text(hash(2), &a.summary.observed_hashes, Some(a));
+        assert_eq!(own, hash(2));
     }
 }

@@ -101,7 +101,7 @@ pub fn parts(groups: usize) -> SnapshotParts {
             Group {
                 summary: GroupSummary {
                     name: name.into(),
-                    desired_hash: Some(desired),
+                    desired_hash: Some(desired_text.clone()),
                     replicas: 3,
                     sync: if progressing {
                         SyncState::Progressing
