@@ -241,16 +241,14 @@ pub fn build(
                     .get(report.provider.as_str())
                     .and_then(|by_group| by_group.get(report.name.as_str()))
                     .map_or(&[][..], Vec::as_slice);
-                let group = group_view(
-                    report,
-                    instances,
-                    input,
-                    histories.get(report.name.as_str()),
-                    active.get(report.name.as_str()).copied(),
-                    last_finished.get(report.name.as_str()).copied(),
-                    previous.map(|g| &**g),
-                    now,
-                );
+                let sources = GroupSources {
+                    members: instances,
+                    history: histories.get(report.name.as_str()),
+                    active: active.get(report.name.as_str()).copied(),
+                    last_finished: last_finished.get(report.name.as_str()).copied(),
+                    previous: previous.map(|g| &**g),
+                };
+                let group = group_view(report, sources, input, now);
                 share_unchanged(previous, group)
             })
             .collect(),
@@ -343,16 +341,33 @@ fn share_unchanged(previous: Option<&Arc<Group>>, group: Group) -> Arc<Group> {
     }
 }
 
+/// What one group's view is built from besides its report.
+struct GroupSources<'a> {
+    /// The group's instances on its provider.
+    members: &'a [&'a Instance],
+    /// Its history, shared with the cache.
+    history: Arc<[HistoryEntry]>,
+    /// The plan acting on it, if any.
+    active: Option<&'a PlanWithSteps>,
+    /// Its newest finished plan, if any.
+    last_finished: Option<&'a PlanRecord>,
+    /// The group in the snapshot being replaced, if it was there.
+    previous: Option<&'a Group>,
+}
+
 fn group_view(
     report: &GroupReport,
-    members: &[&Instance],
+    sources: GroupSources<'_>,
     input: &ViewInput<'_>,
-    history: Arc<[HistoryEntry]>,
-    active: Option<&PlanWithSteps>,
-    last_finished: Option<&PlanRecord>,
-    previous: Option<&Group>,
     now: SystemTime,
 ) -> Group {
+    let GroupSources {
+        members,
+        history,
+        active,
+        last_finished,
+        previous,
+    } = sources;
     let observed_hashes = observed_hashes(report);
     let instances: Box<[GroupInstance]> = members
         .iter()
