@@ -32,8 +32,8 @@ pub use metrics::{Histogram, Metrics, PlanResult, RECONCILE_BUCKETS, WebhookOutc
 pub use routes::{ApiDoc, build_router, serve};
 pub use snapshot::{
     AlertCounts, DriftFinding, Group, GroupCounts, GroupDriftFinding, GroupHealth, GroupInstance,
-    GroupSummary, HistoryEntry, InventoryStatus, ObservedHash, Operation, Plan, PlanCounts,
-    PlanKind, PlanState, PlanStep, ProviderInventory, Revision, RevisionError, Snapshot,
-    SnapshotParts, Status, StepState, SyncState,
+    GroupSummary, HashText, HistoryEntry, HistoryOutcome, InventoryStatus, ObservedHash, Operation,
+    Plan, PlanCounts, PlanKind, PlanState, PlanStep, ProviderInventory, Revision, RevisionError,
+    Seconds, Snapshot, SnapshotParts, Status, StepState, SyncState,
 };
 pub use state::{ApiConfig, ApiState, DEFAULT_MAX_BODY_BYTES};

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 use axum::body::Bytes;
 use phoenix_core::drift::DriftKind;
+use phoenix_core::hash::V1_PREFIX;
 use phoenix_core::model::{InstanceHealth, InstanceState};
 use phoenix_core::{SpecHash, Text};
 use serde::{Serialize, Serializer};
@@ -39,11 +40,6 @@ pub(crate) fn rfc3339_opt<S: Serializer>(
 /// `rc` feature is off in this workspace).
 fn shared_slice<S: Serializer, T: Serialize>(items: &Arc<[T]>, s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(items.iter())
-}
-
-/// Serialises an optional shared string as a string or `null`, as `Option<String>` would be.
-fn shared_str_opt<S: Serializer>(text: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
-    text.as_deref().serialize(s)
 }
 
 /// The desired-state revision: the last accepted one, and why the newest was rejected.
@@ -241,7 +237,82 @@ impl GroupHealth {
     }
 }
 
+/// A spec hash held as the shared text of the `phoenix:spec-hash` tag it was read from:
+/// one word, and no copy of the tag, where a [`SpecHash`] is 32 bytes inline. A snapshot
+/// holds one per instance (300,000 at the largest fleets), all of a group's instances
+/// naming the same one text.
+///
+/// Only text that parses as a [`SpecHash`] is accepted, and such text is exactly the
+/// hash's canonical form (`v1:sha256:` and 64 lowercase hex digits), so it serialises to
+/// the same JSON string as the parsed hash.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct HashText(Text);
+
+impl HashText {
+    /// The hash `text` holds, sharing it; `None` if it is not a spec hash.
+    pub fn new(text: &Text) -> Option<HashText> {
+        text.parse::<SpecHash>()
+            .ok()
+            .map(|_| HashText(text.clone()))
+    }
+
+    /// The hash's text, e.g. `v1:sha256:9f86d0…`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The shared text.
+    pub fn text(&self) -> &Text {
+        &self.0
+    }
+
+    /// The parsed hash.
+    pub fn spec_hash(&self) -> SpecHash {
+        self.0
+            .parse()
+            .expect("a HashText holds only text that parses as a spec hash")
+    }
+}
+
+impl From<SpecHash> for HashText {
+    /// The hash's canonical text, in a text of its own.
+    fn from(hash: SpecHash) -> Self {
+        HashText(Text::from(hash.to_string()))
+    }
+}
+
+impl PartialEq<SpecHash> for HashText {
+    /// Compares the text with the hash's, without parsing or allocating.
+    fn eq(&self, other: &SpecHash) -> bool {
+        let mut digest = [0u8; 64];
+        hex::encode_to_slice(other.digest(), &mut digest)
+            .expect("a 32-byte digest is 64 hex digits");
+        self.0.strip_prefix(V1_PREFIX).map(str::as_bytes) == Some(&digest[..])
+    }
+}
+
+impl std::fmt::Debug for HashText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HashText({})", self.0)
+    }
+}
+
+impl std::fmt::Display for HashText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for HashText {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 /// One running instance of a group.
+// (Plain comments: doc comments would change the OpenAPI document.) A snapshot holds
+// one per instance, so every field is one word or less: the id, hash and commit share the
+// inventory's tag texts.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct GroupInstance {
     /// Provider instance id, e.g. `i-0abc`. Shared with the inventory it came from.
@@ -249,7 +320,7 @@ pub struct GroupInstance {
     pub id: Text,
     /// The `phoenix:spec-hash` tag; `null` if the tag is missing or unreadable.
     #[schema(value_type = Option<String>, example = "v1:sha256:9f86d081884c7d65...")]
-    pub spec_hash: Option<SpecHash>,
+    pub spec_hash: Option<HashText>,
     /// Provider lifecycle state (`pending`, `running`, `stopping`).
     #[schema(value_type = String, example = "running")]
     pub state: InstanceState,
@@ -267,7 +338,7 @@ pub struct GroupInstance {
 pub struct ObservedHash {
     /// The observed spec hash.
     #[schema(value_type = String)]
-    pub spec_hash: SpecHash,
+    pub spec_hash: HashText,
     /// Instances carrying it.
     pub count: usize,
 }
@@ -301,44 +372,110 @@ pub struct Operation {
     pub phase: PlanState,
 }
 
+/// A time to the whole second, as the API shows every time: one word where a
+/// `SystemTime` is two. For the times kept per group and generation (the history cache
+/// keeps up to the store's `history_keep` entries for each of 100,000 groups). Times before
+/// the Unix epoch, which Phoenix never records, are the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seconds(u64);
+
+impl Seconds {
+    /// Whole seconds since the Unix epoch.
+    pub fn since_epoch(self) -> u64 {
+        self.0
+    }
+}
+
+impl From<SystemTime> for Seconds {
+    /// The time to the second below it.
+    fn from(time: SystemTime) -> Self {
+        Seconds(
+            time.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        )
+    }
+}
+
+impl From<Seconds> for SystemTime {
+    fn from(time: Seconds) -> Self {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(time.0)
+    }
+}
+
+impl Serialize for Seconds {
+    /// RFC 3339 (UTC, whole seconds), as [`rfc3339`] writes a `SystemTime`.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        rfc3339(&SystemTime::from(*self), s)
+    }
+}
+
+/// How a generation ended up, as the history shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryOutcome {
+    /// The newest generation, still rolling out or running.
+    Progressing,
+    /// Rolled out.
+    Succeeded,
+    /// Its rollout failed.
+    Failed,
+    /// Its rollout failed and was rolled back.
+    RolledBack,
+    /// A newer generation replaced it.
+    Superseded,
+}
+
+impl HistoryOutcome {
+    /// The snake_case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryOutcome::Progressing => "progressing",
+            HistoryOutcome::Succeeded => "succeeded",
+            HistoryOutcome::Failed => "failed",
+            HistoryOutcome::RolledBack => "rolled_back",
+            HistoryOutcome::Superseded => "superseded",
+        }
+    }
+}
+
 /// One generation a group has run.
 // (Plain comments here and below: doc comments would change the OpenAPI document.)
 // Kept once per group by the daemon's history cache and shared by every snapshot (see
-// `Group::history`); the commit is shared by the entries of the same commit and the
-// outcome is one of a few fixed words.
+// `Group::history`), up to `history_keep` of them per group, so it is small: the commit
+// is a text shared by the entries of the same commit, the times are whole seconds (all
+// the wire shows) and the outcome is a byte.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct HistoryEntry {
     /// The generation's spec hash.
     #[schema(value_type = String)]
     pub spec_hash: SpecHash,
     /// The commit it came from.
-    #[serde(serialize_with = "shared_str_opt")]
     #[schema(value_type = Option<String>)]
-    pub commit: Option<Arc<str>>,
+    pub commit: Option<Text>,
     /// First observed.
-    #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub first_seen: SystemTime,
+    pub first_seen: Seconds,
     /// Last observed.
-    #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub last_seen: SystemTime,
+    pub last_seen: Seconds,
     /// `succeeded`, `failed`, `rolled_back`, `superseded`, `current`, ...
     #[schema(value_type = String)]
-    pub outcome: &'static str,
+    pub outcome: HistoryOutcome,
 }
 
 /// A group as `GET /api/v1/groups` lists it (everything except the history).
-// A snapshot holds one per group (100,000 at the largest fleets), so the lists that are
-// never grown after building are boxed slices and the rarely present operation is boxed.
+// A snapshot holds one per group (100,000 at the largest fleets), so the name is the
+// group name's shared text, the desired hash a shared text too (the instances' tag when
+// they run it), the lists (never grown after building) are boxed slices and the rarely
+// present operation is boxed: with the history a `Group` is 96 bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct GroupSummary {
     /// `metadata.name`.
     #[schema(value_type = String)]
-    pub name: Box<str>,
+    pub name: Text,
     /// The hash Git asks for; `null` for a group that is gone from Git (orphaned).
     #[schema(value_type = Option<String>, example = "v1:sha256:9f86d081884c7d65...")]
-    pub desired_hash: Option<SpecHash>,
+    pub desired_hash: Option<HashText>,
     /// Desired instance count.
     pub replicas: u32,
     /// Sync state.
@@ -346,7 +483,8 @@ pub struct GroupSummary {
     /// Aggregated health.
     pub health: GroupHealth,
     /// Running instances.
-    pub instances: Vec<GroupInstance>,
+    #[schema(value_type = Vec<GroupInstance>)]
+    pub instances: Box<[GroupInstance]>,
     /// Observed hashes with instance counts.
     #[schema(value_type = Vec<ObservedHash>)]
     pub observed_hashes: Box<[ObservedHash]>,
@@ -655,7 +793,7 @@ impl Snapshot {
     pub fn shared_group(&self, name: &str) -> Option<&Arc<Group>> {
         self.parts
             .groups
-            .binary_search_by(|g| (*g.summary.name).cmp(name))
+            .binary_search_by(|g| g.summary.name.as_str().cmp(name))
             .ok()
             .map(|i| &self.parts.groups[i])
     }
@@ -767,6 +905,71 @@ impl Snapshot {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_hash_text_shares_its_tag_serialises_as_the_hash_and_refuses_other_text() {
+        let hash: SpecHash = format!("v1:sha256:{}", "0123456789abcdef".repeat(4))
+            .parse()
+            .expect("a valid hash");
+        let tag = Text::from(hash.to_string());
+        let text = HashText::new(&tag).expect("the tag is a hash");
+        assert!(text.text().shares(&tag));
+        assert_eq!(text.spec_hash(), hash);
+        assert_eq!(
+            serde_json::to_string(&text).expect("serialises"),
+            serde_json::to_string(&hash).expect("serialises")
+        );
+        assert_eq!(HashText::from(hash), text);
+        assert_eq!(text, hash);
+        let other: SpecHash = format!("v1:sha256:{}", "f".repeat(64))
+            .parse()
+            .expect("a valid hash");
+        assert_ne!(text, other);
+        let upper = format!("v1:sha256:{}", "0123456789ABCDEF".repeat(4));
+        for bad in ["(none)", "", upper.as_str(), "v2:sha256:00"] {
+            assert!(HashText::new(&Text::from(bad)).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn what_is_kept_per_instance_and_per_generation_stays_small() {
+        // One per instance (300,000 at 100k groups) and one per generation kept (up to
+        // `history_keep` per group): a word more is megabytes.
+        assert_eq!(std::mem::size_of::<GroupInstance>(), 32);
+        assert_eq!(std::mem::size_of::<HistoryEntry>(), 64);
+        // One per group, in an `Arc`: 16 + 96 fills a 112-byte allocator class exactly.
+        assert_eq!(std::mem::size_of::<Group>(), 96);
+    }
+
+    #[test]
+    fn seconds_and_outcomes_serialise_as_the_times_and_words_they_stand_for() {
+        #[derive(Serialize)]
+        struct Time(#[serde(serialize_with = "rfc3339")] SystemTime);
+        fn json<T: Serialize>(value: &T) -> String {
+            serde_json::to_string(value).expect("serialises")
+        }
+        for time in [
+            SystemTime::UNIX_EPOCH,
+            SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_999),
+            SystemTime::UNIX_EPOCH - Duration::from_secs(1),
+        ] {
+            let expected = if time < SystemTime::UNIX_EPOCH {
+                json(&Time(SystemTime::UNIX_EPOCH))
+            } else {
+                json(&Time(time))
+            };
+            assert_eq!(json(&Seconds::from(time)), expected, "{time:?}");
+        }
+        for outcome in [
+            HistoryOutcome::Progressing,
+            HistoryOutcome::Succeeded,
+            HistoryOutcome::Failed,
+            HistoryOutcome::RolledBack,
+            HistoryOutcome::Superseded,
+        ] {
+            assert_eq!(json(&outcome), format!("\"{}\"", outcome.as_str()));
+        }
+    }
 
     #[test]
     fn status_body_is_valid_json_with_request_time_age() {

@@ -41,19 +41,19 @@ fn group(name: &str, sync: SyncState, drift: Vec<DriftFinding>) -> Group {
     Group {
         summary: GroupSummary {
             name: name.into(),
-            desired_hash: Some(hash('a')),
+            desired_hash: Some(hash('a').into()),
             replicas: 2,
             sync,
             health: GroupHealth::Healthy,
-            instances: vec![GroupInstance {
+            instances: Box::new([GroupInstance {
                 id: format!("i-{name}1").into(),
-                spec_hash: Some(hash('a')),
+                spec_hash: Some(hash('a').into()),
                 state: InstanceState::Running,
                 health: InstanceHealth::Healthy,
                 commit: Some("c0ffee".into()),
-            }],
+            }]),
             observed_hashes: Box::new([ObservedHash {
-                spec_hash: hash('a'),
+                spec_hash: hash('a').into(),
                 count: 1,
             }]),
             drift: drift.into(),
@@ -67,9 +67,9 @@ fn group(name: &str, sync: SyncState, drift: Vec<DriftFinding>) -> Group {
         history: Arc::new([HistoryEntry {
             spec_hash: hash('a'),
             commit: Some("c0ffee".into()),
-            first_seen: t(0),
-            last_seen: t(60),
-            outcome: "succeeded",
+            first_seen: t(0).into(),
+            last_seen: t(60).into(),
+            outcome: HistoryOutcome::Succeeded,
         }]),
     }
 }

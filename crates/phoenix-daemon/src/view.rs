@@ -16,14 +16,14 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use phoenix_api::{
-    AlertCounts, DriftFinding, Group, GroupHealth, GroupInstance, GroupSummary, HistoryEntry,
-    ObservedHash, Operation, Plan, PlanKind, PlanState, PlanStep, ProviderInventory, Revision,
-    RevisionError, Snapshot, SnapshotParts, StepState, SyncState,
+    AlertCounts, DriftFinding, Group, GroupHealth, GroupInstance, GroupSummary, HashText,
+    HistoryEntry, HistoryOutcome, ObservedHash, Operation, Plan, PlanKind, PlanState, PlanStep,
+    ProviderInventory, Revision, RevisionError, Snapshot, SnapshotParts, StepState, SyncState,
 };
 use phoenix_core::drift::{DriftKind, Finding};
 use phoenix_core::model::{Instance, InstanceHealth, Inventory};
 use phoenix_core::plan::{GroupReport, GroupStatus, PlanDocument};
-use phoenix_core::tags;
+use phoenix_core::{SpecHash, Text, tags};
 use phoenix_source::Rejection;
 use phoenix_store::{GenerationOutcome, PlanRecord, PlanStatus, PlanWithSteps, StepStatus, Store};
 
@@ -74,12 +74,12 @@ pub struct ViewInput<'a> {
 /// Each group's entries are one exactly sized `Arc<[HistoryEntry]>` that
 /// [`Histories::get`] hands to the snapshot, so publishing a snapshot copies no history
 /// and consecutive snapshots share it. Commits are kept once (most groups' entries name
-/// the same few commits) and outcomes are static words.
+/// the same few commits); see [`HistoryEntry`] for the rest of an entry's size.
 #[derive(Debug, Default)]
 pub struct Histories {
     by_group: HashMap<Box<str>, Arc<[HistoryEntry]>>,
-    /// Every commit an entry names, once; pruned of commits nothing else holds.
-    commits: HashSet<Arc<str>>,
+    /// Every commit an entry names, once; pruned of commits no entry names.
+    commits: HashSet<Text>,
     /// What a group without history gets.
     empty: Arc<[HistoryEntry]>,
     loaded: bool,
@@ -151,9 +151,17 @@ impl Histories {
         self.forget_unused_commits();
     }
 
-    /// Drop the commits no entry (here or in a published snapshot) names any more.
+    /// Drop the commits no entry names any more (one pass over the entries, after a
+    /// refresh that read from the store, which costs far more).
     fn forget_unused_commits(&mut self) {
-        self.commits.retain(|commit| Arc::strong_count(commit) > 1);
+        let named: HashSet<&str> = self
+            .by_group
+            .values()
+            .flat_map(|entries| entries.iter())
+            .filter_map(|entry| entry.commit.as_deref())
+            .collect();
+        self.commits
+            .retain(|commit| named.contains(commit.as_str()));
     }
 
     /// The group's generations, newest first, shared with the cache.
@@ -163,11 +171,11 @@ impl Histories {
 }
 
 /// The API's form of a store history entry, its commit taken from (or added to) `commits`.
-fn history_entry(commits: &mut HashSet<Arc<str>>, h: phoenix_store::HistoryEntry) -> HistoryEntry {
+fn history_entry(commits: &mut HashSet<Text>, h: phoenix_store::HistoryEntry) -> HistoryEntry {
     let commit = match commits.get(h.commit.as_str()) {
         Some(commit) => commit.clone(),
         None => {
-            let commit: Arc<str> = h.commit.into();
+            let commit = Text::from(h.commit);
             commits.insert(commit.clone());
             commit
         }
@@ -175,9 +183,9 @@ fn history_entry(commits: &mut HashSet<Arc<str>>, h: phoenix_store::HistoryEntry
     HistoryEntry {
         spec_hash: h.spec_hash,
         commit: Some(commit),
-        first_seen: h.first_seen,
-        last_seen: h.last_seen,
-        outcome: outcome_str(h.outcome),
+        first_seen: h.first_seen.into(),
+        last_seen: h.last_seen.into(),
+        outcome: history_outcome(h.outcome),
     }
 }
 
@@ -226,20 +234,22 @@ pub fn build(
             .groups
             .iter()
             .map(|report| {
+                let previous = input
+                    .previous
+                    .and_then(|p| p.shared_group(report.name.as_str()));
                 let instances = members
                     .get(report.provider.as_str())
                     .and_then(|by_group| by_group.get(report.name.as_str()))
                     .map_or(&[][..], Vec::as_slice);
-                let group = group_view(
-                    report,
-                    instances,
-                    input,
-                    histories.get(report.name.as_str()),
-                    active.get(report.name.as_str()).copied(),
-                    last_finished.get(report.name.as_str()).copied(),
-                    now,
-                );
-                share_unchanged(input.previous, group)
+                let sources = GroupSources {
+                    members: instances,
+                    history: histories.get(report.name.as_str()),
+                    active: active.get(report.name.as_str()).copied(),
+                    last_finished: last_finished.get(report.name.as_str()).copied(),
+                    previous: previous.map(|g| &**g),
+                };
+                let group = group_view(report, sources, input, now);
+                share_unchanged(previous, group)
             })
             .collect(),
         None => Vec::new(),
@@ -324,27 +334,49 @@ fn revision_error(
 
 /// The previous snapshot's copy of `group` when it is equal (so both snapshots hold one
 /// copy), else `group` itself.
-fn share_unchanged(previous: Option<&Snapshot>, group: Group) -> Arc<Group> {
-    match previous.and_then(|p| p.shared_group(&group.summary.name)) {
+fn share_unchanged(previous: Option<&Arc<Group>>, group: Group) -> Arc<Group> {
+    match previous {
         Some(old) if **old == group => Arc::clone(old),
         _ => Arc::new(group),
     }
 }
 
+/// What one group's view is built from besides its report.
+struct GroupSources<'a> {
+    /// The group's instances on its provider.
+    members: &'a [&'a Instance],
+    /// Its history, shared with the cache.
+    history: Arc<[HistoryEntry]>,
+    /// The plan acting on it, if any.
+    active: Option<&'a PlanWithSteps>,
+    /// Its newest finished plan, if any.
+    last_finished: Option<&'a PlanRecord>,
+    /// The group in the snapshot being replaced, if it was there.
+    previous: Option<&'a Group>,
+}
+
 fn group_view(
     report: &GroupReport,
-    members: &[&Instance],
+    sources: GroupSources<'_>,
     input: &ViewInput<'_>,
-    history: Arc<[HistoryEntry]>,
-    active: Option<&PlanWithSteps>,
-    last_finished: Option<&PlanRecord>,
     now: SystemTime,
 ) -> Group {
-    let instances: Vec<GroupInstance> = members
+    let GroupSources {
+        members,
+        history,
+        active,
+        last_finished,
+        previous,
+    } = sources;
+    let observed_hashes = observed_hashes(report);
+    let instances: Box<[GroupInstance]> = members
         .iter()
         .map(|i| GroupInstance {
             id: i.id.clone(),
-            spec_hash: i.spec_hash().and_then(|h| h.parse().ok()),
+            spec_hash: i
+                .tags
+                .get_text(tags::SPEC_HASH)
+                .and_then(|tag| instance_hash(tag, &observed_hashes)),
             state: i.state,
             health: i.health,
             commit: i.tags.get_text(tags::COMMIT).cloned(),
@@ -392,13 +424,15 @@ fn group_view(
     };
     Group {
         summary: GroupSummary {
-            name: report.name.as_str().into(),
-            desired_hash: report.desired_hash,
+            name: report.name.text().clone(),
+            desired_hash: report
+                .desired_hash
+                .map(|hash| desired_text(hash, &observed_hashes, previous)),
             replicas: report.replicas.unwrap_or(0),
             sync,
             health,
             instances,
-            observed_hashes: observed_hashes(report),
+            observed_hashes,
             drift: drift.into_boxed_slice(),
             operation: active.map(|p| {
                 Box::new(Operation {
@@ -411,12 +445,13 @@ fn group_view(
     }
 }
 
-/// The group's observed hashes that parse (`(none)` does not), exactly sized (collected
-/// from the filter alone, a one-hash list would get room for four).
+/// The group's observed hashes that parse (`(none)` does not), sharing the report's
+/// texts (which are the instances' tags), exactly sized (collected from the filter alone,
+/// a one-hash list would get room for four).
 fn observed_hashes(report: &GroupReport) -> Box<[ObservedHash]> {
     let mut hashes = Vec::with_capacity(report.observed_hashes.len());
     hashes.extend(report.observed_hashes.iter().filter_map(|h| {
-        h.hash.parse().ok().map(|spec_hash| ObservedHash {
+        HashText::new(&h.hash).map(|spec_hash| ObservedHash {
             spec_hash,
             count: h.count as usize,
         })
@@ -424,13 +459,36 @@ fn observed_hashes(report: &GroupReport) -> Box<[ObservedHash]> {
     hashes.into_boxed_slice()
 }
 
-fn outcome_str(outcome: GenerationOutcome) -> &'static str {
+/// The desired hash as text: the observed hash's (the instances' tag) when instances run
+/// it, else the previous snapshot's text for the group, else a text of its own, so a
+/// desired hash no instance carries yet gets its text once, not once per pass.
+fn desired_text(hash: SpecHash, observed: &[ObservedHash], previous: Option<&Group>) -> HashText {
+    observed
+        .iter()
+        .map(|h| &h.spec_hash)
+        .chain(previous.and_then(|g| g.summary.desired_hash.as_ref()))
+        .find(|text| **text == hash)
+        .cloned()
+        .unwrap_or_else(|| HashText::from(hash))
+}
+
+/// An instance's `phoenix:spec-hash` tag as a hash: the group's observed hash of the same
+/// text when there is one (each checked once per group, not once per instance), else the
+/// tag itself if it parses.
+fn instance_hash(tag: &Text, observed: &[ObservedHash]) -> Option<HashText> {
+    match observed.iter().find(|h| h.spec_hash.text() == tag) {
+        Some(h) => Some(h.spec_hash.clone()),
+        None => HashText::new(tag),
+    }
+}
+
+fn history_outcome(outcome: GenerationOutcome) -> HistoryOutcome {
     match outcome {
-        GenerationOutcome::Progressing => "progressing",
-        GenerationOutcome::Succeeded => "succeeded",
-        GenerationOutcome::Failed => "failed",
-        GenerationOutcome::RolledBack => "rolled_back",
-        GenerationOutcome::Superseded => "superseded",
+        GenerationOutcome::Progressing => HistoryOutcome::Progressing,
+        GenerationOutcome::Succeeded => HistoryOutcome::Succeeded,
+        GenerationOutcome::Failed => HistoryOutcome::Failed,
+        GenerationOutcome::RolledBack => HistoryOutcome::RolledBack,
+        GenerationOutcome::Superseded => HistoryOutcome::Superseded,
     }
 }
 
@@ -555,16 +613,13 @@ mod tests {
             assert_eq!(json(&cached.get(name)), json(&whole.get(name)), "{name}");
         }
         let web = cached.get("web");
-        let outcomes: Vec<&str> = web.iter().map(|h| h.outcome).collect();
+        let outcomes: Vec<&str> = web.iter().map(|h| h.outcome.as_str()).collect();
         assert_eq!(outcomes, ["progressing", "superseded"], "newest first");
         // What a snapshot gets is the cache's list, not a copy; one commit is kept once.
         assert!(Arc::ptr_eq(&web, &cached.get("web")));
         let db = cached.get("db");
         let (web_c2, db_c2) = (web[0].commit.as_ref(), db[0].commit.as_ref());
-        assert!(Arc::ptr_eq(
-            web_c2.expect("a commit"),
-            db_c2.expect("a commit")
-        ));
+        assert!(web_c2.expect("a commit").shares(db_c2.expect("a commit")));
         assert_eq!(cached.commits.len(), 2);
     }
 
@@ -650,5 +705,39 @@ mod tests {
         // Without a previous snapshot nothing is shared, and the content is the same.
         let alone = build(&store, &input(&second_doc, None), &histories, t(20));
         assert_eq!(alone.groups(), second.groups());
+    }
+
+    #[test]
+    fn a_desired_hash_shares_the_instances_text_or_the_previous_snapshots() {
+        let store = store(20);
+        let doc = document(3);
+        let since = HashMap::new();
+        let input = ViewInput {
+            ready: true,
+            revision: Some(("c1", t(0))),
+            rejection: None,
+            source_error: None,
+            inventories: &[],
+            document: Some(&doc),
+            since: &since,
+            alerts: AlertCounts::default(),
+            previous: None,
+        };
+        let snapshot = build(&store, &input, &Histories::default(), t(10));
+        let a = snapshot.group("a").expect("group a");
+        let desired = a.summary.desired_hash.as_ref().expect("a desired hash");
+        assert!(
+            desired
+                .text()
+                .shares(&doc.groups[0].observed_hashes[0].hash)
+        );
+        // No instance carries it: the previous snapshot's text, else a new one.
+        assert!(
+            desired_text(hash(1), &[], Some(a))
+                .text()
+                .shares(desired.text())
+        );
+        let own = desired_text(hash(2), &a.summary.observed_hashes, Some(a));
+        assert_eq!(own, hash(2));
     }
 }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use phoenix_api::*;
-use phoenix_core::SpecHash;
 use phoenix_core::drift::DriftKind;
 use phoenix_core::model::{InstanceHealth, InstanceState};
+use phoenix_core::{SpecHash, Text};
 
 fn hash_of(n: u64) -> SpecHash {
     format!("v1:sha256:{n:064x}")
@@ -26,7 +26,7 @@ pub fn parts(groups: usize) -> SnapshotParts {
     let now = SystemTime::now();
     let commit = "3f1c0e7d9a8b6c5d4e3f2a1b0c9d8e7f6a5b4c3d".to_owned();
     // One commit shared by every history entry, as the daemon's history cache shares it.
-    let history_commit: Arc<str> = Arc::from(commit.as_str());
+    let history_commit = Text::from(commit.as_str());
     let mut plans = Vec::new();
     let groups = (0..groups)
         .map(|i| {
@@ -85,11 +85,14 @@ pub fn parts(groups: usize) -> SnapshotParts {
                     ],
                 });
             }
+            // One hash text shared by the group's instances and observed hash, as the
+            // daemon shares the instances' tag.
+            let desired_text = HashText::from(desired);
             let instances = ["a", "b", "c"]
                 .iter()
                 .map(|suffix| GroupInstance {
                     id: format!("i-{i:05}{suffix}").into(),
-                    spec_hash: Some(desired),
+                    spec_hash: Some(desired_text.clone()),
                     state: InstanceState::Running,
                     health: InstanceHealth::Healthy,
                     commit: Some(commit.as_str().into()),
@@ -98,7 +101,7 @@ pub fn parts(groups: usize) -> SnapshotParts {
             Group {
                 summary: GroupSummary {
                     name: name.into(),
-                    desired_hash: Some(desired),
+                    desired_hash: Some(desired_text.clone()),
                     replicas: 3,
                     sync: if progressing {
                         SyncState::Progressing
@@ -114,7 +117,7 @@ pub fn parts(groups: usize) -> SnapshotParts {
                     },
                     instances,
                     observed_hashes: Box::new([ObservedHash {
-                        spec_hash: desired,
+                        spec_hash: desired_text,
                         count: 3,
                     }]),
                     drift: if drifted {
@@ -139,9 +142,9 @@ pub fn parts(groups: usize) -> SnapshotParts {
                 history: Arc::new([HistoryEntry {
                     spec_hash: desired,
                     commit: Some(history_commit.clone()),
-                    first_seen: now - Duration::from_secs(86_400),
-                    last_seen: now,
-                    outcome: "succeeded",
+                    first_seen: (now - Duration::from_secs(86_400)).into(),
+                    last_seen: now.into(),
+                    outcome: HistoryOutcome::Succeeded,
                 }]),
             }
         })
