@@ -169,9 +169,10 @@ pub struct Loader {
     /// Paths changed since the last accepted tree, with the group each had then.
     pending: HashMap<Path, Option<Arc<DesiredGroup>>>,
     accepted: Groups,
-    /// The strings of every parsed spec, shared between specs (purged after each update
-    /// of what no spec holds any more).
+    /// The strings of every parsed spec, shared between specs.
     strings: Interner,
+    /// How many strings were left after the last purge of those no spec holds.
+    strings_after_purge: usize,
 }
 
 impl Loader {
@@ -251,7 +252,13 @@ impl Loader {
                 self.insert(path, entry);
             }
         }
-        self.strings.purge();
+        // A purge scans every string, so it waits until the interner has grown by an
+        // eighth: a one-file commit stays proportional to the change, and what replaced
+        // specs leave behind stays under an eighth of what is held.
+        if self.strings.len() > self.strings_after_purge + self.strings_after_purge / 8 {
+            self.strings.purge();
+            self.strings_after_purge = self.strings.len();
+        }
         reparsed.sort();
         Ok(reparsed)
     }
