@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-#[path = "../tests/spec_gen/mod.rs"]
+#[path = "../tests/it/spec_gen/mod.rs"]
 mod spec_gen;
 
 use spec_gen::spec;

@@ -2,12 +2,10 @@
 //! One out-of-band change gives exactly one signed `drift_detected`, its repair exactly
 //! one `drift_resolved`, with the documented body, signature and headers.
 
-mod alerts_support;
-
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use alerts_support::{
+use crate::alerts_support::{
     Capture, RunningDelivery, fast_options, open_store, receiver, wait_settled, within,
 };
 use hmac::{Hmac, Mac};

@@ -2,12 +2,10 @@
 //! works: every alert is delivered, in order, none twice (by delivery id), also across a
 //! restart of the delivery task in the middle of the outage.
 
-mod alerts_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use alerts_support::{
+use crate::alerts_support::{
     Capture, RunningDelivery, fast_options, open_store, receiver, wait_settled, within,
 };
 use phoenix_core::config::AlertType;

@@ -3,12 +3,10 @@
 //! behind the quadratic first enforce pass: 10,000 one-replica groups did not finish in
 //! 2.5 minutes because every terminate and health gate re-read the whole fleet).
 
-mod executor_support;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use executor_support::{G, OWNER, World, bounded};
+use crate::executor_support::{G, OWNER, World, bounded};
 use phoenix_cloud::{LaunchRequest, Provider};
 use phoenix_core::plan::Step;
 use phoenix_daemon::executor::launch_token;

@@ -7,11 +7,9 @@
 //! Regression test for the review finding "orphan prunes and held plans are never
 //! inserted by `Executor::submit`".
 
-mod support;
-
 use std::time::Duration;
 
-use support::Daemon;
+use crate::support::Daemon;
 
 const TOKEN: &str = "pr0ne";
 

@@ -3,8 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod planner_support;
-
+use crate::planner_support::*;
 use phoenix_core::drift::{
     DriftKind, Field, GroupContext, MemberHealth, Ownership, RemovalClass, classify_group,
     member_health, modified_fields, ownership,
@@ -12,7 +11,6 @@ use phoenix_core::drift::{
 use phoenix_core::model::{InstanceHealth, InstanceState};
 use phoenix_core::spec::ParsedGroup;
 use phoenix_core::tags;
-use planner_support::*;
 
 fn ctx(g: &ParsedGroup, complete: bool) -> GroupContext<'_> {
     GroupContext {

@@ -7,12 +7,10 @@
 //! Regression tests for the review finding "orphan prunes and held plans are never
 //! inserted by `Executor::submit`".
 
-mod executor_support;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use executor_support::{G, PROVIDER, World, bounded};
+use crate::executor_support::{G, PROVIDER, World, bounded};
 use phoenix_core::plan::GroupStatus;
 use phoenix_core::spec::ParsedGroup;
 use phoenix_daemon::executor::Transition;

@@ -2,9 +2,7 @@
 //! before the process died is reconciled with the provider by launch token, so a new
 //! executor neither launches twice nor leaves an orphan.
 
-mod executor_support;
-
-use executor_support::{G, OWNER, World, bounded};
+use crate::executor_support::{G, OWNER, World, bounded};
 use phoenix_cloud::{LaunchRequest, Provider};
 use phoenix_daemon::executor::launch_token;
 use phoenix_store::{PlanId, PlanStatus, StepIntent, StepStatus};

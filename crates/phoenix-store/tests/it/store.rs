@@ -145,9 +145,9 @@ fn migration_3_keeps_plans_and_steps_of_a_version_2_database() {
         let mut conn = rusqlite::Connection::open(&db).expect("raw open");
         conn.pragma_update(None, "foreign_keys", true).expect("fk");
         let tx = conn.transaction().expect("tx");
-        tx.execute_batch(include_str!("../src/migrations/0001_initial.sql"))
+        tx.execute_batch(include_str!("../../src/migrations/0001_initial.sql"))
             .expect("v1");
-        tx.execute_batch(include_str!("../src/migrations/0002_plan_indexes.sql"))
+        tx.execute_batch(include_str!("../../src/migrations/0002_plan_indexes.sql"))
             .expect("v2");
         tx.execute_batch(
             "INSERT INTO schema_migrations VALUES (1, 'initial schema'), (2, 'plan indexes');

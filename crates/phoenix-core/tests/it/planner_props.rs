@@ -8,15 +8,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod planner_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::planner_support::*;
 use phoenix_core::model::{Instance, InstanceHealth, InstanceState, Inventory};
 use phoenix_core::plan::{GroupReport, PlanDocument, PlanMemory, Step};
 use phoenix_core::spec::{ParsedGroup, Strategy as Rollout};
 use phoenix_core::tags;
-use planner_support::*;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]

@@ -2,11 +2,9 @@
 //! readiness, the status API fields of the design, a rejected revision that keeps the
 //! last good one, graceful SIGTERM, and exit 64 on a bad config.
 
-mod support;
-
 use std::time::Duration;
 
-use support::Daemon;
+use crate::support::Daemon;
 
 const WEB: &str = "apiVersion: phoenix/v1
 kind: InstanceGroup

@@ -5,14 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod planner_support;
-
+use crate::planner_support::*;
 use phoenix_core::model::{InstanceHealth, InstanceState, Inventory};
 use phoenix_core::plan::{FailedGeneration, GroupStatus, PlanApproval, PlanMemory};
 use phoenix_core::render::{RenderOptions, render_text};
 use phoenix_core::spec::ParsedGroup;
 use phoenix_core::tags;
-use planner_support::*;
 
 /// Plan `desired` against a complete inventory of `observed` with open caps and
 /// compare the rendered text with the snapshot named `case`.

@@ -2,12 +2,10 @@
 //! timeout of its own): the daemon must keep its loop running, say so on the status API,
 //! and still stop promptly on SIGTERM.
 
-mod support;
-
 use std::net::TcpListener;
 use std::time::Duration;
 
-use support::Daemon;
+use crate::support::Daemon;
 
 /// Accepts every connection on a loopback port and holds it open without a byte.
 struct SilentRemote {

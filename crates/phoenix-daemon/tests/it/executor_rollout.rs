@@ -4,11 +4,9 @@
 //! without rollback; launch failures with retries; provider errors mid-plan; approval,
 //! cancel and supersede.
 
-mod executor_support;
-
 use std::time::Duration;
 
-use executor_support::{G, World, bounded};
+use crate::executor_support::{G, World, bounded};
 use phoenix_cloud::Provider;
 use phoenix_core::plan::GroupStatus;
 use phoenix_store::{PlanId, PlanStatus};

@@ -6,8 +6,6 @@
 //! `from_str_reference(text) == Ok(v)`, for typed specs, the daemon config and untyped
 //! values (`serde_json::Value`, which exercises `deserialize_any` on every scalar).
 
-mod spec_gen;
-
 use std::path::Path;
 
 use phoenix_core::config::Config;
@@ -93,7 +91,7 @@ spec:
 fn the_benchmark_specs_take_the_fast_path() {
     for i in [0, 1, 7, 4095, 99_999] {
         assert!(
-            check_all(&spec_gen::spec(i)),
+            check_all(&crate::spec_gen::spec(i)),
             "the benchmark spec must not fall back"
         );
     }
@@ -497,7 +495,7 @@ proptest! {
         i in 0usize..1000,
         edits in prop::collection::vec((any::<usize>(), any::<u8>(), yaml_char()), 1..4),
     ) {
-        let mut text = spec_gen::spec(i);
+        let mut text = crate::spec_gen::spec(i);
         for (at, op, ch) in edits {
             text = mutate(&text, at, op, ch);
         }

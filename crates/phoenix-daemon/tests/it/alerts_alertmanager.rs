@@ -2,12 +2,10 @@
 //! loopback port with clustering off) shows Phoenix's drift alert active, then resolved
 //! once the drift is gone.
 
-mod alerts_support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use alerts_support::{RunningDelivery, fast_options, open_store, receiver, within};
+use crate::alerts_support::{RunningDelivery, fast_options, open_store, receiver, within};
 use phoenix_core::config::AlertType;
 use phoenix_core::drift::{DriftKind, Finding};
 use phoenix_core::{GroupName, SpecHash};

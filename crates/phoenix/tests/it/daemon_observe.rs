@@ -3,15 +3,13 @@
 //! Both tools come from Debian packages that `scripts/setup.sh` installs; a missing one
 //! fails the test with that instruction, never skips it.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::Daemon;
 use phoenix_testkit::moto::http_request;
 use phoenix_testkit::net::free_port;
-use support::Daemon;
 
 const GROUP: &str = "apiVersion: phoenix/v1
 kind: InstanceGroup

@@ -8,17 +8,15 @@
 //! receiver: the out-of-band change produces exactly one `drift_detected` and, after
 //! the replacement, one `drift_resolved` (issue 8).
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::support::{Daemon, Receiver};
 use hmac::{Hmac, Mac};
 use phoenix_testkit::git::{GitDaemon, RepoHost, WorkRepo};
 use phoenix_testkit::moto::{MotoServer, http_request};
 use serde_json::Value;
 use sha2::Sha256;
-use support::{Daemon, Receiver};
 
 const SECRET: &str = "webhook-secret";
 const TOKEN: &str = "api-token";
