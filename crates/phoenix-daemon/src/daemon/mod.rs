@@ -185,6 +185,15 @@ pub struct Parts {
     pub backends: Arc<dyn Backends>,
 }
 
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts")
+            .field("config", &self.config)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
 /// [`run`] with the source and providers taken from `parts.backends`.
 pub async fn run_with(
     parts: Parts,

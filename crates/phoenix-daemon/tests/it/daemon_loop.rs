@@ -404,21 +404,29 @@ async fn a_new_revision_is_followed_by_a_pass_a_push_during_a_poll_by_one_more_p
 
 #[tokio::test(start_paused = true)]
 async fn a_poll_that_never_returns_stalls_only_the_source() {
-    let mut daemon = Harness::start(Duration::from_secs(10), vec![Step::Hang]);
-    daemon.polls_reach(1).await;
-    daemon.passes_reach(1).await;
+    // The first poll brings a revision (readiness needs one); the second never returns.
+    let mut daemon = Harness::start(
+        Duration::from_secs(10),
+        vec![Step::Now(accepted("r1")), Step::Hang],
+    );
+    daemon.passes_reach(2).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    daemon.polls_reach(2).await;
+    let passes = daemon.passes();
 
     // Passes go on; pushes wait for the hung poll instead of piling up polls.
     daemon.burst([ApiCommand::Reconcile, webhook("c2")]);
-    daemon.passes_reach(2).await;
+    daemon.passes_reach(passes + 1).await;
     settle().await;
-    assert_eq!(daemon.polls().len(), 1);
+    assert_eq!(daemon.polls().len(), 2);
     assert!(daemon.snapshots.borrow().ready(), "the fleet is still read");
+    assert_eq!(daemon.shown_revision().as_deref(), Some("r1"));
 
     // Once overdue (two intervals, at least 10 s), the status API says so.
     tokio::time::sleep(Duration::from_secs(25)).await;
+    let passes = daemon.passes();
     daemon.burst([ApiCommand::Reconcile]);
-    daemon.passes_reach(3).await;
+    daemon.passes_reach(passes + 1).await;
     settle().await;
     let error = daemon
         .snapshots
@@ -432,7 +440,7 @@ async fn a_poll_that_never_returns_stalls_only_the_source() {
         "unexpected error: {}",
         error.message
     );
-    assert_eq!(daemon.polls().len(), 1);
+    assert_eq!(daemon.polls().len(), 2);
 
     // Shutdown does not wait for the poll.
     daemon.shut_down().await;
@@ -453,7 +461,10 @@ async fn shutdown_during_a_pass_finishes_the_pass_and_starts_no_other() {
     settle().await;
     let task = daemon.task.take().expect("running");
     assert!(!task.is_finished(), "the pass under way is not cut short");
-    assert!(!daemon.snapshots.borrow().ready());
+    assert!(
+        daemon.snapshots.borrow().inventory().is_empty(),
+        "nothing published yet"
+    );
 
     release.send(()).expect("inventory waiting");
     tokio::time::timeout(PATIENCE, task)
@@ -461,6 +472,10 @@ async fn shutdown_during_a_pass_finishes_the_pass_and_starts_no_other() {
         .expect("the loop returns once the pass is done")
         .expect("loop task did not panic")
         .expect("the loop started");
-    assert!(daemon.snapshots.borrow().ready(), "the pass published");
+    assert_eq!(
+        daemon.snapshots.borrow().inventory().len(),
+        1,
+        "the pass published its inventory"
+    );
     assert_eq!(daemon.passes(), 1, "no pass after shutdown");
 }
