@@ -236,12 +236,11 @@ fn scan(root: &Path, keep: impl Fn(&str, BlobId) -> bool) -> Result<Scanned, Sou
                     path: path.clone(),
                     source,
                 })?;
-                let blob =
-                    git2::Oid::hash_object(git2::ObjectType::Blob, &bytes).map_err(|_| {
-                        SourceError::Io {
-                            path: path.clone(),
-                            source: std::io::Error::other("cannot hash file content"),
-                        }
+                let blob = git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)
+                    .map(BlobId::from_oid)
+                    .map_err(|_| SourceError::Io {
+                        path: path.clone(),
+                        source: std::io::Error::other("cannot hash file content"),
                     })?;
                 let bytes = keep(&relative, blob).then_some(bytes);
                 files.insert(relative, (blob, bytes));

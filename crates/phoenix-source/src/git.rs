@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use crate::error::SourceError;
-use crate::loader::{Change, Loader, Verdict, is_spec_file};
+use crate::loader::{BlobId, Change, Loader, Verdict, is_spec_file};
 use crate::revision::{CommitInfo, PollOutcome, Rejection, Revision, RevisionId};
 
 /// The private ref the followed commit is fetched into.
@@ -451,7 +451,7 @@ impl GitSource {
         };
         let commit_text = commit_id.to_string();
         let reparsed = self.loader.update(changes, |path, blob| {
-            repo.find_blob(blob)
+            repo.find_blob(blob.oid())
                 .map(|b| b.content().to_vec())
                 .map_err(|e| read_error(&format!("blob {blob} ({path})"), &commit_text, e))
         })?;
@@ -941,7 +941,7 @@ fn diff_into(
             if is_spec_file(&path) {
                 changes.push(Change {
                     path,
-                    blob: Some(slot.id),
+                    blob: Some(BlobId::from_oid(slot.id)),
                 });
             }
             Ok(())
@@ -991,7 +991,7 @@ fn diff_into(
 fn walk_blobs(
     tree: &Tree<'_>,
     prefix: &str,
-    found: &mut dyn FnMut(String, Oid),
+    found: &mut dyn FnMut(String, BlobId),
 ) -> Result<(), git2::Error> {
     let mut failure = None;
     tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
@@ -1004,7 +1004,7 @@ fn walk_blobs(
         };
         let path = format!("{prefix}{dir}{name}");
         if is_spec_file(&path) {
-            found(path, entry.id());
+            found(path, BlobId::from_oid(entry.id()));
         }
         git2::TreeWalkResult::Ok
     })?;

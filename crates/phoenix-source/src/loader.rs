@@ -29,7 +29,48 @@ use phoenix_core::text::Interner;
 use crate::revision::{DesiredGroup, Groups, Problem};
 
 /// A blob id: git's object id, also used for folder files (computed the way git would).
-pub type BlobId = git2::Oid;
+/// A newtype, so that no git2 type is part of this crate's public API.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobId(git2::Oid);
+
+/// Bytes that are not a 20-byte object id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an object id is 20 bytes, got {0}")]
+pub struct InvalidBlobId(pub usize);
+
+impl BlobId {
+    /// The id with these 20 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, InvalidBlobId> {
+        git2::Oid::from_bytes(bytes)
+            .map(BlobId)
+            .map_err(|_| InvalidBlobId(bytes.len()))
+    }
+
+    /// The id's 20 bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    pub(crate) fn from_oid(oid: git2::Oid) -> Self {
+        BlobId(oid)
+    }
+
+    pub(crate) fn oid(self) -> git2::Oid {
+        self.0
+    }
+}
+
+impl std::fmt::Display for BlobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for BlobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BlobId({})", self.0)
+    }
+}
 
 /// Files larger than this are rejected without parsing.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
@@ -431,6 +472,7 @@ mod tests {
     impl Store {
         fn put(&mut self, text: &str) -> BlobId {
             let id = git2::Oid::hash_object(git2::ObjectType::Blob, text.as_bytes())
+                .map(BlobId::from_oid)
                 .expect("hashing a blob in memory");
             self.0.insert(id, text.as_bytes().to_vec());
             id

@@ -6,6 +6,7 @@
 //! - every heavy dependency has exactly one home crate;
 //! - the dependency direction between workspace crates holds (phoenix-core depends on no
 //!   workspace crate and on nothing that does IO; phoenix-api knows only phoenix-core);
+//! - phoenix-core reads no clock, does no IO and draws no OS randomness;
 //! - no public item of phoenix-source exposes a git2 or notify type;
 //! - every Rust source file starts with a `//!` doc saying what lives there.
 
@@ -197,11 +198,10 @@ fn workspace_dependency_direction_holds() {
             .collect()
     };
     let mut problems = Vec::new();
-    // phoenix-core is pure: no workspace crate, no runtime, no network, no clock source.
+    // phoenix-core is pure: no workspace crate, no runtime, no network client; what it
+    // may not call is checked in its sources (`phoenix_core_reads_no_clock_and_does_no_io`).
     for dep in normal("phoenix-core") {
-        if dep.starts_with("phoenix-")
-            || ["tokio", "reqwest", "hyper", "rand"].contains(&dep.as_str())
-        {
+        if dep.starts_with("phoenix-") || ["tokio", "reqwest", "hyper"].contains(&dep.as_str()) {
             problems.push(format!(
                 "phoenix-core must stay pure, but depends on `{dep}`"
             ));
@@ -277,6 +277,48 @@ fn public_declarations(text: &str) -> Vec<(usize, String)> {
     out
 }
 
+/// Calls that read the clock, the environment or the operating system's randomness, or
+/// do IO: none belongs in phoenix-core, whose callers pass `now` and seeds in.
+const IMPURE: &[&str] = &[
+    "SystemTime::now(",
+    "Instant::now(",
+    "std::fs",
+    "std::process",
+    "std::env",
+    "TcpStream",
+    "TcpListener",
+    "UdpSocket",
+    "thread_rng",
+    "rand::random",
+    "rand::rng(",
+    "from_os_rng",
+    "from_entropy",
+];
+
+#[test]
+fn phoenix_core_reads_no_clock_and_does_no_io() {
+    let mut files = Vec::new();
+    rust_files(&repo().join("crates/phoenix-core/src"), &mut files);
+    assert!(!files.is_empty(), "no phoenix-core sources");
+    let mut problems = Vec::new();
+    for file in files {
+        let text = fs::read_to_string(&file).expect("source is readable");
+        // Unit tests may use the clock; they start at the file's `#[cfg(test)]` module.
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (i, line) in code.lines().enumerate() {
+            let line = line.split("//").next().unwrap_or("");
+            for call in IMPURE.iter().filter(|call| line.contains(*call)) {
+                problems.push(format!("{}:{}: `{call}`", file.display(), i + 1));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "phoenix-core must stay pure (no clock, no IO, no OS randomness):\n{}",
+        problems.join("\n")
+    );
+}
+
 #[test]
 fn phoenix_source_public_api_exposes_no_git2_type() {
     let src = repo().join("crates/phoenix-source/src");
@@ -287,10 +329,7 @@ fn phoenix_source_public_api_exposes_no_git2_type() {
     for file in files {
         let text = fs::read_to_string(&file).expect("source is readable");
         for (line, decl) in public_declarations(&text) {
-            if decl.contains("git2::")
-                || decl.contains("notify::")
-                || decl.starts_with("pub use git2")
-            {
+            if names_foreign_type(&decl) {
                 problems.push(format!("{}:{line}: {decl}", file.display()));
             }
         }
@@ -301,6 +340,35 @@ fn phoenix_source_public_api_exposes_no_git2_type() {
          error's source()):\n{}",
         problems.join("\n")
     );
+}
+
+/// Whether a public declaration names a git2 or notify type where a user of the crate can
+/// see it. A tuple struct's private field (`pub struct BlobId(git2::Oid);`, a newtype) is
+/// not visible, so only its `pub` fields count.
+fn names_foreign_type(decl: &str) -> bool {
+    let foreign = |s: &str| s.contains("git2::") || s.contains("notify::");
+    if decl.starts_with("pub use git2") || decl.starts_with("pub use notify") {
+        return true;
+    }
+    if let Some(rest) = decl.strip_prefix("pub struct ")
+        && let Some((_, fields)) = rest.split_once('(')
+    {
+        let fields = fields.split(')').next().unwrap_or("");
+        return fields
+            .split(',')
+            .any(|f| f.trim().starts_with("pub ") && foreign(f));
+    }
+    foreign(decl)
+}
+
+#[test]
+fn a_newtype_hides_its_private_field() {
+    assert!(!names_foreign_type("pub struct BlobId(git2::Oid);"));
+    assert!(names_foreign_type("pub struct BlobId(pub git2::Oid);"));
+    assert!(names_foreign_type(
+        "pub fn open(repo: git2::Repository) -> Self {"
+    ));
+    assert!(names_foreign_type("pub use git2::Oid;"));
 }
 
 #[test]
