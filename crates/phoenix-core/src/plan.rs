@@ -352,6 +352,13 @@ impl RolloutLimits {
         }
         Self { surge, unavailable }
     }
+
+    /// The healthy floor of a group of `replicas`: `replicas - maxUnavailable`, at least 1
+    /// (`unavailable` is capped at `replicas - 1`). The one definition the planner's
+    /// rounds and the executor's terminate and rollback checks share.
+    pub fn healthy_floor(self, replicas: u32) -> u32 {
+        replicas.saturating_sub(self.unavailable)
+    }
 }
 
 /// The per-cycle termination budget: the smaller of the absolute cap and the fraction
@@ -1021,7 +1028,7 @@ fn rollout_steps(p: &Pending<'_>, removals: &[Member<'_>]) -> GroupSteps {
         .unwrap_or(u32::MAX)
     };
     let mut healthy = healthy_of(&p.drift.current) + healthy_of(&p.drift.replace);
-    let floor = replicas.saturating_sub(limits.unavailable).min(healthy);
+    let floor = limits.healthy_floor(replicas).min(healthy);
     let mut starting: Vec<String> = p
         .keep
         .iter()
