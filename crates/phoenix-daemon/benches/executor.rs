@@ -146,14 +146,16 @@ fn bake_plan(id: &str, group: &phoenix_core::spec::ParsedGroup) -> NewPlan {
     NewPlan {
         id: PlanId::new(id),
         group: group.group.name().clone(),
-        target_hash: Some(group.hash),
+        kind: phoenix_store::PlanKind::Rollout {
+            target_hash: group.hash,
+            strategy: group.group.spec.rollout.strategy,
+        },
         commit: "c".to_string(),
-        strategy: Some(group.group.spec.rollout.strategy),
         status: PlanStatus::Running,
         doc,
         steps: (0..STEPS_PER_PLAN)
             .map(|_| NewStep {
-                action: "bake".to_string(),
+                action: phoenix_store::StepAction::Bake,
                 detail: serde_json::json!({"step": Step::Bake { duration: Duration::ZERO }}),
             })
             .collect(),

@@ -405,7 +405,7 @@ fn group_view(
         _ if matches!(
             last_finished.map(|p| p.status),
             Some(PlanStatus::Failed | PlanStatus::RolledBack)
-        ) && last_finished.map(|p| p.target_hash) == Some(report.desired_hash) =>
+        ) && last_finished.map(|p| p.kind.target_hash()) == Some(report.desired_hash) =>
         {
             SyncState::Failed
         }
@@ -520,14 +520,16 @@ fn plan_view(p: &PlanWithSteps) -> Plan {
     Plan {
         id: record.id.to_string(),
         group: record.group.to_string(),
-        kind: if record.target_hash.is_some() {
-            PlanKind::Rollout
-        } else {
-            PlanKind::Prune
+        kind: match record.kind {
+            phoenix_store::PlanKind::Rollout { .. } => PlanKind::Rollout,
+            phoenix_store::PlanKind::Prune => PlanKind::Prune,
         },
-        target_hash: record.target_hash,
+        target_hash: record.kind.target_hash(),
         revision: Some(record.commit.clone()),
-        strategy: record.strategy.map(|s| format!("{s:?}").to_lowercase()),
+        strategy: record
+            .kind
+            .strategy()
+            .map(|s| format!("{s:?}").to_lowercase()),
         state: plan_state(record.status),
         requires_approval: record.status == PlanStatus::AwaitingApproval,
         created_at: record.created_at,
@@ -539,7 +541,7 @@ fn plan_view(p: &PlanWithSteps) -> Plan {
                 let (count, instance_ids) = crate::executor::step_summary(&s.detail);
                 PlanStep {
                     index: s.index,
-                    action: s.action.clone(),
+                    action: s.action.to_string(),
                     state: step_state(s.status),
                     count,
                     instance_ids,

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use phoenix_core::SpecHash;
 use phoenix_core::spec::Strategy;
 use phoenix_store::{
-    NewPlan, NewStep, PlanId, PlanStatus, StepIntent, Store, StoreOptions, Synchronous,
+    NewPlan, NewStep, PlanId, PlanKind, PlanStatus, StepAction, StepIntent, Store, StoreOptions,
+    Synchronous,
 };
 use serde_json::json;
 
@@ -55,18 +56,18 @@ fn store_steps(dir: &Path, synchronous: Synchronous, steps: usize) -> Vec<Durati
     let plan = NewPlan {
         id: id.clone(),
         group: phoenix_core::GroupName::new("bench").expect("valid name"),
-        target_hash: Some(
-            format!("v1:sha256:{}", "ab".repeat(32))
+        kind: PlanKind::Rollout {
+            target_hash: format!("v1:sha256:{}", "ab".repeat(32))
                 .parse::<SpecHash>()
                 .expect("valid hash"),
-        ),
+            strategy: Strategy::Rolling,
+        },
         commit: "0123456789abcdef0123456789abcdef01234567".into(),
-        strategy: Some(Strategy::Rolling),
         status: PlanStatus::Running,
         doc: json!({"steps": steps}),
         steps: (0..steps)
             .map(|i| NewStep {
-                action: "launch".into(),
+                action: StepAction::Launch,
                 detail: detail(i),
             })
             .collect(),

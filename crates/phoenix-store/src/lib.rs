@@ -45,10 +45,10 @@ pub use history::{FailedHash, GenerationOutcome, HistoryEntry};
 pub use incidents::{IncidentOpening, IncidentRecord, NewIncident};
 pub use kv::PLANNER_MEMORY_KEY;
 pub use outbox::{NewAlert, OutboxCounts, OutboxEntry};
-pub use plans::{NewPlan, NewStep, PlanRecord, PlanWithSteps, StepIntent, StepRecord};
+pub use plans::{NewPlan, NewStep, PlanKind, PlanRecord, PlanWithSteps, StepIntent, StepRecord};
 pub use revisions::{RevisionError, RevisionRecord, RevisionVerdict, SeenRevision};
 pub use schema::SCHEMA_VERSION;
-pub use types::{DeliveryId, IncidentId, PlanId, PlanStatus, StepStatus};
+pub use types::{DeliveryId, IncidentId, PlanId, PlanStatus, StepAction, StepStatus, UnknownValue};
 
 /// The database file name inside the state directory.
 pub const DB_FILE_NAME: &str = "phoenix.db";

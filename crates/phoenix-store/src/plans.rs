@@ -4,8 +4,11 @@
 //! [`Store::unfinished_plans`] returns every active plan with its steps, so the executor
 //! can look up what an `intent` step created (by its launch token) instead of acting again.
 //!
-//! The executor's own plan type is not known here: it is stored as a JSON document beside
-//! the typed columns that are queried (group, target hash, commit, strategy, status).
+//! A plan's kind is typed ([`PlanKind`]: a rollout with its target hash and strategy, or a
+//! prune with neither), and so is a step's action ([`crate::StepAction`], kept to its
+//! values by a CHECK on `steps.action`). The executor's own documents are not known
+//! here: they are stored as JSON beside the typed columns that are queried (group, target
+//! hash, commit, strategy, status, action).
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -19,8 +22,51 @@ use serde::Serialize;
 use crate::sql::{
     group_col, is_unique_violation, json_col, millis, opt_hash_col, opt_time_col, time_col,
 };
-use crate::types::{PlanId, PlanStatus, StepStatus};
+use crate::types::{PlanId, PlanStatus, StepAction, StepStatus};
 use crate::{Result, Store, StoreError};
+
+/// What a plan does, as stored in the columns `target_hash` and `strategy` (both set for
+/// a rollout, both NULL for a prune; a CHECK constraint ties them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PlanKind {
+    /// Converge a desired group to a spec hash, following its rollout strategy.
+    Rollout {
+        /// The hash the group converges to.
+        target_hash: SpecHash,
+        /// The rollout strategy.
+        strategy: Strategy,
+    },
+    /// Terminate the instances of a group gone from the desired state: nothing
+    /// converges to a spec, no strategy applies.
+    Prune,
+}
+
+impl PlanKind {
+    /// The target hash of a rollout; `None` for a prune.
+    pub fn target_hash(&self) -> Option<SpecHash> {
+        match self {
+            PlanKind::Rollout { target_hash, .. } => Some(*target_hash),
+            PlanKind::Prune => None,
+        }
+    }
+
+    /// The strategy of a rollout; `None` for a prune.
+    pub fn strategy(&self) -> Option<Strategy> {
+        match self {
+            PlanKind::Rollout { strategy, .. } => Some(*strategy),
+            PlanKind::Prune => None,
+        }
+    }
+
+    /// `rollout` or `prune`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PlanKind::Rollout { .. } => "rollout",
+            PlanKind::Prune => "prune",
+        }
+    }
+}
 
 /// A plan to insert with [`Store::insert_plan`].
 #[derive(Debug, Clone, PartialEq)]
@@ -29,13 +75,10 @@ pub struct NewPlan {
     pub id: PlanId,
     /// The group the plan changes.
     pub group: GroupName,
-    /// The hash the group converges to; `None` for a prune plan (the group is gone from
-    /// the desired state: its instances are terminated, nothing converges to a spec).
-    pub target_hash: Option<SpecHash>,
+    /// A rollout (with its target hash and strategy) or a prune.
+    pub kind: PlanKind,
     /// The commit the target spec (or, for a prune, the removal) came from.
     pub commit: String,
-    /// The rollout strategy; `None` exactly when `target_hash` is (a prune).
-    pub strategy: Option<Strategy>,
     /// The initial status: pending, awaiting approval or running.
     pub status: PlanStatus,
     /// The executor's plan document.
@@ -47,8 +90,8 @@ pub struct NewPlan {
 /// A step to insert, as part of a [`NewPlan`] or with [`Store::append_steps`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewStep {
-    /// What the step does (`launch`, `wait_healthy`, `terminate`, ...).
-    pub action: String,
+    /// What the step does.
+    pub action: StepAction,
     /// Everything else about the step, as the executor sees it.
     pub detail: serde_json::Value,
 }
@@ -60,12 +103,10 @@ pub struct PlanRecord {
     pub id: PlanId,
     /// The group.
     pub group: GroupName,
-    /// The target hash; `None` for a prune plan.
-    pub target_hash: Option<SpecHash>,
+    /// A rollout (with its target hash and strategy) or a prune.
+    pub kind: PlanKind,
     /// The commit.
     pub commit: String,
-    /// The strategy; `None` for a prune plan.
-    pub strategy: Option<Strategy>,
     /// The status.
     pub status: PlanStatus,
     /// When it was inserted.
@@ -84,7 +125,7 @@ pub struct StepRecord {
     /// Its position in the plan, from 0.
     pub index: u32,
     /// What it does.
-    pub action: String,
+    pub action: StepAction,
     /// Its status.
     pub status: StepStatus,
     /// The attempt of the last intent (0 before the first).
@@ -157,9 +198,22 @@ fn plan_from_row(row: &Row<'_>) -> rusqlite::Result<PlanRecord> {
     Ok(PlanRecord {
         id: row.get(0)?,
         group: group_col(row, 1)?,
-        target_hash: opt_hash_col(row, 2)?,
+        kind: match (opt_hash_col(row, 2)?, row.get::<_, StrategyCol>(4)?.0) {
+            (Some(target_hash), Some(strategy)) => PlanKind::Rollout {
+                target_hash,
+                strategy,
+            },
+            (None, None) => PlanKind::Prune,
+            // The CHECK on the table makes this unreachable for rows Phoenix wrote.
+            _ => {
+                return Err(rusqlite::Error::FromSqlConversionFailure(
+                    4,
+                    rusqlite::types::Type::Text,
+                    "target_hash and strategy must be both set or both NULL".into(),
+                ));
+            }
+        },
         commit: row.get(3)?,
-        strategy: row.get::<_, StrategyCol>(4)?.0,
         status: row.get(5)?,
         created_at: time_col(row, 6)?,
         updated_at: time_col(row, 7)?,
@@ -213,7 +267,7 @@ fn insert_steps(tx: &Transaction<'_>, plan: &PlanId, first: u32, steps: &[NewSte
             .ok()
             .and_then(|o| first.checked_add(o))
             .expect("a plan never has 4 billion steps");
-        stmt.execute((plan, index, &step.action, step.detail.to_string()))
+        stmt.execute((plan, index, step.action, step.detail.to_string()))
             .map_err(StoreError::sqlite("insert step"))?;
     }
     Ok(())
@@ -250,9 +304,9 @@ fn insert_plan_tx(tx: &Transaction<'_>, plan: &NewPlan, now: i64) -> Result<()> 
             stmt.execute((
                 &plan.id,
                 plan.group.as_str(),
-                plan.target_hash.map(|h| h.to_string()),
+                plan.kind.target_hash().map(|h| h.to_string()),
                 &plan.commit,
-                plan.strategy.map(strategy_str),
+                plan.kind.strategy().map(strategy_str),
                 plan.status,
                 now,
                 plan.doc.to_string(),
@@ -753,5 +807,60 @@ mod tests {
             ["SCAN plans USING INDEX plans_active_by_created"],
             "no full scan and no temporary sort"
         );
+    }
+
+    /// `steps.action` holds only [`StepAction`] values: SQL that writes another is refused
+    /// by the CHECK constraint, and every known action reads back as itself.
+    #[test]
+    fn the_action_column_refuses_unknown_actions() {
+        let mut store = Store::open_in_memory(StoreOptions::default()).expect("open");
+        let hash: SpecHash = format!("v1:sha256:{}", "ab".repeat(32))
+            .parse()
+            .expect("hash");
+        let plan = NewPlan {
+            id: PlanId::new("p"),
+            group: GroupName::new("web").expect("name"),
+            kind: PlanKind::Rollout {
+                target_hash: hash,
+                strategy: Strategy::Rolling,
+            },
+            commit: "c".into(),
+            status: PlanStatus::Running,
+            doc: serde_json::json!({}),
+            steps: StepAction::ALL
+                .iter()
+                .map(|action| NewStep {
+                    action: *action,
+                    detail: serde_json::json!({}),
+                })
+                .collect(),
+        };
+        store
+            .insert_plan(&plan, SystemTime::UNIX_EPOCH)
+            .expect("insert");
+        let read = store.plan(&plan.id).expect("read").expect("found");
+        let actions: Vec<StepAction> = read.steps.iter().map(|s| s.action).collect();
+        assert_eq!(actions, StepAction::ALL);
+        assert_eq!(read.plan.kind, plan.kind);
+
+        let err = store
+            .conn
+            .execute(
+                "INSERT INTO steps (plan_id, idx, action, status) VALUES ('p', 9, 'reboot', 'pending')",
+                [],
+            )
+            .expect_err("an unknown action is refused");
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation),
+            "{err}"
+        );
+        let half = store.conn.execute(
+            "INSERT INTO plans (id, group_name, target_hash, commit_id, strategy, status, \
+             created_at, updated_at, doc) VALUES ('h', 'other', NULL, 'c', 'rolling', \
+             'pending', 0, 0, '{}')",
+            [],
+        );
+        assert!(half.is_err(), "a strategy without a target hash is refused");
     }
 }

@@ -33,10 +33,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "prune plans: nullable target hash and strategy",
         sql: include_str!("migrations/0003_prune_plans.sql"),
     },
+    Migration {
+        version: 4,
+        name: "step actions: a CHECK constraint on steps.action",
+        sql: include_str!("migrations/0004_step_action_check.sql"),
+    },
 ];
 
 /// The schema version this binary writes: the last migration's.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
@@ -104,5 +109,107 @@ mod tests {
             );
         }
         assert_eq!(MIGRATIONS.last().map(|m| m.version), Some(SCHEMA_VERSION));
+    }
+
+    /// A database at the version before the step-action CHECK (3), with a rollout plan
+    /// and its steps, a prune plan and a rollback step, migrates: every row is kept, the
+    /// launch-token index still guards uniqueness, and an unknown action is refused.
+    #[test]
+    fn a_version_3_database_migrates_and_then_refuses_unknown_actions() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch("PRAGMA foreign_keys = ON").expect("fk");
+        for m in MIGRATIONS.iter().filter(|m| m.version <= 3) {
+            let tx = conn.transaction().expect("tx");
+            tx.execute_batch(m.sql).expect("old migration");
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+                (m.version, m.name),
+            )
+            .expect("record");
+            tx.pragma_update(None, "user_version", m.version)
+                .expect("version");
+            tx.commit().expect("commit");
+        }
+        conn.execute_batch(
+            "INSERT INTO plans (id, group_name, target_hash, commit_id, strategy, status, \
+                                created_at, updated_at, doc) VALUES \
+               ('p1', 'web', 'sha256:ab', 'c1', 'rolling', 'running', 1, 2, '{}'), \
+               ('p2', 'old', NULL, 'c1', NULL, 'pending', 1, 1, '{\"kind\":\"prune\"}'); \
+             INSERT INTO steps (plan_id, idx, action, status, attempt, launch_token, detail) \
+             VALUES ('p1', 0, 'launch', 'done', 1, 'p1.0.1', '{\"tokens\":[\"p1.0.1\"]}'), \
+                    ('p1', 1, 'wait_healthy', 'intent', 1, NULL, '{}'), \
+                    ('p1', 2, 'bake', 'pending', 0, NULL, '{}'), \
+                    ('p1', 3, 'terminate', 'pending', 0, NULL, '{}'), \
+                    ('p1', 4, 'rollback', 'pending', 0, NULL, '{}'), \
+                    ('p2', 0, 'terminate', 'pending', 0, NULL, '{}');",
+        )
+        .expect("rows at version 3");
+
+        migrate(&mut conn, None).expect("migrate to the current version");
+        assert_eq!(user_version(&conn).expect("version"), SCHEMA_VERSION);
+        let rows: Vec<(String, u32, String, String, Option<String>, String)> = conn
+            .prepare(
+                "SELECT plan_id, idx, action, status, launch_token, detail FROM steps \
+                 ORDER BY plan_id, idx",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })?
+                .collect()
+            })
+            .expect("steps after migration");
+        let actions: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                "launch",
+                "wait_healthy",
+                "bake",
+                "terminate",
+                "rollback",
+                "terminate"
+            ]
+        );
+        assert_eq!(rows[0].4.as_deref(), Some("p1.0.1"));
+        assert_eq!(rows[0].5, r#"{"tokens":["p1.0.1"]}"#);
+        assert_eq!(rows[1].3, "intent");
+
+        let unknown = conn.execute(
+            "INSERT INTO steps (plan_id, idx, action, status) VALUES ('p1', 5, 'reboot', 'pending')",
+            [],
+        );
+        let err = unknown.expect_err("an unknown action is refused");
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation),
+            "{err}"
+        );
+        let reused = conn.execute(
+            "INSERT INTO steps (plan_id, idx, action, status, launch_token) \
+             VALUES ('p1', 5, 'launch', 'pending', 'p1.0.1')",
+            [],
+        );
+        assert!(
+            reused.is_err(),
+            "the launch-token index survived the rebuild"
+        );
+        let deleted = conn
+            .execute("DELETE FROM plans WHERE id = 'p2'", [])
+            .expect("delete plan");
+        assert_eq!(deleted, 1);
+        let left: u32 = conn
+            .query_row("SELECT count(*) FROM steps WHERE plan_id = 'p2'", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        assert_eq!(left, 0, "the steps' foreign key to plans still cascades");
     }
 }

@@ -171,3 +171,52 @@ text_enum!(
         Failed => "failed",
     }
 );
+
+text_enum!(
+    /// What a step does: the `steps.action` column, which a CHECK constraint keeps to
+    /// these values (migration 4).
+    StepAction, "step action", {
+        /// Launch instances of the target spec (one launch token per attempt).
+        Launch => "launch",
+        /// Wait until the named and the launched instances are healthy.
+        WaitHealthy => "wait_healthy",
+        /// Hold, then check that the new instances are still healthy.
+        Bake => "bake",
+        /// Terminate named instances.
+        Terminate => "terminate",
+        /// Appended when a plan fails with `autoRollback`: terminate what it launched.
+        Rollback => "rollback",
+    }
+);
+
+impl StepAction {
+    /// The action of a planner step (never [`StepAction::Rollback`]: the planner does
+    /// not plan rollbacks, the executor appends them).
+    pub fn of(step: &phoenix_core::plan::Step) -> Self {
+        use phoenix_core::plan::Step;
+        match step {
+            Step::Launch { .. } => StepAction::Launch,
+            Step::WaitHealthy { .. } => StepAction::WaitHealthy,
+            Step::Bake { .. } => StepAction::Bake,
+            Step::Terminate { .. } => StepAction::Terminate,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_actions_round_trip_through_their_text() {
+        for action in StepAction::ALL {
+            assert_eq!(action.as_str().parse::<StepAction>(), Ok(*action));
+            let json = serde_json::to_value(action).expect("serializes");
+            assert_eq!(json, serde_json::Value::from(action.as_str()));
+        }
+        assert_eq!(
+            "relaunch".parse::<StepAction>().map_err(|e| e.to_string()),
+            Err("unknown step action `relaunch`".to_string())
+        );
+    }
+}

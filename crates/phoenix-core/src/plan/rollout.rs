@@ -38,6 +38,13 @@ impl RolloutLimits {
         }
         Self { surge, unavailable }
     }
+
+    /// The healthy floor of a group of `replicas`: `replicas - maxUnavailable`, at least 1
+    /// (`unavailable` is capped at `replicas - 1`). The one definition the planner's
+    /// rounds and the executor's terminate and rollback checks share.
+    pub fn healthy_floor(self, replicas: u32) -> u32 {
+        replicas.saturating_sub(self.unavailable)
+    }
 }
 
 /// Plan the rollouts of `pending` (served by urgency class, then by name: the order of
@@ -116,7 +123,7 @@ fn rollout_steps(p: &Pending<'_>, removals: &[Member<'_>]) -> GroupSteps {
         .unwrap_or(u32::MAX)
     };
     let mut healthy = healthy_of(&p.drift.current) + healthy_of(&p.drift.replace);
-    let floor = replicas.saturating_sub(limits.unavailable).min(healthy);
+    let floor = limits.healthy_floor(replicas).min(healthy);
     let mut starting: Vec<String> = p
         .keep
         .iter()

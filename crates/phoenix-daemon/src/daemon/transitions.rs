@@ -115,7 +115,7 @@ impl Daemon {
                 let _ = self.channels.events.send(ApiEvent::PlanTransition {
                     plan_id: id.to_string(),
                     group: plan.plan.group.to_string(),
-                    target_hash: plan.plan.target_hash,
+                    target_hash: plan.plan.kind.target_hash(),
                     state: view::plan_state(*status),
                     at: SystemTime::now(),
                 });

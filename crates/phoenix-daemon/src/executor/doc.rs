@@ -5,16 +5,23 @@
 //! ids) and the step detail (`steps.detail`: the planner's step plus what executing it
 //! produced: launch tokens used, instances launched, instances terminated).
 //!
-//! Which document a plan has follows from its target hash: a plan with one is a rollout
-//! ([`PlanDoc`]), a plan without one is a prune ([`PruneDoc`]).
+//! Which document a plan has follows from its stored kind
+//! ([`phoenix_store::PlanKind`]): a rollout has a [`PlanDoc`], a prune a [`PruneDoc`].
+//! [`StoredPlan::decode`] reads a stored plan once into the typed plan of its kind, which
+//! is all the executor's drivers see.
 //!
 //! Both are versioned by a `format` field and only ever gain optional fields.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use phoenix_core::InstanceGroup;
 use phoenix_core::plan::Step;
+use phoenix_core::{InstanceGroup, SpecHash};
+use phoenix_store::{PlanKind, PlanRecord, PlanWithSteps, StepRecord, Store};
 use serde::{Deserialize, Serialize};
+
+use super::context::load;
+use super::error::ExecutorError;
+use super::transition::PlanRef;
 
 /// `plans.doc`: how to run the plan, with no need for the revision it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,8 +69,119 @@ pub(crate) struct PruneDoc {
 /// The `kind` of a [`PruneDoc`].
 pub(crate) const PRUNE_KIND: &str = "prune";
 
-/// The `action` column of the extra step appended when a plan rolls back.
-pub(crate) const ROLLBACK_ACTION: &str = "rollback";
+/// What `submit` reads of an active plan's document, whichever its kind: the revision
+/// it was planned at and the hold it was inserted under.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub(crate) struct DocHeader {
+    /// [`PlanDoc::revision`] or [`PruneDoc::revision`].
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// [`PlanDoc::hold`] or [`PruneDoc::hold`].
+    #[serde(default)]
+    pub hold: Option<String>,
+}
+
+impl DocHeader {
+    /// The header of a stored plan document; an unreadable one reads as no revision and
+    /// no hold.
+    pub fn of(record: &PlanRecord) -> Self {
+        Self::deserialize(&record.doc).unwrap_or_default()
+    }
+}
+
+/// A stored plan decoded once into the typed plan of its kind.
+#[derive(Debug)]
+pub(crate) enum StoredPlan {
+    /// Converge a desired group to a target hash.
+    Rollout(RolloutPlan),
+    /// Terminate orphans of a group gone from the desired state.
+    Prune(PrunePlan),
+}
+
+/// A rollout plan: its record, target hash, document and steps.
+#[derive(Debug)]
+pub(crate) struct RolloutPlan {
+    /// The stored plan (status as last read).
+    pub record: PlanRecord,
+    /// The hash it converges to.
+    pub target: SpecHash,
+    /// Its document.
+    pub doc: PlanDoc,
+    /// Its steps, by index, as last read (or patched by the driver).
+    pub steps: Vec<StepRecord>,
+    /// The plan as transitions name it.
+    pub pref: PlanRef,
+}
+
+/// A prune plan: its record, document and steps.
+#[derive(Debug)]
+pub(crate) struct PrunePlan {
+    /// The stored plan (status as last read).
+    pub record: PlanRecord,
+    /// Its document.
+    pub doc: PruneDoc,
+    /// Its steps, by index, as last read.
+    pub steps: Vec<StepRecord>,
+    /// The plan as transitions name it.
+    pub pref: PlanRef,
+}
+
+impl StoredPlan {
+    /// Decode a stored plan by its kind; a document that does not parse is
+    /// [`ExecutorError::BadDocument`].
+    pub fn decode(plan: PlanWithSteps) -> Result<Self, ExecutorError> {
+        let PlanWithSteps {
+            plan: record,
+            steps,
+        } = plan;
+        let bad = |source| ExecutorError::BadDocument {
+            plan: record.id.clone(),
+            source,
+        };
+        let pref = PlanRef::of(&record);
+        Ok(match record.kind {
+            PlanKind::Rollout { target_hash, .. } => {
+                let doc = PlanDoc::deserialize(&record.doc).map_err(bad)?;
+                StoredPlan::Rollout(RolloutPlan {
+                    record,
+                    target: target_hash,
+                    doc,
+                    steps,
+                    pref,
+                })
+            }
+            PlanKind::Prune => {
+                let doc = PruneDoc::deserialize(&record.doc).map_err(bad)?;
+                StoredPlan::Prune(PrunePlan {
+                    record,
+                    doc,
+                    steps,
+                    pref,
+                })
+            }
+        })
+    }
+}
+
+impl RolloutPlan {
+    /// Read the plan's record and steps again (its kind and document never change).
+    pub fn reload(&mut self, store: &Store) -> Result<(), ExecutorError> {
+        let fresh = load(store, &self.record.id)?;
+        self.record = fresh.plan;
+        self.steps = fresh.steps;
+        Ok(())
+    }
+}
+
+impl PrunePlan {
+    /// Read the plan's steps again.
+    pub fn reload(&mut self, store: &Store) -> Result<(), ExecutorError> {
+        let fresh = load(store, &self.record.id)?;
+        self.record = fresh.plan;
+        self.steps = fresh.steps;
+        Ok(())
+    }
+}
 
 /// One instance a launch step created (or found by its launch token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -111,9 +111,11 @@ async fn a_terminate_does_not_count_instances_terminated_earlier_in_the_pass() {
     let plan = NewPlan {
         id: id.clone(),
         group: parsed.group.name().clone(),
-        target_hash: Some(parsed.hash),
+        kind: phoenix_store::PlanKind::Rollout {
+            target_hash: parsed.hash,
+            strategy: parsed.group.spec.rollout.strategy,
+        },
         commit: "c1".to_string(),
-        strategy: Some(parsed.group.spec.rollout.strategy),
         status: PlanStatus::Running,
         doc: serde_json::json!({
             "format": 1, "provider": "sim", "revision": "c1", "commit": "c1",
@@ -122,7 +124,7 @@ async fn a_terminate_does_not_count_instances_terminated_earlier_in_the_pass() {
         steps: ids
             .iter()
             .map(|i| NewStep {
-                action: "terminate".to_string(),
+                action: phoenix_store::StepAction::Terminate,
                 detail: serde_json::json!({
                     "step": Step::Terminate { instance_ids: vec![i.clone()] }
                 }),
@@ -156,7 +158,7 @@ async fn recovery_of_many_launch_steps_reads_the_inventory_once() {
     let plans = w.store.unfinished_plans().expect("plans");
     for plan in &plans {
         let step = &plan.steps[0];
-        assert_eq!(step.action, "launch");
+        assert_eq!(step.action, phoenix_store::StepAction::Launch);
         let token = launch_token(plan.plan.id.as_str(), 0, 1);
         let mut detail = step.detail.clone();
         detail["tokens"] = serde_json::json!([token]);

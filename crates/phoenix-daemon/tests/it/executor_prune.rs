@@ -104,12 +104,15 @@ async fn a_removed_group_is_pruned_after_two_passes_with_prune_on() {
     assert_eq!(plans.len(), 1);
     let prune = &plans[0];
     assert_eq!(prune.plan.status, PlanStatus::Succeeded);
-    assert_eq!(prune.plan.target_hash, None, "a prune has no target hash");
-    assert_eq!(prune.plan.strategy, None);
+    assert_eq!(
+        prune.plan.kind,
+        phoenix_store::PlanKind::Prune,
+        "a prune has no target hash and no strategy"
+    );
     assert_eq!(prune.plan.doc["kind"], "prune");
     assert_eq!(prune.plan.doc["provider"], PROVIDER);
     assert_eq!(prune.steps.len(), 1);
-    assert_eq!(prune.steps[0].action, "terminate");
+    assert_eq!(prune.steps[0].action, phoenix_store::StepAction::Terminate);
     let kinds: Vec<&str> = w
         .transitions
         .iter()

@@ -22,7 +22,7 @@ async fn crash_after_launch_intent(launched: bool) -> (World, G, PlanId, String)
     let doc = w.plan_and_submit(&groups, "c1").await;
     let id = PlanId::new(doc.groups[0].plan_id.clone().expect("plan id"));
     let steps = w.store.steps(&id).expect("steps");
-    assert_eq!(steps[0].action, "launch");
+    assert_eq!(steps[0].action, phoenix_store::StepAction::Launch);
     let count = steps[0].detail["step"]["count"].as_u64().expect("count") as u32;
     let token = launch_token(id.as_str(), 0, 1);
     let mut detail = steps[0].detail.clone();

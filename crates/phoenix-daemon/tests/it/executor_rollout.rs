@@ -37,7 +37,7 @@ async fn assert_converged(w: &World, g: &G) {
     // No double launch: no token carries more instances than its step asked for.
     for plan in w.store.recent_plans(None, 100).expect("plans") {
         for step in w.store.steps(&plan.id).expect("steps") {
-            if step.action != "launch" {
+            if step.action != phoenix_store::StepAction::Launch {
                 continue;
             }
             let count = step.detail["step"]["count"].as_u64().expect("launch count") as u32;
@@ -469,7 +469,7 @@ async fn a_plan_awaiting_approval_is_superseded_at_once() {
     let active = bounded(async { w.store.unfinished_plans().expect("plans") }).await;
     assert_eq!(active.len(), 1);
     assert_eq!(active[0].plan.status, PlanStatus::AwaitingApproval);
-    assert_eq!(active[0].plan.target_hash, Some(last.parsed().hash));
+    assert_eq!(active[0].plan.kind.target_hash(), Some(last.parsed().hash));
 }
 
 #[tokio::test(start_paused = true)]
@@ -527,9 +527,11 @@ async fn an_unreadable_plan_does_not_stop_the_others() {
             &phoenix_store::NewPlan {
                 id: PlanId::new("plan-from-the-future"),
                 group: other.group.name().clone(),
-                target_hash: Some(other.hash),
+                kind: phoenix_store::PlanKind::Rollout {
+                    target_hash: other.hash,
+                    strategy: phoenix_core::spec::Strategy::Rolling,
+                },
                 commit: "c9".to_string(),
-                strategy: Some(phoenix_core::spec::Strategy::Rolling),
                 status: PlanStatus::Running,
                 doc: serde_json::json!({"format": 99}),
                 steps: Vec::new(),
