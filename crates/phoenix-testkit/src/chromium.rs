@@ -268,11 +268,13 @@ impl Browser {
         answer["result"]["value"].clone()
     }
 
-    /// Poll `expression` until it is truthy; panics after `timeout` with `what` and the
-    /// page's text.
+    /// Poll `expression` until it is truthy (an exception, as while the page is still
+    /// loading, counts as not yet); panics after `timeout` with `what` and the page's text.
     pub fn wait_for(&mut self, what: &str, expression: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        let check = format!("Boolean({expression})");
+        let check = format!(
+            "(() => {{ try {{ return Boolean({expression}); }} catch (e) {{ return false; }} }})()"
+        );
         loop {
             if self.eval(&check) == Value::Bool(true) {
                 return;
