@@ -7,5 +7,7 @@ mod daemon_observe;
 mod daemon_prune;
 mod daemon_sim;
 mod daemon_stuck_source;
+mod dashboard_group;
+mod monitoring;
 mod plan_moto;
 mod support;
