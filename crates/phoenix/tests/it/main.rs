@@ -11,3 +11,4 @@ mod dashboard_group;
 mod monitoring;
 mod plan_moto;
 mod support;
+mod tidy;
