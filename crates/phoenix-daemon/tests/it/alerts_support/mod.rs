@@ -184,6 +184,7 @@ pub fn fast_options() -> DeliveryOptions {
         },
         poll_interval: Duration::from_millis(100),
         batch: 100,
+        metrics: None,
     }
 }
 
