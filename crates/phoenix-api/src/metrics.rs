@@ -264,11 +264,15 @@ impl Metrics {
         .iter()
         .map(|k| (k.as_str(), 0))
         .collect();
+        // The oldest open finding of each kind, for "drift open too long" alerts.
+        let mut oldest: BTreeMap<&str, SystemTime> = BTreeMap::new();
         for g in snapshot.groups() {
             *by_sync.entry(g.summary.sync.as_str()).or_default() += 1;
             *by_health.entry(g.summary.health.as_str()).or_default() += 1;
             for f in &g.summary.drift {
                 *drift.entry(f.kind.as_str()).or_default() += 1;
+                let since = oldest.entry(f.kind.as_str()).or_insert(f.since);
+                *since = (*since).min(f.since);
             }
         }
         header(
@@ -297,6 +301,19 @@ impl Metrics {
         );
         for (kind, n) in &drift {
             let _ = writeln!(o, "phoenix_drift_open{{kind=\"{kind}\"}} {n}");
+        }
+        header(
+            o,
+            "phoenix_drift_oldest_open_seconds",
+            "Age of the oldest open drift finding, by kind (kinds with open findings only).",
+            "gauge",
+        );
+        for (kind, since) in &oldest {
+            let age = now.duration_since(*since).map_or(0, |d| d.as_secs());
+            let _ = writeln!(
+                o,
+                "phoenix_drift_oldest_open_seconds{{kind=\"{kind}\"}} {age}"
+            );
         }
 
         let mut plan_states: BTreeMap<&str, u64> =
@@ -431,6 +448,13 @@ impl Metrics {
             "gauge",
         );
         let _ = writeln!(o, "phoenix_alerts_pending {}", alerts.pending);
+        header(
+            o,
+            "phoenix_alerts_failed",
+            "Alert deliveries in the outbox that gave up.",
+            "gauge",
+        );
+        let _ = writeln!(o, "phoenix_alerts_failed {}", alerts.failed);
         out
     }
 }

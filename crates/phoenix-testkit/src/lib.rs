@@ -5,6 +5,8 @@
 //! skips the test.
 
 pub mod alertmanager;
+pub mod chromium;
 pub mod git;
 pub mod moto;
 pub mod net;
+pub mod prometheus;

@@ -74,7 +74,7 @@ fn group(name: &str, sync: SyncState, drift: Vec<DriftFinding>) -> Group {
     }
 }
 
-fn snapshot(ready: bool) -> Snapshot {
+pub(crate) fn snapshot(ready: bool) -> Snapshot {
     Snapshot::new(SnapshotParts {
         ready,
         revision: Revision {

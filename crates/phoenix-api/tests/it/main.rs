@@ -2,3 +2,5 @@
 //! (each test binary links the whole dependency tree, so one per crate keeps builds short).
 
 mod api;
+mod dashboard_page;
+mod monitoring;

@@ -49,6 +49,9 @@ pub struct DeliveryOptions {
     pub poll_interval: Duration,
     /// At most this many alerts of one receiver read per look. Default 100.
     pub batch: usize,
+    /// Where final outcomes are counted (`phoenix_alert_deliveries_total`: delivered, or
+    /// failed when an alert expired undelivered). Default none.
+    pub metrics: Option<Arc<phoenix_api::Metrics>>,
 }
 
 impl Default for DeliveryOptions {
@@ -59,6 +62,7 @@ impl Default for DeliveryOptions {
                 .with_equal_jitter(0),
             poll_interval: Duration::from_secs(30),
             batch: 100,
+            metrics: None,
         }
     }
 }
@@ -182,6 +186,9 @@ impl Delivery {
             match self.with_store(move |s| load(s, now, &idle, batch)).await {
                 Ok((expired, due)) => {
                     for entry in expired {
+                        if let Some(metrics) = &self.options.metrics {
+                            metrics.alert_delivery(false);
+                        }
                         warn!(
                             receiver = %entry.receiver,
                             delivery_id = %entry.delivery_id,
@@ -263,6 +270,9 @@ impl Delivery {
         match report {
             Report::Sent { delivery } => {
                 debug!(delivery_id = %delivery, "alert delivered");
+                if let Some(metrics) = &self.options.metrics {
+                    metrics.alert_delivery(true);
+                }
                 let id = delivery.clone();
                 if let Err(error) = self
                     .with_store(move |s| s.mark_alert_delivered(&id, now))

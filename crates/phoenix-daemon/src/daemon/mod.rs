@@ -226,7 +226,10 @@ pub async fn run_with(
     let delivery = Delivery::new(
         open_store()?,
         alerts.receivers(),
-        DeliveryOptions::default(),
+        DeliveryOptions {
+            metrics: Some(channels.metrics.clone()),
+            ..DeliveryOptions::default()
+        },
     )
     .map_err(DaemonError::Alerts)?;
     let (delivery_stop, mut delivery_stopped) = watch::channel(false);

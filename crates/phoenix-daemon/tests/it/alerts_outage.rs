@@ -86,10 +86,14 @@ async fn alerts_queued_during_an_outage_arrive_in_order_exactly_once() {
     // Back, but answering 503 to its first three requests.
     let capture = Capture::start_on(addr).await;
     capture.fail_next(3);
+    let metrics = std::sync::Arc::new(phoenix_api::Metrics::default());
     let second = RunningDelivery::start(
         open_store(dir.path()),
         alerts.receivers(),
-        fast_options(),
+        phoenix_daemon::alerts::DeliveryOptions {
+            metrics: Some(metrics.clone()),
+            ..fast_options()
+        },
         alerts.delivery_wake(),
     );
     wait_settled(&store, "ops", 8).await;
@@ -107,6 +111,13 @@ async fn alerts_queued_during_an_outage_arrive_in_order_exactly_once() {
         (0, 8, 0)
     );
     within("second delivery task stops", second.stop()).await;
+    // phoenix_alert_deliveries_total counts final outcomes, not the retried attempts.
+    let text = metrics.render(&phoenix_api::Snapshot::default(), SystemTime::now());
+    assert!(
+        text.contains("phoenix_alert_deliveries_total{result=\"delivered\"} 8\n")
+            && text.contains("phoenix_alert_deliveries_total{result=\"failed\"} 0\n"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,10 +133,14 @@ async fn alerts_expire_when_the_receiver_stays_down() {
     let mut alerts = Alerts::new(&[config], &secrets, AlertOptions::default()).expect("alerts");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = open_store(dir.path());
+    let metrics = std::sync::Arc::new(phoenix_api::Metrics::default());
     let delivery = RunningDelivery::start(
         open_store(dir.path()),
         alerts.receivers(),
-        fast_options(),
+        phoenix_daemon::alerts::DeliveryOptions {
+            metrics: Some(metrics.clone()),
+            ..fast_options()
+        },
         alerts.delivery_wake(),
     );
     let error = SourceAlert {
@@ -147,6 +162,11 @@ async fn alerts_expire_when_the_receiver_stays_down() {
     })
     .await;
     within("stop", delivery.stop()).await;
+    let text = metrics.render(&phoenix_api::Snapshot::default(), SystemTime::now());
+    assert!(
+        text.contains("phoenix_alert_deliveries_total{result=\"failed\"} 1\n"),
+        "an expired alert counts as failed: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,8 @@ mod daemon_observe;
 mod daemon_prune;
 mod daemon_sim;
 mod daemon_stuck_source;
+mod dashboard_group;
+mod monitoring;
 mod plan_moto;
 mod support;
 mod tidy;

@@ -183,6 +183,7 @@ pub fn fast_options() -> DeliveryOptions {
             .with_equal_jitter(0),
         poll_interval: Duration::from_millis(100),
         batch: 100,
+        metrics: None,
     }
 }
 
