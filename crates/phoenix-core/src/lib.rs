@@ -9,6 +9,7 @@ pub mod config;
 pub mod drift;
 pub mod duration;
 pub mod hash;
+pub mod markdown;
 pub mod model;
 pub mod plan;
 pub mod render;
