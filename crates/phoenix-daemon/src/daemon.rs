@@ -310,6 +310,12 @@ impl Daemon {
                 }
                 Some(Reason::Request)
             }
+            ApiCommand::Retry { group, reply } => {
+                let answer = crate::retry::retry(&mut self.store, self.revision.as_deref(), &group);
+                let lifted = answer.is_ok();
+                let _ = reply.send(answer);
+                lifted.then_some(Reason::Request)
+            }
             first @ (ApiCommand::Reconcile | ApiCommand::Webhook { .. }) => {
                 let burst = phoenix_api::coalesce_burst(
                     first,
