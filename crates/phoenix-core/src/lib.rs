@@ -17,6 +17,7 @@ pub mod sorted_map;
 pub mod spec;
 pub mod tags;
 pub mod text;
+pub mod window;
 pub mod yaml;
 
 pub use hash::{SpecHash, spec_hash};

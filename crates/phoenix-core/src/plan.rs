@@ -89,6 +89,10 @@ pub struct PlanMemory {
     /// provider then instance id.
     #[serde(default)]
     pub orphans: Vec<OrphanSighting>,
+    /// An operator's change-window override (`POST /api/v1/windows/override`): every
+    /// window is lifted before this instant (`crate::window`). Kept while in the future.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_override: Option<crate::window::Override>,
 }
 
 /// How often in a row an orphaned instance was seen on a complete inventory.
@@ -572,7 +576,16 @@ pub fn plan_checked(checked: Checked<'_, '_>) -> PlanOutcome {
             )
         })
         .collect();
-    let mut memory = PlanMemory::default();
+    let mut memory = PlanMemory {
+        window_override: input
+            .memory
+            .window_override
+            .clone()
+            .filter(|o| o.until > input.now),
+        ..PlanMemory::default()
+    };
+    let windows = crate::window::Windows::compile_or_closed(&input.config.windows);
+    let lifted = memory.window_override.as_ref().map(|o| o.until);
     for ((group, provider), list) in &orphans {
         for instance in list {
             let before = previous
@@ -675,6 +688,8 @@ pub fn plan_checked(checked: Checked<'_, '_>) -> PlanOutcome {
             let replicas = ctx.replicas as usize;
             let mut current = drift.current.clone();
             let mut removals = drift.replace.clone();
+            let window = windows.state(ctx.name, input.now, lifted);
+            crate::window::hold_replacements(&mut removals, &mut report.notes, window);
             if current.len() > replicas {
                 // The least preferred current instances go: not yet healthy first,
                 // then the oldest.
@@ -786,10 +801,13 @@ pub fn plan_checked(checked: Checked<'_, '_>) -> PlanOutcome {
             deferred: 0,
             steps: Vec::new(),
         };
+        let window = windows.state(group, input.now, lifted);
         if !input.config.prune {
             report
                 .notes
                 .push("reconcile.prune is false: orphans are reported, never terminated".into());
+        } else if window.blocked {
+            report.notes.push(crate::window::held_note("prune", window));
         } else {
             let ready: Vec<&Instance> = sorted
                 .iter()

@@ -12,3 +12,4 @@ mod spec_gen;
 mod spec_hash;
 mod spec_hostile;
 mod spec_validation;
+mod windows;
