@@ -8,6 +8,7 @@ mod daemon_prune;
 mod daemon_retry;
 mod daemon_sim;
 mod daemon_stuck_source;
+mod daemon_windows;
 mod plan_desired;
 mod plan_moto;
 mod support;
