@@ -12,3 +12,4 @@ mod daemon_windows;
 mod plan_desired;
 mod plan_moto;
 mod support;
+mod tidy;
