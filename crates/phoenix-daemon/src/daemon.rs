@@ -528,6 +528,7 @@ impl Daemon {
             Ok(transitions) => self.transitions(&transitions, now),
             Err(err) => tracing::error!(error = %err, "cannot submit plans"),
         }
+        self.executor.set_windows(window_gate(&self.config));
         match self.executor.advance(&mut self.store, now).await {
             Ok(progress) => {
                 self.transitions(&progress.transitions, SystemTime::now());
@@ -1181,4 +1182,9 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The change windows of `config` for the executor (docs/windows.md).
+fn window_gate(config: &Config) -> crate::executor::WindowGate {
+    crate::executor::WindowGate::new(&config.reconcile.windows)
 }

@@ -36,6 +36,9 @@
 mod doc;
 mod fleet;
 mod health;
+mod window;
+
+pub use window::WindowGate;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -349,6 +352,8 @@ pub struct Executor {
     /// is absent from them (on its provider). `None` until the first `submit` after a
     /// start: prunes wait until the current desired state is known.
     desired: Option<Desired>,
+    /// Change windows: a running replacement stops at its next launch (`window`).
+    windows: WindowGate,
 }
 
 /// The desired state as of the last [`Executor::submit`].
@@ -418,6 +423,7 @@ impl Executor {
             http,
             runtime: HashMap::new(),
             desired: None,
+            windows: WindowGate::default(),
         }
     }
 
@@ -740,6 +746,11 @@ impl Executor {
         }
         self.runtime.retain(|id, _| live.contains(id));
         Ok(progress)
+    }
+
+    /// The change windows later `advance` calls obey.
+    pub fn set_windows(&mut self, windows: WindowGate) {
+        self.windows = windows;
     }
 
     /// Approve a plan awaiting approval: it starts running on the next `advance`.
@@ -1348,6 +1359,17 @@ impl Executor {
         };
         match planned {
             Step::Launch { count } => {
+                if step.status == StepStatus::Pending && !self.windows.is_empty() {
+                    let fleet = fleets.of(&doc.provider);
+                    fleet.load(provider.as_ref(), &self.owner).await;
+                    let group = doc.group.name().as_str();
+                    if let Some(wait) = self
+                        .windows
+                        .hold_launch(group, plan, step.index, fleet, now)
+                    {
+                        return Ok(StepOutcome::Wait(wait));
+                    }
+                }
                 let attempt = match self.next_attempt(&id, step, now) {
                     Ok(a) => a,
                     Err(wait) => return Ok(StepOutcome::Wait(wait)),
