@@ -178,6 +178,11 @@ pub fn hold_replacements(
     }
 }
 
+/// The override in `memory` if it still lasts at `now`.
+pub fn lasting_override(memory: &crate::plan::PlanMemory, now: SystemTime) -> Option<Override> {
+    memory.window_override.clone().filter(|o| o.until > now)
+}
+
 /// "`what` held by a change window until <time>".
 pub fn held_note(what: &str, state: WindowState) -> String {
     match state.until {
