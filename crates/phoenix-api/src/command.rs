@@ -77,6 +77,14 @@ pub enum ApiCommand {
         /// Where the loop answers.
         reply: oneshot::Sender<PlanReply>,
     },
+    /// `POST /api/v1/groups/{name}/retry`: lift the failed-generation block of the
+    /// group's current hash, then run a pass.
+    Retry {
+        /// The group.
+        group: String,
+        /// Where the loop answers.
+        reply: oneshot::Sender<crate::operator::RetryReply>,
+    },
     /// `POST /api/v1/reconcile`: run a pass now (answered 202 before any work).
     Reconcile,
     /// `POST /api/v1/webhooks/git`: a verified, de-duplicated push. The loop coalesces

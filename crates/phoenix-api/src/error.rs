@@ -7,6 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::command::PlanCommandError;
+use crate::operator::RetryError;
 
 /// An error answer. Messages never contain tokens or secrets.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,9 @@ pub enum ApiError {
     /// Unknown plan id, or the plan refused the command.
     #[error(transparent)]
     Plan(#[from] PlanCommandError),
+    /// A retry the loop refused.
+    #[error(transparent)]
+    Retry(#[from] RetryError),
     /// Missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
@@ -73,6 +77,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Plan(PlanCommandError::NotFound { .. }) => StatusCode::NOT_FOUND,
             ApiError::Plan(PlanCommandError::WrongState { .. }) => StatusCode::CONFLICT,
+            ApiError::Retry(RetryError::GroupNotFound { .. }) => StatusCode::NOT_FOUND,
+            ApiError::Retry(RetryError::Store { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unauthorized | ApiError::BadSignature => StatusCode::UNAUTHORIZED,
             ApiError::TokenNotConfigured | ApiError::WebhookSecretNotConfigured => {
                 StatusCode::FORBIDDEN
@@ -91,6 +97,8 @@ impl ApiError {
             ApiError::GroupNotFound { .. } => "group_not_found",
             ApiError::Plan(PlanCommandError::NotFound { .. }) => "plan_not_found",
             ApiError::Plan(PlanCommandError::WrongState { .. }) => "plan_wrong_state",
+            ApiError::Retry(RetryError::GroupNotFound { .. }) => "group_not_found",
+            ApiError::Retry(RetryError::Store { .. }) => "retry_failed",
             ApiError::Unauthorized => "unauthorized",
             ApiError::TokenNotConfigured => "token_not_configured",
             ApiError::WebhookSecretNotConfigured => "webhook_secret_not_configured",

@@ -16,6 +16,7 @@ mod command;
 mod dashboard;
 mod error;
 mod metrics;
+mod operator;
 mod routes;
 mod snapshot;
 mod sse;
@@ -27,6 +28,7 @@ pub use auth::{
 pub use command::{ApiCommand, ApiEvent, Forge, PlanCommandError, PlanReply};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use metrics::{Histogram, Metrics, PlanResult, RECONCILE_BUCKETS, WebhookOutcome};
+pub use operator::{RetryAnswer, RetryError, RetryReply};
 pub use routes::{ApiDoc, build_router, serve};
 pub use snapshot::{
     AlertCounts, DriftFinding, Group, GroupCounts, GroupDriftFinding, GroupHealth, GroupInstance,

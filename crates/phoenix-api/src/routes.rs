@@ -191,7 +191,7 @@ async fn plan_command(
     .into_response())
 }
 
-fn send(state: &ApiState, command: ApiCommand) -> Result<(), ApiError> {
+pub(crate) fn send(state: &ApiState, command: ApiCommand) -> Result<(), ApiError> {
     state.inner.commands.try_send(command).map_err(|e| match e {
         TrySendError::Full(_) => ApiError::Busy,
         TrySendError::Closed(_) => ApiError::LoopUnavailable,
@@ -382,8 +382,8 @@ impl utoipa::Modify for BearerScheme {
 #[openapi(
     info(title = "Phoenix API", description = "Phoenix GitOps reconciliation daemon: status, plans, webhooks, events, metrics."),
     paths(healthz, readyz, status, groups, group, drift, plans, plan, approve, cancel,
-          reconcile, webhook, crate::sse::events, openapi_json, metrics, dashboard),
-    components(schemas(crate::ApiEvent, ErrorBody, Status, GroupList, Group, DriftList, PlanList, PlanCommandAnswer, Accepted)),
+          reconcile, crate::operator::retry, webhook, crate::sse::events, openapi_json, metrics, dashboard),
+    components(schemas(crate::ApiEvent, ErrorBody, Status, GroupList, Group, DriftList, PlanList, PlanCommandAnswer, Accepted, crate::operator::RetryAnswer)),
     modifiers(&BearerScheme)
 )]
 #[derive(Debug)]
@@ -429,6 +429,7 @@ pub fn build_router(state: ApiState) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/groups", get(groups))
         .route("/api/v1/groups/{name}", get(group))
+        .route("/api/v1/groups/{name}/retry", post(crate::operator::retry))
         .route("/api/v1/drift", get(drift))
         .route("/api/v1/plans", get(plans))
         .route("/api/v1/plans/{id}", get(plan))

@@ -2,7 +2,6 @@
 //! the workspace's one [`Backoff`] (`phoenix_core::backoff`) with equal jitter.
 
 use std::future::Future;
-use std::time::Duration;
 
 pub use phoenix_core::backoff::Backoff;
 
@@ -42,6 +41,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[derive(Debug, PartialEq)]
     struct Flaky(bool);

@@ -230,6 +230,9 @@ pub struct ReconcileConfig {
     /// A revision removing more than this fraction of groups is held for approval. Default 0.5.
     #[serde(default = "default_max_prune_fraction")]
     pub max_prune_fraction: f64,
+    /// Change windows (design section 14; `crate::window`). Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<crate::window::WindowConfig>,
 }
 
 fn default_reconcile_interval() -> Duration {
@@ -254,6 +257,7 @@ impl Default for ReconcileConfig {
             max_replacement_fraction: default_max_replacement_fraction(),
             prune: false,
             max_prune_fraction: default_max_prune_fraction(),
+            windows: Vec::new(),
         }
     }
 }
@@ -548,6 +552,15 @@ impl Config {
             }
         }
         let reconcile = &self.reconcile;
+        problems.extend(
+            crate::window::validate(&reconcile.windows)
+                .into_iter()
+                .map(|e| ConfigError {
+                    line: None,
+                    column: None,
+                    message: e.to_string(),
+                }),
+        );
         if reconcile.interval.is_zero() {
             problems.push(ConfigError::field(
                 "reconcile.interval",

@@ -10,6 +10,7 @@ pub mod config;
 pub mod drift;
 pub mod duration;
 pub mod hash;
+pub mod markdown;
 pub mod model;
 pub mod plan;
 pub mod render;
@@ -17,6 +18,7 @@ pub mod sorted_map;
 pub mod spec;
 pub mod tags;
 pub mod text;
+pub mod window;
 pub mod yaml;
 
 pub use hash::{SpecHash, spec_hash};

@@ -9,4 +9,5 @@
 pub mod alerts;
 pub mod daemon;
 pub mod executor;
+pub mod retry;
 pub mod view;

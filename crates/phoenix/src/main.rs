@@ -42,9 +42,10 @@ enum Command {
     Hash(commands::hash::Args),
     /// Preview what the daemon would replace, like `terraform plan`.
     ///
-    /// Reads the newest revision and every provider's inventory once and prints the
-    /// plan. Exit codes: 0 success, 1 error; with --detailed-exitcode 0 = no changes,
-    /// 1 = error, 2 = changes.
+    /// Reads the newest revision (or, with --desired DIR, a local folder of group files
+    /// such as a pull-request checkout) and every provider's inventory once and prints
+    /// the plan as text, JSON or a markdown pull-request comment. Exit codes: 0 success,
+    /// 1 error; with --detailed-exitcode 0 = no changes, 1 = error, 2 = changes.
     Plan(commands::plan::Args),
     /// Run the daemon: reconcile continuously and serve the HTTP API.
     ///
@@ -53,6 +54,12 @@ enum Command {
     Run(commands::run::Args),
     /// Ask a running daemon for its status.
     Status(commands::status::Args),
+    /// Ask a running daemon to try a group's failed generation again.
+    ///
+    /// After a rollback the failed hash is not planned again until a new commit; this
+    /// lifts that block for the group's current hash (POST /api/v1/groups/{name}/retry,
+    /// with the token from $PHOENIX_API_TOKEN or --token-env). Exit 0 accepted, 1 error.
+    Retry(commands::retry::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +70,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::run(&args),
         Command::Run(args) => commands::run::run(&args),
         Command::Status(args) => commands::status::run(&args),
+        Command::Retry(args) => commands::retry::run(&args),
     };
     match outcome {
         Ok(code) => code,

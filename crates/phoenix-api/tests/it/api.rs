@@ -917,6 +917,7 @@ async fn openapi_lists_every_path() {
         "/api/v1/status",
         "/api/v1/groups",
         "/api/v1/groups/{name}",
+        "/api/v1/groups/{name}/retry",
         "/api/v1/drift",
         "/api/v1/plans",
         "/api/v1/plans/{id}",
@@ -929,7 +930,7 @@ async fn openapi_lists_every_path() {
     ] {
         assert!(paths.contains(&path), "OpenAPI misses {path}: {paths:?}");
     }
-    assert_eq!(paths.len(), 16, "{paths:?}");
+    assert_eq!(paths.len(), 17, "{paths:?}");
     let status_props = keys(&doc["components"]["schemas"]["Status"]["properties"]);
     for field in ["revision", "groups", "inventory", "plans", "alerts"] {
         assert!(status_props.contains(&field), "{status_props:?}");

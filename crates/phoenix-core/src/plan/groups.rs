@@ -44,6 +44,8 @@ pub(super) fn classify<'a>(
 ) -> (Vec<GroupReport>, Vec<Pending<'a>>) {
     let mut reports: Vec<GroupReport> = Vec::with_capacity(parts.order.len());
     let mut pending: Vec<Pending<'a>> = Vec::new();
+    let windows = crate::window::Windows::compile_or_closed(&input.config.windows);
+    let lifted = crate::window::lasting_override(input.memory, input.now).map(|o| o.until);
     for (position, parsed) in parts.order.iter().copied().enumerate() {
         let spec = &parsed.group.spec;
         let provider = spec.provider.as_str();
@@ -61,7 +63,9 @@ pub(super) fn classify<'a>(
         let mut drift = drift::classify_group(&ctx, parts.members[position].as_slice());
         let mut report = report_of(parsed, providers.get(provider), &mut drift, &ctx);
         if act(input, parsed, &mut report) {
-            let (removals, keep) = removals(&drift, ctx.replicas as usize);
+            let (mut removals, keep) = removals(&drift, ctx.replicas as usize);
+            let window = windows.state(ctx.name, input.now, lifted);
+            crate::window::hold_replacements(&mut removals, &mut report.notes, window);
             pending.push(Pending {
                 index: reports.len(),
                 parsed,

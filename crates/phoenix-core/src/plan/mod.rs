@@ -104,6 +104,10 @@ pub struct PlanMemory {
     /// provider then instance id.
     #[serde(default)]
     pub orphans: Vec<OrphanSighting>,
+    /// An operator's change-window override (`POST /api/v1/windows/override`): every
+    /// window is lifted before this instant (`crate::window`). Kept while in the future.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_override: Option<crate::window::Override>,
 }
 
 /// How often in a row an orphaned instance was seen on a complete inventory.
@@ -349,7 +353,8 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanOutcome, PlanError> {
 pub fn plan_checked(checked: Checked<'_, '_>) -> PlanOutcome {
     let input = checked.0;
     let parts = partition::partition(input);
-    let memory = orphans::remember(&parts.orphans, input.memory);
+    let mut memory = orphans::remember(&parts.orphans, input.memory);
+    memory.window_override = crate::window::lasting_override(input.memory, input.now);
     let hold = holds::mass_removal_hold(&parts.removed_groups(), input.groups.len(), input.config);
     let mut providers = groups::ProviderTexts::default();
     let (mut reports, pending) = groups::classify(input, &parts, &mut providers);

@@ -68,6 +68,8 @@ pub(super) fn plan_prunes(
         .filter(|o| o.observations >= 2)
         .map(|o| (o.provider.as_str(), o.instance_id.as_str()))
         .collect();
+    let windows = crate::window::Windows::compile_or_closed(&ctx.input.config.windows);
+    let lifted = crate::window::lasting_override(ctx.input.memory, ctx.input.now).map(|o| o.until);
     for ((group, provider), list) in &ctx.parts.orphans {
         let mut sorted: Vec<&Instance> = list.clone();
         sorted.sort_unstable_by(|a, b| a.id.cmp(&b.id));
@@ -90,7 +92,10 @@ pub(super) fn plan_prunes(
             deferred: 0,
             steps: Vec::new(),
         };
-        if ctx.input.config.prune {
+        let window = windows.state(group, ctx.input.now, lifted);
+        if ctx.input.config.prune && window.blocked {
+            report.notes.push(crate::window::held_note("prune", window));
+        } else if ctx.input.config.prune {
             let ready: Vec<&Instance> = sorted
                 .iter()
                 .copied()

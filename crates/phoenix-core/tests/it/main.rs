@@ -4,6 +4,7 @@
 mod config_schema;
 mod drift_classify;
 mod planner_cases;
+mod planner_markdown;
 mod planner_props;
 mod planner_support;
 mod spec_fast_path;
@@ -11,3 +12,4 @@ mod spec_gen;
 mod spec_hash;
 mod spec_hostile;
 mod spec_validation;
+mod windows;

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use phoenix_api::{ApiCommand, PlanReply};
+use phoenix_api::{ApiCommand, PlanReply, RetryReply};
 use phoenix_core::config::Config;
 use phoenix_source::{RevisionId, WatchSignal};
 use tokio::sync::oneshot;
@@ -50,6 +50,11 @@ pub(super) enum Command {
         plan_id: String,
         reply: oneshot::Sender<PlanReply>,
     },
+    /// Lift a group's failed-generation block (`crate::retry`), answering on `reply`.
+    Retry {
+        group: String,
+        reply: oneshot::Sender<RetryReply>,
+    },
 }
 
 impl From<ApiCommand> for Event {
@@ -65,6 +70,7 @@ impl From<ApiCommand> for Event {
             ApiCommand::Cancel { plan_id, reply } => {
                 Event::Command(Command::Cancel { plan_id, reply })
             }
+            ApiCommand::Retry { group, reply } => Event::Command(Command::Retry { group, reply }),
         }
     }
 }

@@ -141,6 +141,11 @@ impl Daemon {
     fn command(&mut self, command: Command) {
         let (id, reply, result) = match command {
             Command::Reconcile => return,
+            Command::Retry { group, reply } => {
+                let answer = crate::retry::retry(&mut self.store, self.revision.as_deref(), &group);
+                let _ = reply.send(answer);
+                return;
+            }
             Command::Approve { plan_id, reply } => {
                 let id = phoenix_store::PlanId::new(plan_id);
                 let result = self

@@ -103,6 +103,9 @@ impl Daemon {
             Ok(transitions) => self.transitions(&transitions, now),
             Err(err) => tracing::error!(error = %err, "cannot submit plans"),
         }
+        self.executor.set_windows(crate::executor::WindowGate::new(
+            &self.config.reconcile.windows,
+        ));
         match self.executor.advance(&mut self.store, now).await {
             Ok(progress) => {
                 self.transitions(&progress.transitions, SystemTime::now());

@@ -14,6 +14,24 @@ use super::retry::retry_worth;
 use super::{Executor, StepOutcome};
 
 impl Executor {
+    /// How long a launch not yet begun waits for a change window (`window`): only while
+    /// its group is blocked and a later step would replace a healthy instance.
+    async fn window_hold(
+        &self,
+        pass: &mut Pass<'_>,
+        cx: &StepCx<'_>,
+        plan: &RolloutPlan,
+    ) -> Option<std::time::Duration> {
+        if cx.step.status != StepStatus::Pending || self.windows.is_empty() {
+            return None;
+        }
+        let fleet = pass.fleets.of(cx.provider_name);
+        fleet.load(cx.provider.as_ref(), &self.owner).await;
+        let group = plan.doc.group.name().as_str();
+        self.windows
+            .hold_launch(group, &plan.steps, cx.step.index, fleet, pass.now)
+    }
+
     /// Run a launch step of `count` instances.
     pub(super) async fn launch(
         &mut self,
@@ -24,6 +42,9 @@ impl Executor {
         count: u32,
     ) -> Result<StepOutcome, ExecutorError> {
         let (id, step) = (cx.id(), cx.step);
+        if let Some(wait) = self.window_hold(pass, cx, plan).await {
+            return Ok(StepOutcome::Wait(wait));
+        }
         let attempt = match self.next_attempt(id, step, pass.now) {
             Ok(a) => a,
             Err(wait) => return Ok(StepOutcome::Wait(wait)),

@@ -57,6 +57,7 @@ mod submit;
 mod terminate;
 mod transition;
 mod wait;
+mod window;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -73,6 +74,7 @@ use doc::{Launched, StoredPlan};
 pub use error::ExecutorError;
 use error::store_err;
 pub use transition::{PlanRef, Progress, Transition};
+pub use window::WindowGate;
 
 /// Tunables of the executor. Every field has a documented default.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,6 +149,8 @@ pub struct Executor {
     /// is absent from them (on its provider). `None` until the first `submit` after a
     /// start: prunes wait until the current desired state is known.
     desired: Option<submit::Desired>,
+    /// Change windows: a running replacement stops at its next launch (`window`).
+    windows: WindowGate,
 }
 
 impl Executor {
@@ -165,7 +169,13 @@ impl Executor {
             http,
             runtime: HashMap::new(),
             desired: None,
+            windows: WindowGate::default(),
         }
+    }
+
+    /// The change windows later `advance` calls obey.
+    pub fn set_windows(&mut self, windows: WindowGate) {
+        self.windows = windows;
     }
 
     /// The options in force.

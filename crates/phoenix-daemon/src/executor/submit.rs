@@ -421,16 +421,24 @@ fn announce(sub: &Submission<'_>, proposed: &Proposed<'_>, new: &NewPlan) -> Tra
 /// - it is the active plan (or any active plan): skip, it is already running;
 /// - it was cancelled: skip, an operator stopped exactly these steps (a new commit or a
 ///   different observation gives a new id);
-/// - it failed or rolled back: skip (the planner blocks that hash anyway);
 /// - it succeeded or was superseded and the same steps are needed again (an instance
-///   vanished twice at the same revision, say): run it again as `<id>.r<k>`.
+///   vanished twice at the same revision, say), or it failed or rolled back and an
+///   explicit retry dropped the failure record (until then the planner blocks that hash
+///   and never proposes it): run it again as `<id>.r<k>`.
 fn fresh_plan_id(store: &Store, proposed: &str) -> Result<Option<PlanId>, ExecutorError> {
     let mut id = PlanId::new(proposed);
     for k in 1u32.. {
         let existing = store.plan(&id).map_err(store_err("read plan", &id))?;
         match existing.map(|p| p.plan.status) {
             None => return Ok(Some(id)),
-            Some(PlanStatus::Succeeded | PlanStatus::Superseded) => {
+            // A failed or rolled-back plan is proposed again only once its failure record
+            // is gone, that is after an explicit retry (crate::retry): a fresh id runs it.
+            Some(
+                PlanStatus::Succeeded
+                | PlanStatus::Superseded
+                | PlanStatus::Failed
+                | PlanStatus::RolledBack,
+            ) => {
                 id = PlanId::new(format!("{proposed}.r{k}"));
             }
             Some(_) => return Ok(None),

@@ -13,3 +13,4 @@ mod executor_prune;
 mod executor_recovery;
 mod executor_rollout;
 mod executor_support;
+mod executor_windows;

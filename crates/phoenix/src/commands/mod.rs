@@ -2,6 +2,7 @@
 
 pub mod hash;
 pub mod plan;
+pub mod retry;
 pub mod run;
 pub mod status;
 pub mod validate;

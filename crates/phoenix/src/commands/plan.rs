@@ -1,25 +1,28 @@
 //! `phoenix plan`: a one-shot, terraform-style preview of what the daemon would do.
 //!
-//! Loads the newest revision from the configured source and every provider's inventory,
-//! runs the pure planner and prints the plan (text, or the versioned JSON document with
-//! `--json`). A rejected newest revision, a group naming an unknown provider, or an
-//! unreachable provider (incomplete inventory) is an error, never "everything is
-//! missing". Exit codes: 0 success, 1 error; with `--detailed-exitcode` 0 = no changes,
-//! 1 = error, 2 = changes.
+//! Loads the newest revision from the configured source, or with `--desired DIR` a local
+//! folder of group files (a pull-request checkout) through the same loader, and every
+//! provider's inventory, runs the pure planner and prints the plan: text, the versioned
+//! JSON document (`--format json`, or `--json`), or a pull-request comment
+//! (`--format markdown`). A rejected revision (its problems named `path:line:col`), a
+//! group naming an unknown provider, or an unreachable provider (incomplete inventory) is
+//! an error, never "everything is missing". Exit codes: 0 success, 1 error; with
+//! `--detailed-exitcode` 0 = no changes, 1 = error, 2 = changes.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, anyhow, bail};
 use phoenix_cloud::{BuildOptions, build_providers};
-use phoenix_core::config::Config;
+use phoenix_core::config::{Config, DirSourceConfig, SourceConfig};
+use phoenix_core::markdown::render_markdown;
 use phoenix_core::model::Inventory;
 use phoenix_core::plan::{PlanInput, PlanMemory, plan};
 use phoenix_core::render::{RenderOptions, render_text};
 use phoenix_core::spec::ParsedGroup;
-use phoenix_source::{PollOutcome, Revision, Source};
+use phoenix_source::{PollOutcome, Problem, Rejection, Revision, Source};
 
 use crate::config_file;
 
@@ -29,7 +32,15 @@ pub struct Args {
     /// The daemon config file.
     #[arg(long, short, value_name = "FILE")]
     config: PathBuf,
-    /// Print the versioned JSON plan document instead of text.
+    /// Plan this local folder of group files (for example a pull-request checkout)
+    /// instead of the configured source's newest revision, against live inventory.
+    #[arg(long, value_name = "DIR")]
+    desired: Option<PathBuf>,
+    /// Output format: `text`, the versioned JSON plan document (`json`), or a
+    /// pull-request comment (`markdown`).
+    #[arg(long, value_enum, default_value_t = Format::Text, conflicts_with = "json")]
+    format: Format,
+    /// Print the versioned JSON plan document: the same as `--format json`.
     #[arg(long)]
     json: bool,
     /// Exit 2 when there are changes, 0 when there are none (1 is always an error).
@@ -43,10 +54,24 @@ pub struct Args {
     all: bool,
 }
 
+/// What `phoenix plan` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable text (coloured on a terminal unless `NO_COLOR` is set).
+    Text,
+    /// The versioned plan document (docs/plan-format.md).
+    Json,
+    /// A markdown comment for a pull request: summary table, then details per group.
+    Markdown,
+}
+
 /// Build the plan and print it.
 pub fn run(args: &Args) -> Result<ExitCode> {
     let config = config_file::load(&args.config)?;
-    let revision = load_revision(&config)?;
+    let (revision, root) = match &args.desired {
+        Some(dir) => (load_folder(dir)?, Some(dir.as_path())),
+        None => (load_revision(&config)?, None),
+    };
     let groups: Vec<ParsedGroup> = revision
         .groups
         .values()
@@ -60,7 +85,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         if config.provider(provider).is_none() {
             bail!(
                 "{}: spec.provider `{provider}` is not a provider in {} (known: {})",
-                desired.path,
+                shown_path(root, &desired.path),
                 args.config.display(),
                 config
                     .providers
@@ -95,23 +120,26 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         document.retain_group(name);
     }
 
-    if args.json {
-        println!(
+    let format = if args.json { Format::Json } else { args.format };
+    match format {
+        Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&document).context("serialize the plan")?
-        );
-    } else {
-        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        print!(
-            "{}",
-            render_text(
-                &document,
-                RenderOptions {
-                    colour,
-                    show_in_sync: args.all
-                }
-            )
-        );
+        ),
+        Format::Markdown => print!("{}", render_markdown(&document)),
+        Format::Text => {
+            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            print!(
+                "{}",
+                render_text(
+                    &document,
+                    RenderOptions {
+                        colour,
+                        show_in_sync: args.all
+                    }
+                )
+            );
+        }
     }
     Ok(match (args.detailed_exitcode, document.changes) {
         (true, true) => ExitCode::from(2),
@@ -131,17 +159,67 @@ fn load_revision(config: &Config) -> Result<Revision> {
         .context("cannot read the desired-state source")?
     {
         PollOutcome::Accepted { revision, .. } => Ok((*revision).clone()),
-        PollOutcome::Rejected { rejection, .. } => {
-            let mut message = format!("the newest revision {} is rejected:", rejection.revision);
-            for problem in &rejection.problems {
-                message.push_str(&format!("\n  {problem}"));
-            }
-            Err(anyhow!(message))
-        }
+        PollOutcome::Rejected { rejection, .. } => Err(rejected(
+            &format!("the newest revision {} is rejected:", rejection.revision),
+            &rejection,
+            None,
+        )),
         PollOutcome::Unchanged => match source.current() {
             Some(revision) => Ok((*revision).clone()),
             None => bail!("the source returned no revision"),
         },
+    }
+}
+
+/// A local folder of group files as one revision, through the same loader (and so the
+/// same validation) as the daemon's folder source; a rejection names each problem as
+/// `DIR/file:line:col`.
+fn load_folder(dir: &Path) -> Result<Revision> {
+    let meta = std::fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("{}: --desired must name a folder", dir.display());
+    }
+    let config = SourceConfig::Dir(DirSourceConfig {
+        path: dir.to_path_buf(),
+        watch: false,
+        interval: std::time::Duration::from_secs(30),
+    });
+    // A folder source keeps nothing on disk, so no state folder is needed.
+    let mut source =
+        Source::open(&config, dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    match source
+        .poll()
+        .with_context(|| format!("cannot read {}", dir.display()))?
+    {
+        PollOutcome::Accepted { revision, .. } => Ok((*revision).clone()),
+        PollOutcome::Rejected { rejection, .. } => Err(rejected(
+            &format!("the desired state in {} is rejected:", dir.display()),
+            &rejection,
+            Some(dir),
+        )),
+        PollOutcome::Unchanged => bail!("{}: the folder returned no revision", dir.display()),
+    }
+}
+
+/// The error for a rejected revision: one line per problem, paths under `root` when the
+/// revision is a local folder.
+fn rejected(headline: &str, rejection: &Rejection, root: Option<&Path>) -> anyhow::Error {
+    let mut message = headline.to_owned();
+    for problem in &rejection.problems {
+        let problem = Problem {
+            path: problem.path.as_deref().map(|p| shown_path(root, p)),
+            ..problem.clone()
+        };
+        message.push_str(&format!("\n  {problem}"));
+    }
+    anyhow!(message)
+}
+
+/// A revision path as the user knows it: under the `--desired` folder when there is one.
+fn shown_path(root: Option<&Path>, path: &str) -> String {
+    match root {
+        Some(root) => root.join(path).display().to_string(),
+        None => path.to_owned(),
     }
 }
 

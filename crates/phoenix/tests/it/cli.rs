@@ -61,23 +61,29 @@ spec:
 metadata: {name: \"web\"}
 ";
 
-/// Folders under `examples/` that hold other tools' files (Prometheus rules and config,
-/// a Grafana dashboard, CI jobs), not Phoenix configs or desired-state files.
-const FOREIGN_EXAMPLES: &[&str] = &["monitoring", "ci"];
+/// Folders under `examples/` that hold files for other tools (CI systems, monitoring),
+/// not Phoenix configs or groups; each has its own test.
+const FOREIGN_EXAMPLES: [&str; 2] = ["ci", "monitoring"];
 
 #[test]
 fn every_shipped_config_and_example_is_valid() {
-    let mut folders: Vec<String> = std::fs::read_dir(repo_root().join("examples"))
-        .expect("list examples/")
-        .map(|e| e.expect("an entry of examples/").file_name())
-        .map(|name| name.to_string_lossy().into_owned())
-        .filter(|name| !FOREIGN_EXAMPLES.contains(&name.as_str()))
-        .map(|name| format!("examples/{name}"))
+    let mut paths = vec!["config".to_owned()];
+    let mut entries: Vec<_> = std::fs::read_dir(repo_root().join("examples"))
+        .expect("list examples")
+        .map(|e| e.expect("example entry").file_name())
         .collect();
-    folders.sort();
-    assert!(folders.len() >= 2, "{folders:?}");
-    let mut args = vec!["validate", "config"];
-    args.extend(folders.iter().map(String::as_str));
+    entries.sort();
+    for name in entries {
+        let name = name.to_string_lossy().into_owned();
+        if !FOREIGN_EXAMPLES.contains(&name.as_str()) {
+            paths.push(format!("examples/{name}"));
+        }
+    }
+    // The config the CI jobs plan with is a Phoenix config.
+    paths.push("examples/ci/phoenix-plan.yaml".to_owned());
+    let args: Vec<&str> = std::iter::once("validate")
+        .chain(paths.iter().map(String::as_str))
+        .collect();
     let out = phoenix(&args);
     assert!(
         out.status.success(),
@@ -218,5 +224,31 @@ fn version_and_help_work() {
         let out = phoenix(cmd);
         assert!(out.status.success(), "{cmd:?}");
         assert!(text(&out.stdout).contains("Usage: phoenix"), "{cmd:?}");
+    }
+}
+
+/// The example CI jobs (issue 21): valid YAML that runs `phoenix plan --desired` with the
+/// markdown format on the shipped CI config, and posts the comment.
+#[test]
+fn example_ci_jobs_plan_the_checkout_as_markdown() {
+    for (file, posts) in [
+        ("examples/ci/github-actions.yml", "createComment"),
+        (
+            "examples/ci/gitlab-ci.yml",
+            "merge_requests/${CI_MERGE_REQUEST_IID}/notes",
+        ),
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(file)).expect("read CI example");
+        let doc: serde_json::Value = phoenix_core::yaml::from_str(&text)
+            .unwrap_or_else(|e| panic!("{file} is not valid YAML: {e}"));
+        assert!(doc.is_object(), "{file}");
+        for needle in [
+            "phoenix plan --config examples/ci/phoenix-plan.yaml --desired groups",
+            "--format markdown",
+            "--detailed-exitcode",
+            posts,
+        ] {
+            assert!(text.contains(needle), "{file} lacks `{needle}`");
+        }
     }
 }
