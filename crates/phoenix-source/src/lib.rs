@@ -39,6 +39,7 @@ pub mod error;
 pub mod git;
 pub mod loader;
 pub mod revision;
+pub mod verify;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -353,6 +353,7 @@ impl Loader {
                     line: err.line,
                     column: err.column,
                     message: err.message.clone(),
+                    commit: None,
                 });
             }
         }
@@ -371,6 +372,7 @@ impl Loader {
                         message: format!(
                             "metadata.name: group `{name}` is already defined in `{first}`"
                         ),
+                        commit: None,
                     });
                 }
             }

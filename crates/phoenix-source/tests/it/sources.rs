@@ -57,6 +57,7 @@ fn git_config(url: String, path: &str) -> GitSourceConfig {
         path: path.to_string(),
         interval: Duration::from_secs(30),
         auth: GitAuthConfig::default(),
+        verify: None,
     }
 }
 
