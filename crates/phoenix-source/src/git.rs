@@ -34,7 +34,7 @@ use tracing::{debug, info, warn};
 use crate::error::SourceError;
 use crate::loader::{Change, Loader, Verdict, is_spec_file};
 use crate::revision::{CommitInfo, PollOutcome, Problem, Rejection, Revision, RevisionId};
-use crate::verify::{Signature, SignatureFailure, TrustedKeys, verify_signature};
+use crate::verify::{Signature, SignatureFailure, TrustedKeys, trust_stamp, verify_signature};
 
 /// The private ref the followed commit is fetched into.
 const TARGET_REF: &str = "refs/phoenix/target";
@@ -97,6 +97,9 @@ pub struct GitSource {
     auth: GitAuthConfig,
     /// `source.git.verify`: which commits must be signed, by whom.
     verify: Option<GitVerifyConfig>,
+    /// When the commit last evaluated was rejected for its signature: the trust files'
+    /// stamp then. A changed stamp (a key added or rotated) has it evaluated again.
+    signature_rejected: Option<[u8; 32]>,
     clone_dir: PathBuf,
     repo: Option<Repository>,
     loader: Loader,
@@ -152,6 +155,7 @@ impl GitSource {
             interval: config.interval,
             auth: config.auth.clone(),
             verify: config.verify.clone(),
+            signature_rejected: None,
             clone_dir,
             repo: None,
             loader: Loader::new(),
@@ -214,6 +218,7 @@ impl GitSource {
     /// remote still advertises an older commit the answer is
     /// [`SourceError::NotYetAdvertised`]. Blocking.
     pub fn poll_now(&mut self, after: Option<&RevisionId>) -> Result<PollOutcome, SourceError> {
+        self.forget_signature_rejection_after_key_change();
         if let (Some(after), Some((seen, _))) = (after, self.seen)
             && after.as_str() == seen.to_string()
         {
@@ -247,6 +252,22 @@ impl GitSource {
                 self.fetch_and_load(&tip)
             }
             other => other,
+        }
+    }
+
+    /// After a signature rejection, a change of the trust files (a key added, a window
+    /// widened) makes the rejected commit count as not yet evaluated, so this poll
+    /// evaluates it again.
+    fn forget_signature_rejection_after_key_change(&mut self) {
+        let (Some(stamp), Some(config)) = (self.signature_rejected, &self.verify) else {
+            return;
+        };
+        if trust_stamp(config) != stamp {
+            info!(
+                "trust files changed since a commit was rejected for its signature; evaluating it again"
+            );
+            self.signature_rejected = None;
+            self.seen = self.seen.map(|(_, tree)| (Oid::ZERO_SHA1, tree));
         }
     }
 
@@ -440,9 +461,11 @@ impl GitSource {
                 });
                 // The index still holds the old tree's files: keep diffing from there.
                 self.seen = Some((commit_id, old_tree));
+                self.signature_rejected = self.verify.as_ref().map(trust_stamp);
                 return Ok(self.reject(rejection, Vec::new()));
             }
         };
+        self.signature_rejected = None;
         let repo = self.repo.as_ref().expect("fetch opened the clone");
         let read = read_tree(
             repo,

@@ -52,7 +52,8 @@ pub use dir::{DirSource, WatchSignal};
 pub use error::{SourceError, SourceErrorKind};
 pub use git::GitSource;
 pub use revision::{
-    CommitInfo, DesiredGroup, PollOutcome, Problem, Rejection, Revision, RevisionId,
+    CommitInfo, DesiredGroup, PollOutcome, Problem, Rejection, Revision, RevisionId, Signature,
+    SignatureKind,
 };
 
 /// The configured source, whichever kind it is. The daemon loop owns one.

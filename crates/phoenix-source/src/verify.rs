@@ -328,6 +328,25 @@ impl TrustedKeys {
     }
 }
 
+/// A digest of the trust files' contents (a file that cannot be read counts as its
+/// error kind), to notice a key rotation: a commit rejected for its signature is
+/// evaluated again once the trust files change.
+pub fn trust_stamp(config: &GitVerifyConfig) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for path in [&config.allowed_signers, &config.openpgp_keys] {
+        match path.as_deref().map(std::fs::read) {
+            None => digest.update(b"none"),
+            Some(Ok(bytes)) => {
+                digest.update(u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_le_bytes());
+                digest.update(&bytes);
+            }
+            Some(Err(err)) => digest.update(format!("error {:?}", err.kind()).as_bytes()),
+        }
+    }
+    digest.finalize().into()
+}
+
 fn read_text(path: &Path) -> Result<String, SourceError> {
     std::fs::read_to_string(path).map_err(|source| SourceError::Io {
         path: path.to_path_buf(),
@@ -346,25 +365,37 @@ fn trust_error(path: &Path, problem: TrustFileProblem) -> SourceError {
 /// Parse armored OpenPGP public keys (one or more blocks). Each key's self-signatures
 /// and subkey bindings must verify.
 pub fn parse_openpgp_keys(text: &str) -> Result<Vec<SignedPublicKey>, TrustFileProblem> {
-    let problem = |message: String| TrustFileProblem {
-        line: None,
-        message,
-    };
-    let (keys, _headers) = SignedPublicKey::from_string_many(text)
-        .map_err(|err| problem(format!("not an armored OpenPGP public key: {err}")))?;
+    const BEGIN: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
     let mut parsed = Vec::new();
-    for key in keys {
-        let key = key.map_err(|err| problem(format!("cannot read an OpenPGP key: {err}")))?;
-        key.verify_bindings().map_err(|err| {
-            problem(format!(
-                "key {:X}: its self-signatures do not verify: {err}",
-                key.fingerprint()
-            ))
-        })?;
-        parsed.push(key);
+    // One armor block at a time: `gpg --export a b > f` writes one block, while
+    // appending one export per person (`cat a.asc b.asc`) writes several.
+    let starts: Vec<usize> = text.match_indices(BEGIN).map(|(i, _)| i).collect();
+    for (n, &start) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).copied().unwrap_or(text.len());
+        let block = &text[start..end];
+        let line = text[..start].lines().count() + 1;
+        let problem = |message: String| TrustFileProblem {
+            line: Some(line),
+            message,
+        };
+        let (keys, _headers) = SignedPublicKey::from_string_many(block)
+            .map_err(|err| problem(format!("not an armored OpenPGP public key: {err}")))?;
+        for key in keys {
+            let key = key.map_err(|err| problem(format!("cannot read an OpenPGP key: {err}")))?;
+            key.verify_bindings().map_err(|err| {
+                problem(format!(
+                    "key {:X}: its self-signatures do not verify: {err}",
+                    key.fingerprint()
+                ))
+            })?;
+            parsed.push(key);
+        }
     }
     if parsed.is_empty() {
-        return Err(problem("no OpenPGP public key in the file".into()));
+        return Err(TrustFileProblem {
+            line: None,
+            message: format!("no OpenPGP public key in the file (expected `{BEGIN}` blocks)"),
+        });
     }
     Ok(parsed)
 }

@@ -8,3 +8,4 @@ pub mod alertmanager;
 pub mod git;
 pub mod moto;
 pub mod net;
+pub mod signing;

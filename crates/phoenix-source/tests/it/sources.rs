@@ -20,7 +20,7 @@ use std::sync::Arc;
 /// hung network call fails the test instead of hanging it.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn within(body: impl FnOnce() + Send + 'static) {
+pub(crate) fn within(body: impl FnOnce() + Send + 'static) {
     let (done, finished) = mpsc::channel();
     let thread = std::thread::spawn(move || {
         body();
