@@ -95,11 +95,12 @@ pub struct GitSource {
     subdir: String,
     interval: Duration,
     auth: GitAuthConfig,
-    /// `source.git.verify`: which commits must be signed, by whom.
-    verify: Option<GitVerifyConfig>,
+    /// `source.git.verify`: which commits must be signed, by whom (boxed: most
+    /// sources have none, and `Source` stays small).
+    verify: Option<Box<GitVerifyConfig>>,
     /// When the commit last evaluated was rejected for its signature: the trust files'
     /// stamp then. A changed stamp (a key added or rotated) has it evaluated again.
-    signature_rejected: Option<[u8; 32]>,
+    signature_rejected: Option<Box<[u8; 32]>>,
     clone_dir: PathBuf,
     repo: Option<Repository>,
     loader: Loader,
@@ -154,7 +155,7 @@ impl GitSource {
             subdir,
             interval: config.interval,
             auth: config.auth.clone(),
-            verify: config.verify.clone(),
+            verify: config.verify.clone().map(Box::new),
             signature_rejected: None,
             clone_dir,
             repo: None,
@@ -259,10 +260,10 @@ impl GitSource {
     /// widened) makes the rejected commit count as not yet evaluated, so this poll
     /// evaluates it again.
     fn forget_signature_rejection_after_key_change(&mut self) {
-        let (Some(stamp), Some(config)) = (self.signature_rejected, &self.verify) else {
+        let (Some(stamp), Some(config)) = (&self.signature_rejected, &self.verify) else {
             return;
         };
-        if trust_stamp(config) != stamp {
+        if trust_stamp(config) != **stamp {
             info!(
                 "trust files changed since a commit was rejected for its signature; evaluating it again"
             );
@@ -461,7 +462,10 @@ impl GitSource {
                 });
                 // The index still holds the old tree's files: keep diffing from there.
                 self.seen = Some((commit_id, old_tree));
-                self.signature_rejected = self.verify.as_ref().map(trust_stamp);
+                self.signature_rejected = self
+                    .verify
+                    .as_deref()
+                    .map(|config| Box::new(trust_stamp(config)));
                 return Ok(self.reject(rejection, Vec::new()));
             }
         };
