@@ -38,6 +38,9 @@ pub struct Config {
     /// Alert receivers.
     #[serde(default)]
     pub alerts: Vec<AlertConfig>,
+    /// Fleet policy: which images may be launched (design section 12).
+    #[serde(default)]
+    pub policy: crate::policy::PolicyConfig,
 }
 
 /// `source`: exactly one of `git` or `dir`.
@@ -226,6 +229,10 @@ pub struct SimConfig {
     /// Instances of these images never become healthy.
     #[serde(default)]
     pub unhealthy_images: Vec<String>,
+    /// Registered images (id, owner, name, tags, created, deprecated_at) the sim
+    /// describes for `policy.images`; any other image id is unknown to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<crate::policy::ImageInfo>,
 }
 
 /// Whether the daemon acts on what it finds.
@@ -386,11 +393,13 @@ pub enum AlertEvent {
     SourceError,
     /// The source is healthy again.
     SourceRecovered,
+    /// A group names an image that breaks `policy.images` (once per group and image).
+    PolicyViolation,
 }
 
 impl AlertEvent {
     /// Every event, in documentation order.
-    pub const ALL: [AlertEvent; 8] = [
+    pub const ALL: [AlertEvent; 9] = [
         AlertEvent::DriftDetected,
         AlertEvent::DriftResolved,
         AlertEvent::PlanStarted,
@@ -399,6 +408,7 @@ impl AlertEvent {
         AlertEvent::Rollback,
         AlertEvent::SourceError,
         AlertEvent::SourceRecovered,
+        AlertEvent::PolicyViolation,
     ];
 }
 

@@ -64,6 +64,9 @@ pub struct PlanInput<'a> {
     pub memory: &'a PlanMemory,
     /// Generations that failed and rolled back.
     pub failed: &'a [FailedGeneration],
+    /// `policy.images` verdicts for the images the groups name
+    /// ([`crate::policy::NO_POLICY`] when no policy is configured).
+    pub images: &'a crate::policy::ImageVerdicts,
     /// When the inventory was observed.
     pub now: SystemTime,
 }
@@ -659,6 +662,8 @@ pub fn plan_checked(checked: Checked<'_, '_>) -> PlanOutcome {
             .failed
             .iter()
             .find(|f| f.group == ctx.name && f.hash == parsed.hash && f.commit == input.revision);
+        let image_blocked =
+            crate::policy::plan_hook(input.images, &mut report, &spec.template.image);
         if spec.suspend {
             report.status = GroupStatus::Suspended;
             report
@@ -671,6 +676,8 @@ pub fn plan_checked(checked: Checked<'_, '_>) -> PlanOutcome {
                 f.hash.short(),
                 f.commit
             ));
+        } else if image_blocked {
+            // policy.images: the image is not allowed (or could not be checked).
         } else if !report.drift.is_empty() {
             let replicas = ctx.replicas as usize;
             let mut current = drift.current.clone();

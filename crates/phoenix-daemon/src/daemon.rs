@@ -143,6 +143,8 @@ struct Daemon {
     /// When the executor wants to be called again (a plan is running).
     executor_wake: Option<Duration>,
     revision: Option<Arc<Revision>>,
+    /// `policy.images` verdicts of this pass's images (crate::policy).
+    images: phoenix_core::policy::ImageVerdicts,
     accepted_at: Option<SystemTime>,
     rejection: Option<Arc<Rejection>>,
     source_error: Option<String>,
@@ -225,6 +227,7 @@ pub async fn run(
         rejection: None,
         source_error: None,
         inventories: Vec::new(),
+        images: phoenix_core::policy::ImageVerdicts::default(),
         document: None,
         since: HashMap::new(),
         histories: view::Histories::default(),
@@ -461,9 +464,17 @@ impl Daemon {
         self.collect_inventories().await;
         phases.end("inventory");
         let now = SystemTime::now();
+        self.images = crate::policy::image_verdicts(
+            self.config.policy.images.as_ref(),
+            self.revision.as_deref(),
+            &self.providers,
+            now,
+        )
+        .await;
         let groups = self.plan(now);
         phases.end("plan");
         self.drift_alerts(now);
+        self.policy_alerts(now);
         phases.end("drift_alerts");
         if self.config.reconcile.mode == Mode::Enforce {
             self.execute(&groups, now).await;
@@ -507,6 +518,20 @@ impl Daemon {
         }
     }
 
+    /// `policy_violation` alerts, once per (group, image) (crate::alerts::policy).
+    fn policy_alerts(&mut self, now: SystemTime) {
+        let (Some(document), Some(revision)) = (self.document.as_ref(), self.revision.as_ref())
+        else {
+            return;
+        };
+        if let Err(err) =
+            self.alerts
+                .policy_violations(&mut self.store, document, revision.id.as_str(), now)
+        {
+            tracing::error!(error = %err, "cannot record policy_violation alerts");
+        }
+    }
+
     /// Enforce mode: hand the plan to the executor and drive running plans as far as
     /// they can go without waiting.
     async fn execute(&mut self, groups: &[ParsedGroup], now: SystemTime) {
@@ -515,6 +540,8 @@ impl Daemon {
             return;
         };
         let commit = revision.id.to_string();
+        self.executor
+            .set_image_policy(self.config.policy.images.clone());
         match self
             .executor
             .submit(&mut self.store, document, groups, &commit, now)
@@ -911,6 +938,7 @@ impl Daemon {
             config: &self.config.reconcile,
             memory: &memory,
             failed: &failed,
+            images: &self.images,
             now,
         };
         // A refused input keeps the last document (and the status it shows); an accepted
@@ -997,6 +1025,7 @@ impl Daemon {
             ready: self.ready,
             revision,
             rejection: self.rejection.as_deref(),
+            signature: self.revision.as_ref().and_then(|r| r.signature.as_ref()),
             source_error: self.source_error.as_deref(),
             inventories: &self.inventories,
             document: self.document.as_ref(),

@@ -349,6 +349,8 @@ pub struct Executor {
     /// is absent from them (on its provider). `None` until the first `submit` after a
     /// start: prunes wait until the current desired state is known.
     desired: Option<Desired>,
+    /// `policy.images`, re-checked just before every launch (crate::policy::recheck).
+    image_policy: Option<phoenix_core::policy::ImagePolicy>,
 }
 
 /// The desired state as of the last [`Executor::submit`].
@@ -418,7 +420,14 @@ impl Executor {
             http,
             runtime: HashMap::new(),
             desired: None,
+            image_policy: None,
         }
+    }
+
+    /// The `policy.images` rules launches are re-checked against (the daemon sets them
+    /// from its config before every pass).
+    pub fn set_image_policy(&mut self, policy: Option<phoenix_core::policy::ImagePolicy>) {
+        self.image_policy = policy;
     }
 
     /// The options in force.
@@ -1348,6 +1357,21 @@ impl Executor {
         };
         match planned {
             Step::Launch { count } => {
+                let image = doc.group.spec.template.image.as_str();
+                match crate::policy::recheck(self.image_policy.as_ref(), &**provider, image, now)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(phoenix_core::policy::Verdict::Denied(violation)) => {
+                        return Ok(StepOutcome::Failed(format!(
+                            "image {image} breaks policy.images ({violation}); not launched"
+                        )));
+                    }
+                    Err(verdict) => {
+                        tracing::warn!(plan = %id, image, verdict = ?verdict, "cannot re-check the image before launching; waiting");
+                        return Ok(StepOutcome::Wait(self.options.poll_interval));
+                    }
+                }
                 let attempt = match self.next_attempt(&id, step, now) {
                     Ok(a) => a,
                     Err(wait) => return Ok(StepOutcome::Wait(wait)),

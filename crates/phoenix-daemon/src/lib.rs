@@ -8,4 +8,5 @@
 pub mod alerts;
 pub mod daemon;
 pub mod executor;
+pub mod policy;
 pub mod view;

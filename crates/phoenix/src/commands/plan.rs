@@ -4,8 +4,10 @@
 //! runs the pure planner and prints the plan (text, or the versioned JSON document with
 //! `--json`). A rejected newest revision, a group naming an unknown provider, or an
 //! unreachable provider (incomplete inventory) is an error, never "everything is
-//! missing". Exit codes: 0 success, 1 error; with `--detailed-exitcode` 0 = no changes,
-//! 1 = error, 2 = changes.
+//! missing". With `policy.images`, a group naming an image that breaks the policy (or
+//! cannot be checked) is an error too: the plan is printed, then the command exits 1
+//! naming the group, its file, the image and the rule. Exit codes: 0 success, 1 error;
+//! with `--detailed-exitcode` 0 = no changes, 1 = error, 2 = changes.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use phoenix_cloud::{BuildOptions, build_providers};
 use phoenix_core::config::Config;
 use phoenix_core::model::Inventory;
 use phoenix_core::plan::{PlanInput, PlanMemory, plan};
+use phoenix_core::policy::ImageVerdicts;
 use phoenix_core::render::{RenderOptions, render_text};
 use phoenix_core::spec::ParsedGroup;
 use phoenix_source::{PollOutcome, Revision, Source};
@@ -77,8 +80,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         bail!("group `{name}` is not in revision {}", revision.id);
     }
 
-    let inventories = collect_inventories(&config)?;
     let now = SystemTime::now();
+    let (inventories, images) = collect_inventories(&config, &revision, now)?;
     let outcome = plan(&PlanInput {
         revision: revision.id.as_str(),
         owner: &config.owner,
@@ -87,6 +90,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         config: &config.reconcile,
         memory: &PlanMemory::default(),
         failed: &[],
+        images: &images,
         now,
     })
     .context("planning failed")?;
@@ -112,6 +116,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                 }
             )
         );
+    }
+    if let Some(refused) = policy_refusals(&revision, &images) {
+        bail!("{refused}");
     }
     Ok(match (args.detailed_exitcode, document.changes) {
         (true, true) => ExitCode::from(2),
@@ -145,8 +152,45 @@ fn load_revision(config: &Config) -> Result<Revision> {
     }
 }
 
-/// Every provider's inventory; an incomplete one is an error naming the provider.
-fn collect_inventories(config: &Config) -> Result<Vec<Inventory>> {
+/// Every group whose image `policy.images` refuses (or could not check), one line each
+/// naming the group, its file, the image and the rule; `None` when there is none.
+fn policy_refusals(revision: &Revision, images: &ImageVerdicts) -> Option<String> {
+    let lines: Vec<String> = revision
+        .groups
+        .values()
+        .filter_map(|desired| {
+            let spec = &desired.group.spec;
+            let image = spec.template.image.as_str();
+            let why = match images.check(spec.provider.as_str(), image)? {
+                Ok(violation) => format!(
+                    "breaks policy.images rule `{}`: {violation}",
+                    violation.rule()
+                ),
+                Err(reason) => format!("could not be checked against policy.images: {reason}"),
+            };
+            Some(format!(
+                "group `{}` ({}): image {image} {why}",
+                desired.name(),
+                desired.path
+            ))
+        })
+        .collect();
+    (!lines.is_empty()).then(|| {
+        format!(
+            "{} group(s) name an image that may not be launched:\n  {}",
+            lines.len(),
+            lines.join("\n  ")
+        )
+    })
+}
+
+/// Every provider's inventory (an incomplete one is an error naming the provider), and
+/// the `policy.images` verdicts of the images the revision names.
+fn collect_inventories(
+    config: &Config,
+    revision: &Revision,
+    now: SystemTime,
+) -> Result<(Vec<Inventory>, ImageVerdicts)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -167,6 +211,13 @@ fn collect_inventories(config: &Config) -> Result<Vec<Inventory>> {
             }
             inventories.push(inventory);
         }
-        Ok(inventories)
+        let images = phoenix_daemon::policy::image_verdicts(
+            config.policy.images.as_ref(),
+            Some(revision),
+            &providers,
+            now,
+        )
+        .await;
+        Ok((inventories, images))
     })
 }
