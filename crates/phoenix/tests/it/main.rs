@@ -9,4 +9,5 @@ mod daemon_sim;
 mod daemon_stuck_source;
 mod plan_moto;
 mod support;
+mod tidy;
 mod trust_e2e;
