@@ -124,8 +124,8 @@ pub struct AllowedSigner {
     pub valid_after: Option<i64>,
     /// `valid-before`, seconds since the Unix epoch (UTC).
     pub valid_before: Option<i64>,
-    /// The public key.
-    pub key: KeyData,
+    /// The public key (an `ssh-key` type, so not public API).
+    pub(crate) key: KeyData,
     /// 1-based line in the file.
     pub line: usize,
 }
@@ -304,8 +304,8 @@ pub struct TrustedKeys {
     pub mode: VerifyMode,
     /// From `allowed_signers`.
     pub ssh: Vec<AllowedSigner>,
-    /// From `openpgp_keys`.
-    pub openpgp: Vec<SignedPublicKey>,
+    /// From `openpgp_keys` (rpgp types, so not public API).
+    pub(crate) openpgp: Vec<SignedPublicKey>,
 }
 
 impl TrustedKeys {
@@ -364,7 +364,7 @@ fn trust_error(path: &Path, problem: TrustFileProblem) -> SourceError {
 
 /// Parse armored OpenPGP public keys (one or more blocks). Each key's self-signatures
 /// and subkey bindings must verify.
-pub fn parse_openpgp_keys(text: &str) -> Result<Vec<SignedPublicKey>, TrustFileProblem> {
+pub(crate) fn parse_openpgp_keys(text: &str) -> Result<Vec<SignedPublicKey>, TrustFileProblem> {
     const BEGIN: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
     let mut parsed = Vec::new();
     // One armor block at a time: `gpg --export a b > f` writes one block, while
