@@ -358,6 +358,50 @@ impl ImageVerdicts {
     }
 }
 
+/// The planner's hook (design section 12): check the image a group's launches would use
+/// against `verdicts`. A broken rule adds the group-level `policy_violation` finding
+/// (field `image`, the rule in `observed`) and a note; an image that could not be
+/// checked adds a note. Either way the answer is `true`: plan nothing for the group
+/// this pass, so nothing is launched from that image. Other groups are not affected.
+pub fn plan_hook(
+    verdicts: &ImageVerdicts,
+    report: &mut crate::plan::GroupReport,
+    image: &str,
+) -> bool {
+    let Some(check) = verdicts.check(report.provider.as_str(), image) else {
+        return false;
+    };
+    match check {
+        Ok(violation) => {
+            report.drift.insert(
+                0,
+                crate::drift::Finding {
+                    kind: crate::drift::DriftKind::PolicyViolation,
+                    group: Some(report.name.to_string()),
+                    provider: report.provider.to_string(),
+                    instance_id: None,
+                    count: None,
+                    field: Some(crate::drift::Field::Image),
+                    expected: Some(image.to_string()),
+                    observed: Some(violation.to_string()),
+                    reason: format!(
+                        "image {image} breaks policy.images ({violation}); nothing is launched from it"
+                    ),
+                },
+            );
+            report.status = crate::plan::GroupStatus::Drifted;
+            report.notes.push(format!(
+                "image {image} breaks policy.images rule `{}`: no plan until the spec names an allowed image",
+                violation.rule()
+            ));
+        }
+        Err(reason) => report.notes.push(format!(
+            "image {image} could not be checked against policy.images ({reason}): nothing is launched this pass"
+        )),
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,48 +513,4 @@ mod tests {
         ));
         assert!(matches!(verdicts.check("sim", "ami-1"), Some(Err(_))));
     }
-}
-
-/// The planner's hook (design section 12): check the image a group's launches would use
-/// against `verdicts`. A broken rule adds the group-level `policy_violation` finding
-/// (field `image`, the rule in `observed`) and a note; an image that could not be
-/// checked adds a note. Either way the answer is `true`: plan nothing for the group
-/// this pass, so nothing is launched from that image. Other groups are not affected.
-pub fn plan_hook(
-    verdicts: &ImageVerdicts,
-    report: &mut crate::plan::GroupReport,
-    image: &str,
-) -> bool {
-    let Some(check) = verdicts.check(report.provider.as_str(), image) else {
-        return false;
-    };
-    match check {
-        Ok(violation) => {
-            report.drift.insert(
-                0,
-                crate::drift::Finding {
-                    kind: crate::drift::DriftKind::PolicyViolation,
-                    group: Some(report.name.to_string()),
-                    provider: report.provider.to_string(),
-                    instance_id: None,
-                    count: None,
-                    field: Some(crate::drift::Field::Image),
-                    expected: Some(image.to_string()),
-                    observed: Some(violation.to_string()),
-                    reason: format!(
-                        "image {image} breaks policy.images ({violation}); nothing is launched from it"
-                    ),
-                },
-            );
-            report.status = crate::plan::GroupStatus::Drifted;
-            report.notes.push(format!(
-                "image {image} breaks policy.images rule `{}`: no plan until the spec names an allowed image",
-                violation.rule()
-            ));
-        }
-        Err(reason) => report.notes.push(format!(
-            "image {image} could not be checked against policy.images ({reason}): nothing is launched this pass"
-        )),
-    }
-    true
 }
