@@ -2,6 +2,7 @@
 //! the workspace's one [`Backoff`] (`phoenix_core::backoff`) with equal jitter.
 
 use std::future::Future;
+#[cfg(test)]
 use std::time::Duration;
 
 pub use phoenix_core::backoff::Backoff;

@@ -76,7 +76,7 @@ pub struct GitSourceConfig {
     pub auth: GitAuthConfig,
     /// Commit signature verification (design section 12). Absent: commits are not checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verify: Option<GitVerifyConfig>,
+    pub verify: Option<Box<GitVerifyConfig>>,
 }
 
 /// `source.git.verify`: which commits must carry a signature by a trusted key.

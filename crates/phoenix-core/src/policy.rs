@@ -40,9 +40,10 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// `policy.images`: checked for every image a launch would use.
+    /// `policy.images`: checked for every image a launch would use (boxed: most configs
+    /// have none, and the config travels in the loop's events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub images: Option<ImagePolicy>,
+    pub images: Option<Box<ImagePolicy>>,
 }
 
 /// `policy.images`. Every rule that is set must hold.

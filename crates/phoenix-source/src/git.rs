@@ -155,7 +155,7 @@ impl GitSource {
             subdir,
             interval: config.interval,
             auth: config.auth.clone(),
-            verify: config.verify.clone().map(Box::new),
+            verify: config.verify.clone(),
             signature_rejected: None,
             clone_dir,
             repo: None,

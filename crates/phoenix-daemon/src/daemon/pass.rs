@@ -43,7 +43,7 @@ impl Daemon {
         phases.end("inventory");
         let now = SystemTime::now();
         self.images = crate::policy::image_verdicts(
-            self.config.policy.images.as_ref(),
+            self.config.policy.images.as_deref(),
             self.revision.as_deref(),
             &self.providers,
             now,
@@ -119,7 +119,7 @@ impl Daemon {
         };
         let commit = revision.id.to_string();
         self.executor
-            .set_image_policy(self.config.policy.images.clone());
+            .set_image_policy(self.config.policy.images.as_deref().cloned());
         match self
             .executor
             .submit(&mut self.store, document, groups, &commit, now)

@@ -71,11 +71,11 @@ impl Fixture {
             path: "groups".into(),
             interval: Duration::from_secs(30),
             auth: GitAuthConfig::default(),
-            verify: Some(GitVerifyConfig {
+            verify: Some(Box::new(GitVerifyConfig {
                 mode,
                 allowed_signers,
                 openpgp_keys,
-            }),
+            })),
         };
         GitSource::open(&config, self.cache.path()).expect("valid source config")
     }
@@ -310,11 +310,11 @@ fn all_mode_catches_an_unsigned_commit_in_the_middle_of_a_push() {
             path: "groups".into(),
             interval: Duration::from_secs(30),
             auth: GitAuthConfig::default(),
-            verify: Some(GitVerifyConfig {
+            verify: Some(Box::new(GitVerifyConfig {
                 mode: VerifyMode::Head,
                 allowed_signers: Some(signers),
                 openpgp_keys: None,
-            }),
+            })),
         };
         let mut head = GitSource::open(&config, head_cache.path()).expect("valid config");
         assert_eq!(accepted(head.poll()).id.as_str(), c3);

@@ -212,7 +212,7 @@ fn collect_inventories(
             inventories.push(inventory);
         }
         let images = phoenix_daemon::policy::image_verdicts(
-            config.policy.images.as_ref(),
+            config.policy.images.as_deref(),
             Some(revision),
             &providers,
             now,
