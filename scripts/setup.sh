@@ -15,6 +15,9 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 [ -x /usr/bin/prometheus-alertmanager ] || need_apt+=(prometheus-alertmanager)
 [ -x /usr/bin/prometheus ] || need_apt+=(prometheus)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# Commit-signing tests (issue 18) make keys and signed commits with the real tools.
+command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
+command -v gpg >/dev/null || need_apt+=(gnupg)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"

@@ -34,6 +34,6 @@ pub use snapshot::{
     AlertCounts, DriftFinding, Group, GroupCounts, GroupDriftFinding, GroupHealth, GroupInstance,
     GroupSummary, HashText, HistoryEntry, HistoryOutcome, InventoryStatus, ObservedHash, Operation,
     Plan, PlanCounts, PlanKind, PlanState, PlanStep, ProviderInventory, Revision, RevisionError,
-    Seconds, Snapshot, SnapshotParts, Status, StepState, SyncState,
+    RevisionSignature, Seconds, Snapshot, SnapshotParts, Status, StepState, SyncState,
 };
 pub use state::{ApiConfig, ApiState, DEFAULT_MAX_BODY_BYTES};

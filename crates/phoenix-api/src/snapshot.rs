@@ -54,6 +54,19 @@ pub struct Revision {
     pub accepted_at: Option<SystemTime>,
     /// Set while the newest revision is rejected; `id` then stays the last good one.
     pub error: Option<RevisionError>,
+    /// Who signed the applied commit (`source.git.verify`), or `null`.
+    pub signature: Option<RevisionSignature>,
+}
+
+/// The verified signature of the applied commit (design section 12).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RevisionSignature {
+    /// `ssh` or `openpgp`.
+    pub kind: String,
+    /// The key's fingerprint (`SHA256:...` for SSH, 40 hex digits for OpenPGP).
+    pub key: String,
+    /// The allowed-signers principal, or the OpenPGP user id.
+    pub signer: String,
 }
 
 /// Why the newest revision was rejected, pointing at the offending file.
@@ -61,8 +74,12 @@ pub struct Revision {
 pub struct RevisionError {
     /// The rejected revision's id.
     pub revision: String,
-    /// Path of the offending file inside the source, e.g. `groups/web.yaml`.
-    pub path: String,
+    /// The commit to blame when a signature check rejected the revision (`null`
+    /// otherwise); `path`, `line` and `column` are then `null`.
+    pub commit: Option<String>,
+    /// Path of the offending file inside the source, e.g. `groups/web.yaml`; `null` when
+    /// no file is to blame.
+    pub path: Option<String>,
     /// 1-based line, when known.
     pub line: Option<u32>,
     /// 1-based column, when known.

@@ -39,6 +39,7 @@ pub fn sim_config() -> SimConfig {
         launch_latency: std::time::Duration::ZERO,
         launch_failure_rate: 0.0,
         unhealthy_images: Vec::new(),
+        images: Vec::new(),
     }
 }
 

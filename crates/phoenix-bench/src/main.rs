@@ -523,6 +523,7 @@ fn baselines(
             config: &reconcile,
             memory: &memory,
             failed: &[],
+            images: &phoenix_core::policy::NO_POLICY,
             now: SystemTime::now(),
         };
         let t = Instant::now();

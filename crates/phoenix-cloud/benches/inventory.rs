@@ -93,6 +93,7 @@ async fn bench_sim(sizes: &Sizes) {
         launch_latency: Duration::ZERO,
         launch_failure_rate: 0.0,
         unhealthy_images: Vec::new(),
+        images: Vec::new(),
     };
     let sim = SimProvider::open(&config, dir.path())
         .await

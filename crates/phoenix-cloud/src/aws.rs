@@ -26,6 +26,7 @@ use aws_sdk_ec2::types::{
 };
 use phoenix_core::config::AwsEc2Config;
 use phoenix_core::model::{Instance, InstanceHealth, InstanceState, Inventory};
+use phoenix_core::policy::{ImageInfo, ImageLookup};
 use phoenix_core::tags;
 use phoenix_core::text::{Interner, Text};
 use sha2::{Digest, Sha256};
@@ -91,6 +92,8 @@ pub struct AwsEc2Provider {
     retry_base: Duration,
     retry_cap: Duration,
     page_size: Option<i32>,
+    /// DescribeImages answers per image id (`policy.images`).
+    images: crate::ImageCache,
 }
 
 /// The outcome of one HTTP attempt, classified.
@@ -282,6 +285,7 @@ impl AwsEc2Provider {
             page_size: options
                 .page_size
                 .map(|n| i32::try_from(n.clamp(5, 1000)).expect("at most 1000")),
+            images: crate::ImageCache::default(),
         })
     }
 
@@ -761,6 +765,88 @@ impl Provider for AwsEc2Provider {
             (instances, None) => Ok(instances),
             (_, Some(err)) => Err(err),
         }
+    }
+
+    async fn describe_images(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, ImageLookup>, ProviderError> {
+        let (mut out, misses) = self.images.split(ids, crate::IMAGE_CACHE_TTL);
+        if misses.is_empty() {
+            return Ok(out);
+        }
+        // An `image-id` filter, not `ImageIds`: an unknown id then is simply absent
+        // instead of failing the whole call with InvalidAMIID.NotFound.
+        let mut fresh: BTreeMap<String, ImageLookup> = misses
+            .iter()
+            .map(|id| (id.clone(), ImageLookup::NotFound))
+            .collect();
+        for batch in misses.chunks(IMAGE_BATCH) {
+            let mut token: Option<String> = None;
+            loop {
+                let page = retry(self.max_attempts, self.backoff(), |_| {
+                    let call = self
+                        .client
+                        .describe_images()
+                        .filters(
+                            Filter::builder()
+                                .name("image-id")
+                                .set_values(Some(batch.to_vec()))
+                                .build(),
+                        )
+                        .include_deprecated(true)
+                        .set_next_token(token.clone());
+                    async move {
+                        self.budgets.describe.acquire().await;
+                        call.send().await.map_err(classify)
+                    }
+                })
+                .await
+                .map_err(|err| self.fail_with_ids("DescribeImages", err, batch))?;
+                for image in page.images() {
+                    if let Some(id) = image.image_id() {
+                        fresh.insert(id.to_string(), ImageLookup::Found(image_info(image)));
+                    }
+                }
+                match page.next_token().filter(|t| !t.is_empty()) {
+                    Some(next) if token.as_deref() != Some(next) => token = Some(next.to_string()),
+                    _ => break,
+                }
+            }
+        }
+        self.images.store(&fresh);
+        out.extend(fresh);
+        Ok(out)
+    }
+}
+
+/// Most image ids per DescribeImages filter.
+const IMAGE_BATCH: usize = 200;
+
+/// An EC2 image in the provider-neutral terms `policy.images` checks.
+fn image_info(image: &aws_sdk_ec2::types::Image) -> ImageInfo {
+    let time = |text: Option<&str>| {
+        text.and_then(|t| {
+            humantime::parse_rfc3339_weak(t.trim_end_matches('Z').split('.').next().unwrap_or(t))
+                .ok()
+        })
+    };
+    ImageInfo {
+        id: image.image_id().unwrap_or_default().to_string(),
+        owner: image.owner_id().map(str::to_string),
+        name: image.name().map(str::to_string),
+        tags: image
+            .tags()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect(),
+        created: time(image.creation_date()),
+        deprecated_at: time(image.deprecation_time()),
     }
 }
 

@@ -15,6 +15,7 @@
 
 pub mod aws;
 mod error;
+mod images;
 mod rate;
 mod retry;
 pub mod sim;
@@ -27,10 +28,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use phoenix_core::config::ProviderConfig;
 use phoenix_core::model::{Instance, InstanceHealth, Inventory};
+use phoenix_core::policy::ImageLookup;
 use phoenix_core::spec::GroupName;
 use phoenix_core::{SpecHash, Template, tags};
 
 pub use error::{ErrorKind, ProviderError};
+pub use images::ImageCache;
 pub use rate::RateLimiter;
 pub use retry::Backoff;
 
@@ -75,7 +78,28 @@ pub trait Provider: Send + Sync + fmt::Debug {
         owner: &str,
         token: &str,
     ) -> Result<Vec<Instance>, ProviderError>;
+
+    /// Describe images for `policy.images` (design section 12): one answer per id asked,
+    /// [`ImageLookup::NotFound`] for an id the provider does not know. Providers cache
+    /// answers per image id for [`IMAGE_CACHE_TTL`].
+    ///
+    /// The default answers an error: a provider that cannot describe images never has
+    /// an image allowed by a policy (fail closed). `aws_ec2` and `sim` implement it.
+    async fn describe_images(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, ImageLookup>, ProviderError> {
+        let _ = ids;
+        Err(ProviderError::Config {
+            provider: self.name().to_string(),
+            reason: "this provider cannot describe images, so no image passes policy.images"
+                .to_string(),
+        })
+    }
 }
+
+/// How long a provider trusts an image description before asking again.
+pub const IMAGE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What to launch: a template and the Phoenix tags that identify the generation.
 #[derive(Debug, Clone, PartialEq)]

@@ -170,6 +170,7 @@ fn main() {
         config: &config,
         memory: &memory,
         failed: &[],
+        images: &phoenix_core::policy::NO_POLICY,
         now: now(),
     };
     let rss_setup = status_kib("VmRSS:");

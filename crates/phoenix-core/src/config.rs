@@ -38,6 +38,9 @@ pub struct Config {
     /// Alert receivers.
     #[serde(default)]
     pub alerts: Vec<AlertConfig>,
+    /// Fleet policy: which images may be launched (design section 12).
+    #[serde(default)]
+    pub policy: crate::policy::PolicyConfig,
 }
 
 /// `source`: exactly one of `git` or `dir`.
@@ -71,6 +74,37 @@ pub struct GitSourceConfig {
     /// Credentials.
     #[serde(default)]
     pub auth: GitAuthConfig,
+    /// Commit signature verification (design section 12). Absent: commits are not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Box<GitVerifyConfig>>,
+}
+
+/// `source.git.verify`: which commits must carry a signature by a trusted key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitVerifyConfig {
+    /// `head` (default): the new head commit; `all`: every commit since the last
+    /// accepted one.
+    #[serde(default)]
+    pub mode: VerifyMode,
+    /// ssh-keygen ALLOWED SIGNERS file (SSH signatures, namespace `git`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_signers: Option<PathBuf>,
+    /// Armored OpenPGP public keys (subkeys included) trusted to sign commits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openpgp_keys: Option<PathBuf>,
+}
+
+/// `source.git.verify.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyMode {
+    /// Only the commit a revision is taken from.
+    #[default]
+    Head,
+    /// Every commit between the last accepted one and the new head (after a
+    /// force-push: every commit not reachable from the last accepted one).
+    All,
 }
 
 fn default_git_interval() -> Duration {
@@ -195,6 +229,10 @@ pub struct SimConfig {
     /// Instances of these images never become healthy.
     #[serde(default)]
     pub unhealthy_images: Vec<String>,
+    /// Registered images (id, owner, name, tags, created, deprecated_at) the sim
+    /// describes for `policy.images`; any other image id is unknown to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<crate::policy::ImageInfo>,
 }
 
 /// Whether the daemon acts on what it finds.
@@ -359,11 +397,13 @@ pub enum AlertEvent {
     SourceError,
     /// The source is healthy again.
     SourceRecovered,
+    /// A group names an image that breaks `policy.images` (once per group and image).
+    PolicyViolation,
 }
 
 impl AlertEvent {
     /// Every event, in documentation order.
-    pub const ALL: [AlertEvent; 8] = [
+    pub const ALL: [AlertEvent; 9] = [
         AlertEvent::DriftDetected,
         AlertEvent::DriftResolved,
         AlertEvent::PlanStarted,
@@ -372,6 +412,7 @@ impl AlertEvent {
         AlertEvent::Rollback,
         AlertEvent::SourceError,
         AlertEvent::SourceRecovered,
+        AlertEvent::PolicyViolation,
     ];
 }
 
@@ -473,6 +514,10 @@ impl Config {
                 if let Some(key) = &mut git.auth.ssh_key_file {
                     resolve(key);
                 }
+                if let Some(verify) = &mut git.verify {
+                    verify.allowed_signers.iter_mut().for_each(resolve);
+                    verify.openpgp_keys.iter_mut().for_each(resolve);
+                }
             }
         }
     }
@@ -548,6 +593,15 @@ impl Config {
                 problems.push(ConfigError::field(
                     "source.git.interval",
                     "must be greater than 0s",
+                ));
+            }
+            if let Some(verify) = &git.verify
+                && verify.allowed_signers.is_none()
+                && verify.openpgp_keys.is_none()
+            {
+                problems.push(ConfigError::field(
+                    "source.git.verify",
+                    "name `allowed_signers`, `openpgp_keys` or both: without a trusted key every commit would be rejected",
                 ));
             }
         }

@@ -50,6 +50,8 @@ pub enum DriftKind {
     Orphaned,
     /// In the watched scope but not ours to act on. Report only.
     Unmanaged,
+    /// The group's image breaks `policy.images`: nothing is launched from it.
+    PolicyViolation,
 }
 
 impl DriftKind {
@@ -63,6 +65,7 @@ impl DriftKind {
             DriftKind::Unhealthy => "unhealthy",
             DriftKind::Orphaned => "orphaned",
             DriftKind::Unmanaged => "unmanaged",
+            DriftKind::PolicyViolation => "policy_violation",
         }
     }
 }

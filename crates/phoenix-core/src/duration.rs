@@ -70,3 +70,31 @@ mod tests {
         assert_eq!(format(Duration::from_secs(300)), "5m");
     }
 }
+
+/// `#[serde(with = "phoenix_core::duration::option")]` for an optional humantime string.
+pub mod option {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    /// serde `deserialize_with`: a humantime string (or null) to `Option<Duration>`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        match Option::<super::DurationText>::deserialize(deserializer)? {
+            Some(text) => super::parse(&text.0).map(Some).map_err(de::Error::custom),
+            None => Ok(None),
+        }
+    }
+
+    /// serde `serialize_with`: `None` as null, else a humantime string.
+    pub fn serialize<S: Serializer>(
+        duration: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match duration {
+            Some(d) => super::serialize(d, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+}

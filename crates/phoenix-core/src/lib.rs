@@ -13,6 +13,7 @@ pub mod hash;
 pub mod markdown;
 pub mod model;
 pub mod plan;
+pub mod policy;
 pub mod render;
 pub mod sorted_map;
 pub mod spec;

@@ -212,6 +212,7 @@ fn render_finding(out: &Out, f: &Finding) -> String {
         DriftKind::Missing => Paint::Add,
         DriftKind::Surplus | DriftKind::Orphaned => Paint::Remove,
         DriftKind::Unmanaged => Paint::Dim,
+        DriftKind::PolicyViolation => Paint::Warn,
         DriftKind::Outdated | DriftKind::Modified | DriftKind::Unhealthy => Paint::Change,
     };
     let kind = out.paint(paint, &format!("{:<10}", f.kind.as_str()));

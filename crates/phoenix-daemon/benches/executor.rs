@@ -129,6 +129,7 @@ fn zero_latency_sim() -> SimConfig {
         launch_latency: Duration::ZERO,
         launch_failure_rate: 0.0,
         unhealthy_images: Vec::new(),
+        images: Vec::new(),
     }
 }
 
@@ -254,6 +255,7 @@ async fn rolling_replacement(replicas: u32, surge: &str) -> (Duration, usize) {
         config: &config,
         memory: &PlanMemory::default(),
         failed: &[],
+        images: &phoenix_core::policy::NO_POLICY,
         now,
     })
     .expect("plan");
@@ -402,6 +404,7 @@ async fn first_pass(n: usize) -> FirstPass {
         config: &config,
         memory: &PlanMemory::default(),
         failed: &[],
+        images: &phoenix_core::policy::NO_POLICY,
         now,
     })
     .expect("plan");

@@ -136,6 +136,7 @@ fn main() {
         ready: true,
         revision: Some((commit, t0)),
         rejection: None,
+        signature: None,
         source_error: None,
         inventories: &[],
         document: Some(&document),

@@ -9,5 +9,6 @@
 pub mod alerts;
 pub mod daemon;
 pub mod executor;
+pub mod policy;
 pub mod retry;
 pub mod view;

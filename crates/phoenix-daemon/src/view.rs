@@ -18,7 +18,8 @@ use std::time::SystemTime;
 use phoenix_api::{
     AlertCounts, DriftFinding, Group, GroupHealth, GroupInstance, GroupSummary, HashText,
     HistoryEntry, HistoryOutcome, ObservedHash, Operation, Plan, PlanKind, PlanState, PlanStep,
-    ProviderInventory, Revision, RevisionError, Snapshot, SnapshotParts, StepState, SyncState,
+    ProviderInventory, Revision, RevisionError, RevisionSignature, Snapshot, SnapshotParts,
+    StepState, SyncState,
 };
 use phoenix_core::drift::{DriftKind, Finding};
 use phoenix_core::model::{Instance, InstanceHealth, Inventory};
@@ -49,6 +50,8 @@ pub struct ViewInput<'a> {
     pub revision: Option<(&'a str, SystemTime)>,
     /// Why the newest revision was rejected, if it was.
     pub rejection: Option<&'a Rejection>,
+    /// The verified signature of the revision in force (`source.git.verify`).
+    pub signature: Option<&'a phoenix_source::Signature>,
     /// Why the source could not be read, if it could not (no position).
     pub source_error: Option<&'a str>,
     /// The last inventory of every provider.
@@ -259,6 +262,11 @@ pub fn build(
         id: input.revision.map(|(id, _)| id.to_string()),
         accepted_at: input.revision.map(|(_, at)| at),
         error: revision_error(input.rejection, input.source_error),
+        signature: input.signature.map(|s| RevisionSignature {
+            kind: s.kind.as_str().to_string(),
+            key: s.key.clone(),
+            signer: s.signer.clone(),
+        }),
     };
     let inventory = input
         .inventories
@@ -309,7 +317,8 @@ pub fn rejection_error(rejection: &Rejection) -> RevisionError {
     let problem = rejection.primary();
     RevisionError {
         revision: rejection.revision.to_string(),
-        path: problem.path.clone().unwrap_or_default(),
+        commit: problem.commit.as_ref().map(ToString::to_string),
+        path: problem.path.clone(),
         line: problem.line.and_then(|l| u32::try_from(l).ok()),
         column: problem.column.and_then(|c| u32::try_from(c).ok()),
         message: problem.message.clone(),
@@ -325,7 +334,8 @@ fn revision_error(
     }
     source_error.map(|message| RevisionError {
         revision: String::new(),
-        path: String::new(),
+        commit: None,
+        path: None,
         line: None,
         column: None,
         message: message.to_string(),
@@ -675,6 +685,7 @@ mod tests {
             ready: true,
             revision: Some(("c1", t(0))),
             rejection: None,
+            signature: None,
             source_error: None,
             inventories: &[],
             document: Some(document),
@@ -718,6 +729,7 @@ mod tests {
             ready: true,
             revision: Some(("c1", t(0))),
             rejection: None,
+            signature: None,
             source_error: None,
             inventories: &[],
             document: Some(&doc),

@@ -143,6 +143,7 @@ fn main() {
         path: "groups".into(),
         interval: Duration::from_secs(30),
         auth: GitAuthConfig::default(),
+        verify: None,
     };
     let cache = work.path().join("cache");
     let mut source = GitSource::open(&config, &cache).expect("open source");

@@ -170,6 +170,7 @@ impl DirSource {
                     commit: None,
                     groups,
                     rejection: None,
+                    signature: None,
                 });
                 info!(revision = %revision.id, groups = revision.groups.len(), reparsed = reparsed.len(), "accepted folder revision");
                 self.rejection = None;

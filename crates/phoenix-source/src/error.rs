@@ -108,6 +108,17 @@ pub enum SourceError {
         #[source]
         source: notify::Error,
     },
+    /// A trust file named by `source.git.verify` (allowed signers, OpenPGP keys) cannot
+    /// be used. No commit is accepted until it is fixed.
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    TrustFile {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line, when one is to blame.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
     /// The source configuration cannot work (for example a malformed `ref`).
     #[error("source configuration: {message}")]
     Config {
@@ -151,7 +162,7 @@ impl SourceError {
             | SourceError::Read { .. }
             | SourceError::Io { .. }
             | SourceError::Watch { .. } => SourceErrorKind::Local,
-            SourceError::Config { .. } => SourceErrorKind::Config,
+            SourceError::Config { .. } | SourceError::TrustFile { .. } => SourceErrorKind::Config,
         }
     }
 }

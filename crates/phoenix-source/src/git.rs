@@ -27,13 +27,14 @@ use git2::{
     AutotagOption, Cred, CredentialType, Direction, ErrorClass, ErrorCode, FetchOptions, Oid,
     RemoteCallbacks, Repository, Tree,
 };
-use phoenix_core::config::{GitAuthConfig, GitSourceConfig};
+use phoenix_core::config::{GitAuthConfig, GitSourceConfig, GitVerifyConfig, VerifyMode};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use crate::error::SourceError;
 use crate::loader::{BlobId, Change, Loader, Verdict, is_spec_file};
-use crate::revision::{CommitInfo, PollOutcome, Rejection, Revision, RevisionId};
+use crate::revision::{CommitInfo, PollOutcome, Problem, Rejection, Revision, RevisionId};
+use crate::verify::{Signature, SignatureFailure, TrustedKeys, trust_stamp, verify_signature};
 
 /// The private ref the followed commit is fetched into.
 const TARGET_REF: &str = "refs/phoenix/target";
@@ -94,6 +95,12 @@ pub struct GitSource {
     subdir: String,
     interval: Duration,
     auth: GitAuthConfig,
+    /// `source.git.verify`: which commits must be signed, by whom (boxed: most
+    /// sources have none, and `Source` stays small).
+    verify: Option<Box<GitVerifyConfig>>,
+    /// When the commit last evaluated was rejected for its signature: the trust files'
+    /// stamp then. A changed stamp (a key added or rotated) has it evaluated again.
+    signature_rejected: Option<Box<[u8; 32]>>,
     clone_dir: PathBuf,
     repo: Option<Repository>,
     loader: Loader,
@@ -148,6 +155,8 @@ impl GitSource {
             subdir,
             interval: config.interval,
             auth: config.auth.clone(),
+            verify: config.verify.clone(),
+            signature_rejected: None,
             clone_dir,
             repo: None,
             loader: Loader::new(),
@@ -210,6 +219,7 @@ impl GitSource {
     /// remote still advertises an older commit the answer is
     /// [`SourceError::NotYetAdvertised`]. Blocking.
     pub fn poll_now(&mut self, after: Option<&RevisionId>) -> Result<PollOutcome, SourceError> {
+        self.forget_signature_rejection_after_key_change();
         if let (Some(after), Some((seen, _))) = (after, self.seen)
             && after.as_str() == seen.to_string()
         {
@@ -243,6 +253,22 @@ impl GitSource {
                 self.fetch_and_load(&tip)
             }
             other => other,
+        }
+    }
+
+    /// After a signature rejection, a change of the trust files (a key added, a window
+    /// widened) makes the rejected commit count as not yet evaluated, so this poll
+    /// evaluates it again.
+    fn forget_signature_rejection_after_key_change(&mut self) {
+        let (Some(stamp), Some(config)) = (&self.signature_rejected, &self.verify) else {
+            return;
+        };
+        if trust_stamp(config) != **stamp {
+            info!(
+                "trust files changed since a commit was rejected for its signature; evaluating it again"
+            );
+            self.signature_rejected = None;
+            self.seen = self.seen.map(|(_, tree)| (Oid::ZERO_SHA1, tree));
         }
     }
 
@@ -415,13 +441,36 @@ impl GitSource {
     /// Evaluate `commit_id`: diff, parse what changed, accept or reject.
     fn load(&mut self, commit_id: Oid) -> Result<PollOutcome, SourceError> {
         let revision = RevisionId::new(commit_id.to_string());
-        let repo = self.repo.as_ref().expect("fetch opened the clone");
         let prefix = if self.subdir.is_empty() {
             String::new()
         } else {
             format!("{}/", self.subdir)
         };
         let old_tree = self.seen.and_then(|(_, tree)| tree);
+        let signature = match self.verify_commits(commit_id)? {
+            Ok(signature) => signature,
+            Err(problem) => {
+                let repo = self.repo.as_ref().expect("fetch opened the clone");
+                let info = repo
+                    .find_commit(commit_id)
+                    .map(|commit| commit_info(&commit))
+                    .map_err(|source| read_error("the commit", revision.as_str(), source))?;
+                let rejection = Arc::new(Rejection {
+                    revision,
+                    commit: Some(info),
+                    problems: vec![problem],
+                });
+                // The index still holds the old tree's files: keep diffing from there.
+                self.seen = Some((commit_id, old_tree));
+                self.signature_rejected = self
+                    .verify
+                    .as_deref()
+                    .map(|config| Box::new(trust_stamp(config)));
+                return Ok(self.reject(rejection, Vec::new()));
+            }
+        };
+        self.signature_rejected = None;
+        let repo = self.repo.as_ref().expect("fetch opened the clone");
         let read = read_tree(
             repo,
             commit_id,
@@ -444,6 +493,7 @@ impl GitSource {
                         "folder `{}` (source.git.path) does not exist in this commit; to remove every group keep the folder with a non-YAML file in it",
                         self.subdir
                     ),
+                    commit: None,
                 }],
             });
             self.seen = Some((commit_id, None));
@@ -463,6 +513,7 @@ impl GitSource {
                     commit: Some(read.info),
                     groups,
                     rejection: None,
+                    signature,
                 });
                 info!(revision = %revision.id, groups = revision.groups.len(), reparsed = reparsed.len(), "accepted revision");
                 self.rejection = None;
@@ -478,6 +529,70 @@ impl GitSource {
                 reparsed,
             ),
         })
+    }
+
+    /// With `source.git.verify`, check the signatures `head` needs: the head commit
+    /// (`mode: head`), or every commit not reachable from the last accepted one
+    /// (`mode: all`; on first start, before any commit was accepted, the head only).
+    /// The trust files are read again each time, so rotated keys apply at once. Answers
+    /// the head's signature, or the problem that rejects the revision.
+    fn verify_commits(&self, head: Oid) -> Result<Result<Option<Signature>, Problem>, SourceError> {
+        let Some(config) = &self.verify else {
+            return Ok(Ok(None));
+        };
+        let keys = TrustedKeys::load(config)?;
+        let repo = self.repo.as_ref().expect("fetch opened the clone");
+        let accepted = self
+            .current
+            .as_ref()
+            .and_then(|revision| Oid::from_str(revision.id.as_str()).ok());
+        let commits = match (keys.mode, accepted) {
+            (VerifyMode::Head, _) | (VerifyMode::All, None) => vec![head],
+            (VerifyMode::All, Some(accepted)) => {
+                commits_since(repo, head, accepted).map_err(|source| {
+                    read_error(
+                        "the commits since the last accepted one",
+                        &head.to_string(),
+                        source,
+                    )
+                })?
+            }
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let mut head_signature = None;
+        for commit in commits {
+            let checked = match repo.extract_signature(&commit, None) {
+                Ok((signature, payload)) => verify_signature(&signature, &payload, &keys, now),
+                Err(err) if err.code() == ErrorCode::NotFound => Err(SignatureFailure::Unsigned),
+                Err(source) => {
+                    return Err(read_error("the signature", &commit.to_string(), source));
+                }
+            };
+            match checked {
+                Ok(signature) if commit == head => head_signature = Some(signature),
+                Ok(_) => {}
+                Err(failure) => {
+                    let message = if commit == head {
+                        format!("commit {commit}: {failure}")
+                    } else {
+                        format!(
+                            "commit {commit} (an ancestor of {head}; source.git.verify.mode is `all`): {failure}"
+                        )
+                    };
+                    return Ok(Err(Problem {
+                        path: None,
+                        line: None,
+                        column: None,
+                        message,
+                        commit: Some(RevisionId::new(commit.to_string())),
+                    }));
+                }
+            }
+        }
+        Ok(Ok(head_signature))
     }
 
     fn reject(&mut self, rejection: Arc<Rejection>, reparsed: Vec<String>) -> PollOutcome {
@@ -625,6 +740,19 @@ fn read_tree(
         info,
         changes: Some((subtree_id, changes)),
     })
+}
+
+/// Every commit reachable from `head` but not from `accepted`, oldest first (parents
+/// before children), so the first one to fail is the earliest. When `accepted` is no
+/// longer in the clone, every commit reachable from `head`.
+fn commits_since(repo: &Repository, head: Oid, accepted: Oid) -> Result<Vec<Oid>, git2::Error> {
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
+    walk.push(head)?;
+    if repo.find_commit(accepted).is_ok() {
+        walk.hide(accepted)?;
+    }
+    walk.collect()
 }
 
 /// Errors that mean the clone itself is damaged, as opposed to the network or the remote.
@@ -1055,6 +1183,7 @@ mod tests {
             path: String::new(),
             interval: Duration::from_secs(30),
             auth: GitAuthConfig::default(),
+            verify: None,
         }
     }
 

@@ -39,6 +39,7 @@ pub mod error;
 pub mod git;
 pub mod loader;
 pub mod revision;
+pub mod verify;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -51,7 +52,8 @@ pub use dir::{DirSource, WatchSignal};
 pub use error::{SourceError, SourceErrorKind};
 pub use git::GitSource;
 pub use revision::{
-    CommitInfo, DesiredGroup, PollOutcome, Problem, Rejection, Revision, RevisionId,
+    CommitInfo, DesiredGroup, PollOutcome, Problem, Rejection, Revision, RevisionId, Signature,
+    SignatureKind,
 };
 
 /// The configured source, whichever kind it is. The daemon loop owns one.

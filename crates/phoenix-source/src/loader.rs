@@ -394,6 +394,7 @@ impl Loader {
                     line: err.line,
                     column: err.column,
                     message: err.message.clone(),
+                    commit: None,
                 });
             }
         }
@@ -412,6 +413,7 @@ impl Loader {
                         message: format!(
                             "metadata.name: group `{name}` is already defined in `{first}`"
                         ),
+                        commit: None,
                     });
                 }
             }

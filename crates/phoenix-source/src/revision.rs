@@ -9,6 +9,8 @@ use phoenix_core::SpecHash;
 use phoenix_core::spec::{GroupName, InstanceGroup};
 use serde::Serialize;
 
+pub use crate::verify::{Signature, SignatureKind};
+
 /// The identity of a revision: a 40-hex commit id for a Git source, or
 /// `sha256:<hex>` (a hash of every file's path and content) for a folder.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -79,6 +81,8 @@ pub struct Revision {
     pub groups: Groups,
     /// When a newer revision was rejected, why. This revision stays in force meanwhile.
     pub rejection: Option<Arc<Rejection>>,
+    /// The verified signature of the commit, when `source.git.verify` is on.
+    pub signature: Option<Signature>,
 }
 
 /// One reason a revision was rejected.
@@ -92,6 +96,10 @@ pub struct Problem {
     pub column: Option<u64>,
     /// What is wrong.
     pub message: String,
+    /// The commit to blame, when a commit rather than a file is at fault (an unsigned
+    /// or wrongly signed commit, `source.git.verify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<RevisionId>,
 }
 
 impl fmt::Display for Problem {

@@ -88,6 +88,7 @@ fn event_str(event: AlertEvent) -> &'static str {
         AlertEvent::Rollback => "rollback",
         AlertEvent::SourceError => "source_error",
         AlertEvent::SourceRecovered => "source_recovered",
+        AlertEvent::PolicyViolation => "policy_violation",
     }
 }
 

@@ -14,7 +14,16 @@ use crate::net::{free_port, wait_for_tcp};
 
 /// Run `git` in `dir`, panicking with its output on failure. Returns trimmed stdout.
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
+    git_with_env(dir, args, &[])
+}
+
+/// [`git`] with extra environment variables (e.g. `GNUPGHOME` for signing).
+pub fn git_with_env(dir: &Path, args: &[&str], env: &[(String, PathBuf)]) -> String {
+    let mut command = Command::new("git");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command
         .args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")

@@ -10,3 +10,4 @@ pub mod git;
 pub mod moto;
 pub mod net;
 pub mod prometheus;
+pub mod signing;

@@ -156,6 +156,7 @@ pub fn parts(groups: usize) -> SnapshotParts {
             id: Some(commit.clone()),
             accepted_at: Some(now - Duration::from_secs(600)),
             error: None,
+            signature: None,
         },
         inventory: vec![ProviderInventory {
             provider: "sim".into(),

@@ -82,11 +82,13 @@ pub(crate) fn snapshot(ready: bool) -> Snapshot {
             accepted_at: Some(t(0)),
             error: Some(RevisionError {
                 revision: "badbad".into(),
-                path: "groups/web.yaml".into(),
+                commit: None,
+                path: Some("groups/web.yaml".into()),
                 line: Some(7),
                 column: Some(3),
                 message: "unknown field `replica`".into(),
             }),
+            signature: None,
         },
         inventory: vec![ProviderInventory {
             provider: "sim".into(),

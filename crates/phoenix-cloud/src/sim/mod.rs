@@ -8,6 +8,10 @@
 //! - Running instances are healthy, except those whose image is in `unhealthy_images`,
 //!   which never become healthy. Stopped or stopping instances are unhealthy.
 //! - Terminated instances disappear at once.
+//! - Images for `policy.images`: the sim describes the images registered in its config
+//!   (`images:` entries with id, owner, name, tags, created, deprecated_at) or at run
+//!   time ([`SimProvider::register_image`]); any other id is unknown (`NotFound`).
+//!   Launching does not require a registered image when no policy is configured.
 //! - Out-of-band changes for tests ([`SimProvider::modify`]) are persisted like
 //!   everything else, and other processes opening the same directory see them.
 //!
@@ -25,6 +29,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use phoenix_core::config::SimConfig;
 use phoenix_core::model::{Instance, InstanceHealth, Inventory};
+use phoenix_core::policy::{ImageInfo, ImageLookup};
 use rand::Rng;
 
 pub use world::SimChange;
@@ -42,6 +47,8 @@ pub struct SimSettings {
     pub launch_failure_rate: f64,
     /// Instances of these images never become healthy.
     pub unhealthy_images: BTreeSet<String>,
+    /// Registered images by id, as `describe_images` answers them.
+    pub images: BTreeMap<String, ImageInfo>,
 }
 
 impl From<&SimConfig> for SimSettings {
@@ -50,6 +57,11 @@ impl From<&SimConfig> for SimSettings {
             launch_latency: config.launch_latency,
             launch_failure_rate: config.launch_failure_rate,
             unhealthy_images: config.unhealthy_images.iter().cloned().collect(),
+            images: config
+                .images
+                .iter()
+                .map(|image| (image.id.clone(), image.clone()))
+                .collect(),
         }
     }
 }
@@ -126,6 +138,16 @@ impl SimProvider {
             .expect("settings lock is never poisoned")
             .launch_failure_rate = rate;
         Ok(())
+    }
+
+    /// Register (or replace) an image the sim describes for `policy.images`.
+    pub fn register_image(&self, image: ImageInfo) {
+        self.inner
+            .settings
+            .lock()
+            .expect("settings lock is never poisoned")
+            .images
+            .insert(image.id.clone(), image);
     }
 
     /// Replace the set of images whose instances never become healthy.
@@ -428,6 +450,23 @@ impl Provider for SimProvider {
         let (owner, token) = (owner.to_string(), token.to_string());
         self.with_world(move |this, _, world| Ok(this.views(world, &owner, Some(&token), false)))
             .await
+    }
+
+    async fn describe_images(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, ImageLookup>, ProviderError> {
+        let settings = self.settings();
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let lookup = match settings.images.get(id) {
+                    Some(image) => ImageLookup::Found(image.clone()),
+                    None => ImageLookup::NotFound,
+                };
+                (id.clone(), lookup)
+            })
+            .collect())
     }
 }
 

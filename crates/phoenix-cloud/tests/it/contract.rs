@@ -27,7 +27,7 @@ use phoenix_testkit::moto::{Fault, FaultProxy, FaultRule, MotoServer};
 const REGION: &str = "us-east-1";
 
 /// Await with a deadline.
-async fn within<F: Future>(secs: u64, f: F) -> F::Output {
+pub(crate) async fn within<F: Future>(secs: u64, f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(secs), f)
         .await
         .unwrap_or_else(|_| panic!("timed out after {secs}s"))
@@ -40,7 +40,7 @@ fn credentials() -> StaticCredentials {
     }
 }
 
-fn aws_config(name: &str, endpoint: &str) -> AwsEc2Config {
+pub(crate) fn aws_config(name: &str, endpoint: &str) -> AwsEc2Config {
     AwsEc2Config {
         name: name.to_string(),
         region: Some(REGION.to_string()),
@@ -53,11 +53,11 @@ fn aws_config(name: &str, endpoint: &str) -> AwsEc2Config {
     }
 }
 
-async fn aws_provider(config: &AwsEc2Config) -> AwsEc2Provider {
+pub(crate) async fn aws_provider(config: &AwsEc2Config) -> AwsEc2Provider {
     aws_provider_with(config, AwsOptions::default()).await
 }
 
-async fn aws_provider_with(config: &AwsEc2Config, base: AwsOptions) -> AwsEc2Provider {
+pub(crate) async fn aws_provider_with(config: &AwsEc2Config, base: AwsOptions) -> AwsEc2Provider {
     let options = AwsOptions {
         static_credentials: Some(credentials()),
         retry_base: Duration::from_millis(10),
@@ -70,7 +70,7 @@ async fn aws_provider_with(config: &AwsEc2Config, base: AwsOptions) -> AwsEc2Pro
 }
 
 /// A raw SDK client for setting moto up and for out-of-band changes.
-async fn raw_client(endpoint: &str) -> Client {
+pub(crate) async fn raw_client(endpoint: &str) -> Client {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(REGION))
         .endpoint_url(endpoint)
@@ -83,7 +83,7 @@ async fn raw_client(endpoint: &str) -> Client {
 }
 
 /// A VPC with two large subnets and a security group; returns (subnets, group).
-async fn moto_network(client: &Client) -> (Vec<String>, String) {
+pub(crate) async fn moto_network(client: &Client) -> (Vec<String>, String) {
     let vpc = within(30, client.create_vpc().cidr_block("10.0.0.0/16").send())
         .await
         .expect("create vpc");
@@ -580,6 +580,7 @@ impl Named for SimConfig {
             launch_latency: Duration::ZERO,
             launch_failure_rate: 0.0,
             unhealthy_images: Vec::new(),
+            images: Vec::new(),
         }
     }
 }

@@ -119,13 +119,15 @@ fn report_of(
 }
 
 /// Whether the group may act on its drift: not suspended, not blocked by a failed
-/// generation at this revision, and drifted. Notes why not on the report.
+/// generation at this revision, its image allowed by `policy.images`, and drifted. Notes why not on the report.
 fn act(input: &PlanInput<'_>, parsed: &ParsedGroup, report: &mut GroupReport) -> bool {
     let name = parsed.group.name().as_str();
     let failed = input
         .failed
         .iter()
         .find(|f| f.group == name && f.hash == parsed.hash && f.commit == input.revision);
+    let image_blocked =
+        crate::policy::plan_hook(input.images, report, &parsed.group.spec.template.image);
     if parsed.group.spec.suspend {
         report.status = GroupStatus::Suspended;
         report
@@ -139,6 +141,9 @@ fn act(input: &PlanInput<'_>, parsed: &ParsedGroup, report: &mut GroupReport) ->
             f.hash.short(),
             f.commit
         ));
+        false
+    } else if image_blocked {
+        // policy.images: the image is not allowed (or could not be checked).
         false
     } else {
         !report.drift.is_empty()

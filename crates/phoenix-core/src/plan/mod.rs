@@ -79,6 +79,9 @@ pub struct PlanInput<'a> {
     pub memory: &'a PlanMemory,
     /// Generations that failed and rolled back.
     pub failed: &'a [FailedGeneration],
+    /// `policy.images` verdicts for the images the groups name
+    /// ([`crate::policy::NO_POLICY`] when no policy is configured).
+    pub images: &'a crate::policy::ImageVerdicts,
     /// When the inventory was observed.
     pub now: SystemTime,
 }

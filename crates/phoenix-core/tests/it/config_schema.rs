@@ -26,7 +26,7 @@ fn reference_config_parses() {
     };
     assert_eq!(git.branch.as_deref(), Some("main"));
     assert_eq!(git.interval, Duration::from_secs(30));
-    assert_eq!(config.alerts[0].events.len(), 5);
+    assert_eq!(config.alerts[0].events.len(), 6);
 }
 
 #[test]
@@ -86,4 +86,51 @@ fn both_branch_and_ref_is_a_problem() {
         err[0].message,
         "source.git: set `branch` or `ref`, not both"
     );
+}
+
+/// Issue 18: `source.git.verify` and `policy.images` keys, defaults and errors.
+#[test]
+fn verify_and_image_policy_keys() {
+    let config = Config::parse(
+        "owner: me
+source:
+  git:
+    url: file:///tmp/r
+    verify: {mode: all, allowed_signers: keys/allowed}
+providers: [{name: local, type: sim, images: [{id: ami-1, owner: \"1\", created: \"2026-01-01T00:00:00Z\"}]}]
+policy:
+  images: {owners: [\"1\"], name: \"golden-*\", require_tags: {source-commit: \"*\"}, max_age: 90d}
+",
+    )
+    .expect("valid");
+    let SourceConfig::Git(git) = &config.source else {
+        panic!("git source expected")
+    };
+    let verify = git.verify.as_ref().expect("verify");
+    assert_eq!(verify.mode, phoenix_core::config::VerifyMode::All);
+    assert!(verify.openpgp_keys.is_none());
+    let images = config.policy.images.as_ref().expect("policy.images");
+    assert!(images.deny_deprecated, "deny_deprecated defaults to true");
+    assert_eq!(images.max_age, Some(Duration::from_secs(90 * 86_400)));
+    let ProviderConfig::Sim(sim) = &config.providers[0] else {
+        panic!("sim expected")
+    };
+    assert_eq!(sim.images[0].id, "ami-1");
+    assert!(sim.images[0].created.is_some());
+
+    let errors = Config::parse(
+        "owner: me\nsource: {git: {url: file:///tmp/r, verify: {mode: head}}}\nproviders: [{name: local, type: sim}]\n",
+    )
+    .expect_err("verify without a trusted key file");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message.starts_with("source.git.verify")),
+        "{errors:?}"
+    );
+    let errors = Config::parse(
+        "owner: me\nsource: {dir: {path: d}}\nproviders: [{name: local, type: sim}]\npolicy: {images: {owner: [x]}}\n",
+    )
+    .expect_err("unknown key");
+    assert!(errors[0].message.contains("owner"), "{errors:?}");
 }

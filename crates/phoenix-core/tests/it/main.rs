@@ -5,6 +5,7 @@ mod config_schema;
 mod drift_classify;
 mod planner_cases;
 mod planner_markdown;
+mod planner_policy;
 mod planner_props;
 mod planner_support;
 mod spec_fast_path;

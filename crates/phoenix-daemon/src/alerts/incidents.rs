@@ -264,7 +264,11 @@ impl Alerts {
         for index in 0..pass.groups() {
             let (name, findings) = pass.group(index);
             for finding in findings {
-                if finding.kind != DriftKind::Unmanaged {
+                // `policy_violation` has its own event, once per (group, image):
+                // `Alerts::policy_violation`.
+                if finding.kind != DriftKind::Unmanaged
+                    && finding.kind != DriftKind::PolicyViolation
+                {
                     present
                         .entry(name)
                         .or_default()
@@ -628,7 +632,7 @@ impl Alerts {
 
     /// Render `notice` for every receiver that wants it (or only `only`) and write it to
     /// the outbox with delivery id `{id_base}:{receiver}`. Returns how many were written.
-    fn enqueue(
+    pub(super) fn enqueue(
         &mut self,
         store: &mut Store,
         notice: &AlertNotice,

@@ -24,6 +24,7 @@ pub fn event_name(event: AlertEvent) -> &'static str {
         AlertEvent::Rollback => "rollback",
         AlertEvent::SourceError => "source_error",
         AlertEvent::SourceRecovered => "source_recovered",
+        AlertEvent::PolicyViolation => "policy_violation",
     }
 }
 
@@ -155,6 +156,7 @@ fn summary(notice: &AlertNotice, owner: &str) -> String {
         AlertEvent::Rollback => "rolled back",
         AlertEvent::SourceError => "has an error",
         AlertEvent::SourceRecovered => "recovered",
+        AlertEvent::PolicyViolation => "names an image that breaks policy.images",
     };
     format!("[{owner}] {subject} {what}")
 }

@@ -116,6 +116,7 @@ async fn run(args: Args) -> Result<bool, String> {
             launch_latency: Duration::ZERO,
             launch_failure_rate: args.launch_failure_rate,
             unhealthy_images: args.unhealthy.clone(),
+            images: Vec::new(),
         },
         args.dir.join("sim"),
     )
@@ -172,6 +173,7 @@ async fn run(args: Args) -> Result<bool, String> {
             config: &config,
             memory: &memory,
             failed: &failed,
+            images: &phoenix_core::policy::NO_POLICY,
             now,
         })
         .map_err(|e| format!("plan: {e}"))?;

@@ -31,7 +31,7 @@ pub(super) enum Event {
     /// Any other API command.
     Command(Command),
     /// A new, validated config.
-    Reload(Config),
+    Reload(Box<Config>),
     /// Stop taking work and return.
     Shutdown,
 }
@@ -109,7 +109,7 @@ impl Daemon {
             () = sleep_until(deadline) => Event::Tick,
             () = changed(watch.as_ref()) => Event::SourceChanged,
             joined = self.source.finished() => Event::PollFinished(joined),
-            Some(config) = self.channels.reloads.recv() => Event::Reload(config),
+            Some(config) = self.channels.reloads.recv() => Event::Reload(Box::new(config)),
             Some(command) = self.channels.commands.recv() => Event::from(command),
         }
     }

@@ -130,7 +130,7 @@ impl Daemon {
                 wants.pass(Reason::Request);
             }
             Event::Reload(config) => {
-                self.reload(config).await;
+                self.reload(*config).await;
                 wants.pass(Reason::Reload);
             }
             Event::Shutdown => wants.stop = true,

@@ -139,6 +139,8 @@ struct Daemon {
     /// When the executor wants to be called again (a plan is running).
     executor_wake: Option<Duration>,
     revision: Option<Arc<Revision>>,
+    /// `policy.images` verdicts of this pass's images (crate::policy).
+    images: phoenix_core::policy::ImageVerdicts,
     accepted_at: Option<SystemTime>,
     rejection: Option<Arc<Rejection>>,
     source_error: Option<String>,
@@ -269,6 +271,7 @@ pub async fn run_with(
         rejection: None,
         source_error: None,
         inventories: Vec::new(),
+        images: phoenix_core::policy::ImageVerdicts::default(),
         document: None,
         since: HashMap::new(),
         histories: view::Histories::default(),

@@ -42,9 +42,17 @@ impl Daemon {
         self.collect_inventories().await;
         phases.end("inventory");
         let now = SystemTime::now();
+        self.images = crate::policy::image_verdicts(
+            self.config.policy.images.as_deref(),
+            self.revision.as_deref(),
+            &self.providers,
+            now,
+        )
+        .await;
         let groups = self.plan(now);
         phases.end("plan");
         self.drift_alerts(now);
+        self.policy_alerts(now);
         phases.end("drift_alerts");
         if self.config.reconcile.mode == Mode::Enforce {
             self.execute(&groups, now).await;
@@ -88,6 +96,20 @@ impl Daemon {
         }
     }
 
+    /// `policy_violation` alerts, once per (group, image) (crate::alerts::policy).
+    fn policy_alerts(&mut self, now: SystemTime) {
+        let (Some(document), Some(revision)) = (self.document.as_ref(), self.revision.as_ref())
+        else {
+            return;
+        };
+        if let Err(err) =
+            self.alerts
+                .policy_violations(&mut self.store, document, revision.id.as_str(), now)
+        {
+            tracing::error!(error = %error_chain(&err), "cannot record policy_violation alerts");
+        }
+    }
+
     /// Enforce mode: hand the plan to the executor and drive running plans as far as
     /// they can go without waiting.
     async fn execute(&mut self, groups: &[ParsedGroup], now: SystemTime) {
@@ -96,6 +118,8 @@ impl Daemon {
             return;
         };
         let commit = revision.id.to_string();
+        self.executor
+            .set_image_policy(self.config.policy.images.as_deref().cloned());
         match self
             .executor
             .submit(&mut self.store, document, groups, &commit, now)
@@ -182,6 +206,7 @@ impl Daemon {
             config: &self.config.reconcile,
             memory: &memory,
             failed: &failed,
+            images: &self.images,
             now,
         };
         // A refused input keeps the last document (and the status it shows); an accepted

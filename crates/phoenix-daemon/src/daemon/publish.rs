@@ -33,6 +33,7 @@ impl Daemon {
             ready: self.ready,
             revision,
             rejection: self.rejection.as_deref(),
+            signature: self.revision.as_ref().and_then(|r| r.signature.as_ref()),
             source_error: self.source_error.as_deref(),
             inventories: &self.inventories,
             document: self.document.as_ref(),

@@ -1,4 +1,5 @@
-//! The `launch` step: write the intent with this attempt's deterministic launch token,
+//! The `launch` step: re-check the image against `policy.images` and any change window,
+//! write the intent with this attempt's deterministic launch token,
 //! then launch what is still missing (instances an earlier attempt created count), and
 //! record what was launched. A failure is retried with backoff under a new token, unless
 //! the provider refused the request.
@@ -42,6 +43,21 @@ impl Executor {
         count: u32,
     ) -> Result<StepOutcome, ExecutorError> {
         let (id, step) = (cx.id(), cx.step);
+        let image = plan.doc.group.spec.template.image.as_str();
+        match crate::policy::recheck(self.image_policy.as_ref(), &**cx.provider, image, pass.now)
+            .await
+        {
+            Ok(()) => {}
+            Err(phoenix_core::policy::Verdict::Denied(violation)) => {
+                return Ok(StepOutcome::Failed(format!(
+                    "image {image} breaks policy.images ({violation}); not launched"
+                )));
+            }
+            Err(verdict) => {
+                tracing::warn!(plan = %id, image, verdict = ?verdict, "cannot re-check the image before launching; waiting");
+                return Ok(StepOutcome::Wait(self.options.poll_interval));
+            }
+        }
         if let Some(wait) = self.window_hold(pass, cx, plan).await {
             return Ok(StepOutcome::Wait(wait));
         }

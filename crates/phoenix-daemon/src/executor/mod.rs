@@ -151,6 +151,8 @@ pub struct Executor {
     desired: Option<submit::Desired>,
     /// Change windows: a running replacement stops at its next launch (`window`).
     windows: WindowGate,
+    /// `policy.images`, re-checked just before every launch (crate::policy::recheck).
+    image_policy: Option<phoenix_core::policy::ImagePolicy>,
 }
 
 impl Executor {
@@ -170,7 +172,14 @@ impl Executor {
             runtime: HashMap::new(),
             desired: None,
             windows: WindowGate::default(),
+            image_policy: None,
         }
+    }
+
+    /// The `policy.images` rules launches are re-checked against (the daemon sets them
+    /// from its config before every pass).
+    pub fn set_image_policy(&mut self, policy: Option<phoenix_core::policy::ImagePolicy>) {
+        self.image_policy = policy;
     }
 
     /// The change windows later `advance` calls obey.

@@ -193,6 +193,7 @@ fn accepted(id: &str) -> PollOutcome {
             commit: None,
             groups: Arc::new(BTreeMap::new()),
             rejection: None,
+            signature: None,
         }),
         reparsed: Vec::new(),
     }

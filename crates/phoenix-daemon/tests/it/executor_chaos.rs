@@ -124,6 +124,7 @@ fn inventory(rt: &tokio::runtime::Runtime, dir: &Path) -> Vec<Instance> {
                     launch_latency: Duration::ZERO,
                     launch_failure_rate: 0.0,
                     unhealthy_images: vec!["ami-broken".to_string()],
+                    images: Vec::new(),
                 },
                 dir.join("sim"),
             )

@@ -101,6 +101,7 @@ async fn converge(
             config: &config,
             memory: &PlanMemory::default(),
             failed: &[],
+            images: &phoenix_core::policy::NO_POLICY,
             now,
         })
         .expect("plan");
@@ -158,6 +159,7 @@ async fn rolling_replacement_and_crash_recovery_on_moto() {
         },
         memory: &PlanMemory::default(),
         failed: &[],
+        images: &phoenix_core::policy::NO_POLICY,
         now: at,
     })
     .expect("plan");

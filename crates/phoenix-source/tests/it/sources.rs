@@ -20,7 +20,7 @@ use std::sync::Arc;
 /// hung network call fails the test instead of hanging it.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn within(body: impl FnOnce() + Send + 'static) {
+pub(crate) fn within(body: impl FnOnce() + Send + 'static) {
     let (done, finished) = mpsc::channel();
     let thread = std::thread::spawn(move || {
         body();
@@ -57,6 +57,7 @@ fn git_config(url: String, path: &str) -> GitSourceConfig {
         path: path.to_string(),
         interval: Duration::from_secs(30),
         auth: GitAuthConfig::default(),
+        verify: None,
     }
 }
 

@@ -6,8 +6,11 @@
 //! JSON document (`--format json`, or `--json`), or a pull-request comment
 //! (`--format markdown`). A rejected revision (its problems named `path:line:col`), a
 //! group naming an unknown provider, or an unreachable provider (incomplete inventory) is
-//! an error, never "everything is missing". Exit codes: 0 success, 1 error; with
-//! `--detailed-exitcode` 0 = no changes, 1 = error, 2 = changes.
+//! an error, never "everything is missing". With `policy.images`, a group naming an image
+//! that breaks the policy (or cannot be checked) is an error too: the plan is printed,
+//! then the command exits 1 naming the group, its file, the image and the rule. Exit
+//! codes: 0 success, 1 error; with `--detailed-exitcode` 0 = no changes, 1 = error,
+//! 2 = changes.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -20,6 +23,7 @@ use phoenix_core::config::{Config, DirSourceConfig, SourceConfig};
 use phoenix_core::markdown::render_markdown;
 use phoenix_core::model::Inventory;
 use phoenix_core::plan::{PlanInput, PlanMemory, plan};
+use phoenix_core::policy::ImageVerdicts;
 use phoenix_core::render::{RenderOptions, render_text};
 use phoenix_core::spec::ParsedGroup;
 use phoenix_source::{PollOutcome, Problem, Rejection, Revision, Source};
@@ -102,8 +106,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         bail!("group `{name}` is not in revision {}", revision.id);
     }
 
-    let inventories = collect_inventories(&config)?;
     let now = SystemTime::now();
+    let (inventories, images) = collect_inventories(&config, &revision, now)?;
     let outcome = plan(&PlanInput {
         revision: revision.id.as_str(),
         owner: &config.owner,
@@ -112,6 +116,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         config: &config.reconcile,
         memory: &PlanMemory::default(),
         failed: &[],
+        images: &images,
         now,
     })
     .context("planning failed")?;
@@ -140,6 +145,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                 )
             );
         }
+    }
+    if let Some(refused) = policy_refusals(&revision, &images) {
+        bail!("{refused}");
     }
     Ok(match (args.detailed_exitcode, document.changes) {
         (true, true) => ExitCode::from(2),
@@ -223,8 +231,45 @@ fn shown_path(root: Option<&Path>, path: &str) -> String {
     }
 }
 
-/// Every provider's inventory; an incomplete one is an error naming the provider.
-fn collect_inventories(config: &Config) -> Result<Vec<Inventory>> {
+/// Every group whose image `policy.images` refuses (or could not check), one line each
+/// naming the group, its file, the image and the rule; `None` when there is none.
+fn policy_refusals(revision: &Revision, images: &ImageVerdicts) -> Option<String> {
+    let lines: Vec<String> = revision
+        .groups
+        .values()
+        .filter_map(|desired| {
+            let spec = &desired.group.spec;
+            let image = spec.template.image.as_str();
+            let why = match images.check(spec.provider.as_str(), image)? {
+                Ok(violation) => format!(
+                    "breaks policy.images rule `{}`: {violation}",
+                    violation.rule()
+                ),
+                Err(reason) => format!("could not be checked against policy.images: {reason}"),
+            };
+            Some(format!(
+                "group `{}` ({}): image {image} {why}",
+                desired.name(),
+                desired.path
+            ))
+        })
+        .collect();
+    (!lines.is_empty()).then(|| {
+        format!(
+            "{} group(s) name an image that may not be launched:\n  {}",
+            lines.len(),
+            lines.join("\n  ")
+        )
+    })
+}
+
+/// Every provider's inventory (an incomplete one is an error naming the provider), and
+/// the `policy.images` verdicts of the images the revision names.
+fn collect_inventories(
+    config: &Config,
+    revision: &Revision,
+    now: SystemTime,
+) -> Result<(Vec<Inventory>, ImageVerdicts)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -245,6 +290,13 @@ fn collect_inventories(config: &Config) -> Result<Vec<Inventory>> {
             }
             inventories.push(inventory);
         }
-        Ok(inventories)
+        let images = phoenix_daemon::policy::image_verdicts(
+            config.policy.images.as_deref(),
+            Some(revision),
+            &providers,
+            now,
+        )
+        .await;
+        Ok((inventories, images))
     })
 }

@@ -123,6 +123,7 @@ fn modify_instance_type(state: &Path, id: &str, instance_type: &str) {
             launch_latency: Duration::ZERO,
             launch_failure_rate: 0.0,
             unhealthy_images: vec![],
+            images: vec![],
         };
         let sim = phoenix_cloud::sim::SimProvider::open(&config, state)
             .await

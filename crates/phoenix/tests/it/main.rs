@@ -15,3 +15,4 @@ mod plan_desired;
 mod plan_moto;
 mod support;
 mod tidy;
+mod trust_e2e;

@@ -103,6 +103,16 @@ const HOMES: &[(&str, &str, &str)] = &[
         "the only crate that knows the file watcher",
     ),
     (
+        "ssh-key",
+        "phoenix-source",
+        "the only crate that verifies commit signatures",
+    ),
+    (
+        "pgp",
+        "phoenix-source",
+        "the only crate that verifies commit signatures",
+    ),
+    (
         "aws-config",
         "phoenix-cloud",
         "the only crate that knows a cloud SDK",

@@ -142,6 +142,8 @@ pub struct Pass {
     pub memory: PlanMemory,
     pub failed: Vec<FailedGeneration>,
     pub revision: String,
+    /// `policy.images` verdicts (default: no policy).
+    pub images: phoenix_core::policy::ImageVerdicts,
 }
 
 impl Default for Pass {
@@ -151,6 +153,7 @@ impl Default for Pass {
             memory: PlanMemory::default(),
             failed: Vec::new(),
             revision: REVISION.to_owned(),
+            images: phoenix_core::policy::ImageVerdicts::default(),
         }
     }
 }
@@ -169,6 +172,7 @@ pub fn input<'a>(
         config: &pass.config,
         memory: &pass.memory,
         failed: &pass.failed,
+        images: &pass.images,
         now: now(),
     }
 }

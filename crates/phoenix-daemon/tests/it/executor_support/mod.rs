@@ -284,6 +284,7 @@ pub fn sim_config(unhealthy: &[&str]) -> SimConfig {
         launch_latency: Duration::ZERO,
         launch_failure_rate: 0.0,
         unhealthy_images: unhealthy.iter().map(|s| s.to_string()).collect(),
+        images: Vec::new(),
     }
 }
 
@@ -389,6 +390,7 @@ impl World {
             config: &self.config,
             memory: &self.memory,
             failed: &failed,
+            images: &phoenix_core::policy::NO_POLICY,
             now: self.now,
         })
         .expect("plan");
