@@ -11,6 +11,7 @@ pub mod duration;
 pub mod hash;
 pub mod model;
 pub mod plan;
+pub mod redact;
 pub mod render;
 pub mod sorted_map;
 pub mod spec;

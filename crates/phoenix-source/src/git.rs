@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use crate::error::SourceError;
-use crate::loader::{Change, Loader, Verdict, is_spec_file};
+use crate::loader::{Change, Loader, Verdict, escape_file_name, is_spec_file, non_utf8_name};
 use crate::revision::{CommitInfo, PollOutcome, Rejection, Revision, RevisionId};
 
 /// The private ref the followed commit is fetched into.
@@ -619,7 +619,7 @@ fn read_tree(
     let changes = match &old_tree {
         Some(old) if old.id() == new_tree.id() => Vec::new(),
         Some(old) => diff_changes(repo, old, &new_tree, prefix).map_err(err("the tree diff"))?,
-        None => full_changes(loader, &new_tree, prefix).map_err(err("the tree"))?,
+        None => full_changes(repo, loader, &new_tree, prefix).map_err(err("the tree"))?,
     };
     Ok(TreeRead {
         info,
@@ -838,8 +838,20 @@ fn diff_changes(
     prefix: &str,
 ) -> Result<Vec<Change>, git2::Error> {
     let mut changes = Vec::new();
-    diff_into(repo, old, new, prefix, &mut changes)?;
+    let level = Level {
+        prefix,
+        bad_prefix: false,
+    };
+    diff_into(repo, old, new, level, &mut changes)?;
     Ok(changes)
+}
+
+/// Where [`diff_into`] is in the tree: the path prefix, and whether a folder name on the
+/// way was not UTF-8.
+#[derive(Clone, Copy)]
+struct Level<'a> {
+    prefix: &'a str,
+    bad_prefix: bool,
 }
 
 /// A tree entry reduced to what the diff compares: spec candidates (regular and
@@ -886,10 +898,21 @@ fn tree_order(a: &Slot<'_>, b: &Slot<'_>) -> std::cmp::Ordering {
     })
 }
 
-fn slot_path(prefix: &str, slot: &Slot<'_>) -> Result<String, git2::Error> {
-    let name = std::str::from_utf8(slot.name)
-        .map_err(|_| git2::Error::from_str("a file name is not valid UTF-8"))?;
-    Ok(format!("{prefix}{name}"))
+/// The path of a tree entry under `prefix`, its bytes escaped when they are not UTF-8
+/// (see [`escape_file_name`]), and whether they were.
+fn slot_path(prefix: &str, slot: &Slot<'_>) -> (String, bool) {
+    let (name, escaped) = escape_file_name(slot.name);
+    (format!("{prefix}{name}"), escaped)
+}
+
+/// A spec file found in a tree: upserted with its blob, refused when its name (or a
+/// folder's above it) is not UTF-8 (issue 17: a rejection, as in a folder source).
+fn found_change(path: String, id: Oid, bad_name: bool) -> Change {
+    Change {
+        path,
+        blob: Some(id),
+        refused: bad_name.then(non_utf8_name),
+    }
 }
 
 /// One level of the tree diff: a merge of the two sorted entry lists, so its cost is the
@@ -899,54 +922,53 @@ fn diff_into(
     repo: &Repository,
     old: &Tree<'_>,
     new: &Tree<'_>,
-    prefix: &str,
+    level: Level<'_>,
     changes: &mut Vec<Change>,
 ) -> Result<(), git2::Error> {
+    let Level { prefix, bad_prefix } = level;
     let old_entries: Vec<git2::TreeEntry<'_>> = old.iter().collect();
     let new_entries: Vec<git2::TreeEntry<'_>> = new.iter().collect();
     let old_slots = slots(&old_entries);
     let new_slots = slots(&new_entries);
     let removed = |slot: &Slot<'_>, changes: &mut Vec<Change>| -> Result<(), git2::Error> {
-        let path = slot_path(prefix, slot)?;
+        let (path, _) = slot_path(prefix, slot);
         if slot.is_tree {
             walk_blobs(
+                repo,
                 &repo.find_tree(slot.id)?,
                 &format!("{path}/"),
-                &mut |path, _| {
-                    changes.push(Change { path, blob: None });
+                &mut |path, _, _| {
+                    changes.push(Change::new(path, None));
                 },
             )
         } else {
             if is_spec_file(&path) {
-                changes.push(Change { path, blob: None });
+                changes.push(Change::new(path, None));
             }
             Ok(())
         }
     };
-    let added = |slot: &Slot<'_>, changes: &mut Vec<Change>| -> Result<(), git2::Error> {
-        let path = slot_path(prefix, slot)?;
-        if slot.is_tree {
-            walk_blobs(
-                &repo.find_tree(slot.id)?,
-                &format!("{path}/"),
-                &mut |path, id| {
-                    changes.push(Change {
-                        path,
-                        blob: Some(id),
-                    });
-                },
-            )
-        } else {
-            // A new blob, or one whose content or mode changed: upserted.
-            if is_spec_file(&path) {
-                changes.push(Change {
-                    path,
-                    blob: Some(slot.id),
-                });
+    let added =
+        |slot: &Slot<'_>, bad_parent: bool, changes: &mut Vec<Change>| -> Result<(), git2::Error> {
+            let (path, bad_name) = slot_path(prefix, slot);
+            let bad = bad_parent || bad_name;
+            if slot.is_tree {
+                walk_blobs(
+                    repo,
+                    &repo.find_tree(slot.id)?,
+                    &format!("{path}/"),
+                    &mut |path, id, bad_below| {
+                        changes.push(found_change(path, id, bad || bad_below));
+                    },
+                )
+            } else {
+                // A new blob, or one whose content or mode changed: upserted.
+                if is_spec_file(&path) {
+                    changes.push(found_change(path, slot.id, bad));
+                }
+                Ok(())
             }
-            Ok(())
-        }
-    };
+        };
     let (mut i, mut j) = (0, 0);
     loop {
         match (old_slots.get(i), new_slots.get(j)) {
@@ -956,7 +978,7 @@ fn diff_into(
                 i += 1;
             }
             (None, Some(n)) => {
-                added(n, changes)?;
+                added(n, bad_prefix, changes)?;
                 j += 1;
             }
             (Some(o), Some(n)) => match tree_order(o, n) {
@@ -965,18 +987,22 @@ fn diff_into(
                     i += 1;
                 }
                 std::cmp::Ordering::Greater => {
-                    added(n, changes)?;
+                    added(n, bad_prefix, changes)?;
                     j += 1;
                 }
                 // Same name and kind (a file that became a folder sorts apart).
                 std::cmp::Ordering::Equal => {
                     if o.id != n.id || o.mode != n.mode {
                         if o.is_tree {
-                            let path = slot_path(prefix, o)?;
+                            let (path, bad_name) = slot_path(prefix, o);
                             let (old_sub, new_sub) = (repo.find_tree(o.id)?, repo.find_tree(n.id)?);
-                            diff_into(repo, &old_sub, &new_sub, &format!("{path}/"), changes)?;
+                            let sub = Level {
+                                prefix: &format!("{path}/"),
+                                bad_prefix: bad_prefix || bad_name,
+                            };
+                            diff_into(repo, &old_sub, &new_sub, sub, changes)?;
                         } else {
-                            added(n, changes)?;
+                            added(n, bad_prefix, changes)?;
                         }
                     }
                     i += 1;
@@ -987,57 +1013,56 @@ fn diff_into(
     }
 }
 
-/// Call `found` for every spec file below `tree`.
+/// Call `found(path, blob, name_not_utf8)` for every spec file below `tree`. Walks
+/// the entries itself (libgit2's walk gives up on a folder name that is not UTF-8),
+/// with an explicit stack, so a deep hostile tree cannot overflow the thread's stack.
 fn walk_blobs(
+    repo: &Repository,
     tree: &Tree<'_>,
     prefix: &str,
-    found: &mut dyn FnMut(String, Oid),
+    found: &mut dyn FnMut(String, Oid, bool),
 ) -> Result<(), git2::Error> {
-    let mut failure = None;
-    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-        if entry.kind() != Some(git2::ObjectType::Blob) || !is_blob_mode(entry.filemode()) {
-            return git2::TreeWalkResult::Ok;
+    let mut stack = vec![(tree.clone(), prefix.to_string(), false)];
+    while let Some((tree, prefix, bad_prefix)) = stack.pop() {
+        for entry in tree.iter() {
+            let (name, bad_name) = escape_file_name(entry.name_bytes());
+            let path = format!("{prefix}{name}");
+            let bad = bad_prefix || bad_name;
+            match entry.kind() {
+                Some(git2::ObjectType::Tree) => {
+                    stack.push((repo.find_tree(entry.id())?, format!("{path}/"), bad));
+                }
+                Some(git2::ObjectType::Blob)
+                    if is_blob_mode(entry.filemode()) && is_spec_file(&path) =>
+                {
+                    found(path, entry.id(), bad);
+                }
+                _ => {}
+            }
         }
-        let Ok(name) = entry.name() else {
-            failure = Some(git2::Error::from_str("a file name is not valid UTF-8"));
-            return git2::TreeWalkResult::Abort;
-        };
-        let path = format!("{prefix}{dir}{name}");
-        if is_spec_file(&path) {
-            found(path, entry.id());
-        }
-        git2::TreeWalkResult::Ok
-    })?;
-    match failure {
-        Some(err) => Err(err),
-        None => Ok(()),
     }
+    Ok(())
 }
 
 /// Changed spec files between the index and a tree, comparing blob ids: used for the
 /// first load and whenever the previous tree is not available.
 fn full_changes(
+    repo: &Repository,
     loader: &Loader,
     tree: &Tree<'_>,
     prefix: &str,
 ) -> Result<Vec<Change>, git2::Error> {
     let mut changes = Vec::new();
     let mut present = std::collections::HashSet::new();
-    walk_blobs(tree, prefix, &mut |path, id| {
+    walk_blobs(repo, tree, prefix, &mut |path, id, bad_name| {
         if loader.blob(&path) != Some(id) {
-            changes.push(Change {
-                path: path.clone(),
-                blob: Some(id),
-            });
+            changes.push(found_change(path.clone(), id, bad_name));
         }
         present.insert(path);
     })?;
     for path in loader.paths() {
         if !present.contains(path) {
-            changes.push(Change {
-                path: path.to_string(),
-                blob: None,
-            });
+            changes.push(Change::new(path.to_string(), None));
         }
     }
     Ok(changes)
