@@ -28,6 +28,7 @@ use git2::{
     RemoteCallbacks, Repository, Tree,
 };
 use phoenix_core::config::{GitAuthConfig, GitSourceConfig};
+use phoenix_core::redact::{redact_url, redact_urls_in, url_host};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
@@ -106,7 +107,7 @@ pub struct GitSource {
 impl std::fmt::Debug for GitSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GitSource")
-            .field("url", &self.url)
+            .field("url", &redact_url(&self.url))
             .field("target", &self.target)
             .field("subdir", &self.subdir)
             .field("clone_dir", &self.clone_dir)
@@ -139,6 +140,9 @@ impl GitSource {
                     config.path
                 ),
             });
+        }
+        if token_over_plain_http(&config.url, &config.auth) {
+            warn!(url = %redact_url(&config.url), "source.git.auth.token_env is set but the URL is plain http://: the token would cross the network unencrypted; use https://");
         }
         let digest = Sha256::digest(config.url.as_bytes());
         let clone_dir = cache_root.join(format!("{}.git", hex::encode(&digest[..8])));
@@ -286,13 +290,14 @@ impl GitSource {
             .remote_anonymous(&url)
             .map_err(|source| SourceError::Config {
                 message: format!(
-                    "source.git.url: `{url}` is not usable ({})",
-                    source.message()
+                    "source.git.url: `{}` is not usable ({})",
+                    redact_url(&url),
+                    redact_urls_in(source.message())
                 ),
             })?;
         let attempts = Cell::new(0u32);
         let heads: Vec<(String, Oid)> = {
-            let callbacks = callbacks(&auth, &attempts)?;
+            let callbacks = callbacks(&url, &auth, &attempts)?;
             let connection = remote
                 .connect_auth(Direction::Fetch, Some(callbacks), None)
                 .map_err(|source| classify_network(&url, source, attempts.get()))?;
@@ -320,7 +325,7 @@ impl GitSource {
             }
         }
         Err(SourceError::RefNotFound {
-            url,
+            url: redact_url(&url).into_owned(),
             reference: target.describe(),
         })
     }
@@ -371,15 +376,16 @@ impl GitSource {
                 .remote_anonymous(&url)
                 .map_err(|source| SourceError::Config {
                     message: format!(
-                        "source.git.url: `{url}` is not usable ({})",
-                        source.message()
+                        "source.git.url: `{}` is not usable ({})",
+                        redact_url(&url),
+                        redact_urls_in(source.message())
                     ),
                 })?;
             let mut options = FetchOptions::new();
-            options.remote_callbacks(callbacks(&auth, &attempts)?);
+            options.remote_callbacks(callbacks(&url, &auth, &attempts)?);
             options.download_tags(AutotagOption::None);
             options.update_fetchhead(false);
-            debug!(url = %url, reference = %reference, "fetching");
+            debug!(url = %redact_url(&url), reference = %reference, "fetching");
             let started = std::time::Instant::now();
             remote
                 .fetch(&refspecs, Some(&mut options), None)
@@ -404,7 +410,7 @@ impl GitSource {
                     Ok(tip.commit_hint)
                 } else {
                     Err(SourceError::CommitNotFound {
-                        url,
+                        url: redact_url(&url).into_owned(),
                         commit: tip.commit_hint.to_string(),
                     })
                 }
@@ -646,6 +652,7 @@ fn is_local_damage(err: &SourceError) -> bool {
 }
 
 fn classify_network(url: &str, source: git2::Error, auth_attempts: u32) -> SourceError {
+    let (url, source) = (&*redact_url(url), redact_error(source));
     if source.code() == ErrorCode::Auth || auth_attempts > 1 {
         SourceError::AuthFailed {
             url: url.to_string(),
@@ -665,6 +672,7 @@ fn classify_fetch(
     source: git2::Error,
     auth_attempts: u32,
 ) -> SourceError {
+    let (url, source) = (&*redact_url(url), redact_error(source));
     if source.code() == ErrorCode::Auth || auth_attempts > 1 {
         return SourceError::AuthFailed {
             url: url.to_string(),
@@ -684,6 +692,35 @@ fn classify_fetch(
             source,
         },
     }
+}
+
+/// `err` with any URL in its message redacted (libgit2 quotes the URL it was given).
+fn redact_error(err: git2::Error) -> git2::Error {
+    match redact_urls_in(err.message()) {
+        std::borrow::Cow::Borrowed(_) => err,
+        std::borrow::Cow::Owned(message) => git2::Error::new(err.code(), err.class(), message),
+    }
+}
+
+/// Whether a credential request for `request_url` may be answered: only when it goes
+/// to the host of the configured URL (a redirect to another host gets no credentials).
+pub fn credentials_allowed_for(configured_url: &str, request_url: &str) -> bool {
+    match (url_host(configured_url), url_host(request_url)) {
+        (Some(configured), Some(requested)) => configured == requested,
+        // scp-like `user@host:path` URLs: libgit2 asks with the same form.
+        (None, None) => scp_host(configured_url) == scp_host(request_url),
+        _ => false,
+    }
+}
+
+fn scp_host(url: &str) -> Option<&str> {
+    let (before, _) = url.split_once(':')?;
+    Some(before.rsplit_once('@').map_or(before, |(_, host)| host))
+}
+
+/// Whether a token would be sent in clear text: `auth.token_env` with an `http://` URL.
+pub fn token_over_plain_http(url: &str, auth: &GitAuthConfig) -> bool {
+    auth.token_env.is_some() && url.trim_start().to_ascii_lowercase().starts_with("http://")
 }
 
 /// What to answer a credential request with. Pure, so it is tested without a server.
@@ -778,6 +815,7 @@ pub fn plan_credentials(
 /// requests: libgit2 asks again after a refusal, so more than one means refused, and
 /// the fourth request is answered with an error to stop the loop.
 fn callbacks<'a>(
+    configured_url: &'a str,
     auth: &'a GitAuthConfig,
     attempts: &'a Cell<u32>,
 ) -> Result<RemoteCallbacks<'a>, SourceError> {
@@ -787,8 +825,18 @@ fn callbacks<'a>(
         return Err(SourceError::MissingToken { env: name.clone() });
     }
     let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(move |_url, username, allowed| {
+    callbacks.credentials(move |request_url, username, allowed| {
         attempts.set(attempts.get() + 1);
+        if !credentials_allowed_for(configured_url, request_url) {
+            return Err(git2::Error::new(
+                ErrorCode::Auth,
+                ErrorClass::Callback,
+                format!(
+                    "credentials are offered only to the configured host, not to `{}`",
+                    redact_url(request_url)
+                ),
+            ));
+        }
         if attempts.get() > 3 {
             return Err(git2::Error::new(
                 ErrorCode::Auth,
@@ -1114,6 +1162,44 @@ mod tests {
             Target::from_config(&config(None, Some(" "))),
             Err(SourceError::Config { .. })
         ));
+    }
+
+    /// Issue 17, defect 4: credentials go only to the configured host.
+    #[test]
+    fn credentials_only_to_the_configured_host() {
+        let configured = "https://x-token@git.example.com/infra.git";
+        assert!(credentials_allowed_for(
+            configured,
+            "https://git.example.com/infra.git"
+        ));
+        assert!(credentials_allowed_for(
+            configured,
+            "https://GIT.example.com:443/other.git"
+        ));
+        assert!(!credentials_allowed_for(
+            configured,
+            "https://evil.example.net/infra.git"
+        ));
+        assert!(!credentials_allowed_for(
+            configured,
+            "git@git.example.com:infra.git"
+        ));
+        assert!(credentials_allowed_for("git@host:a.git", "git@host:a.git"));
+        assert!(!credentials_allowed_for(
+            "git@host:a.git",
+            "git@other:a.git"
+        ));
+    }
+
+    /// Issue 17, defect 4: a token over plain http is detected (and warned about).
+    #[test]
+    fn token_over_plain_http_is_detected() {
+        let mut auth = GitAuthConfig::default();
+        assert!(!token_over_plain_http("http://h/x.git", &auth));
+        auth.token_env = Some("GIT_TOKEN".into());
+        assert!(token_over_plain_http("http://h/x.git", &auth));
+        assert!(token_over_plain_http("HTTP://h/x.git", &auth));
+        assert!(!token_over_plain_http("https://h/x.git", &auth));
     }
 
     #[test]

@@ -267,3 +267,46 @@ fn a_non_utf8_file_name_rejects_a_git_revision() {
         assert_eq!(source.current().expect("in force").groups.len(), 1);
     });
 }
+
+/// Every error of a source, with its whole chain and its `Debug` form.
+fn shown(err: &SourceError) -> String {
+    let mut text = format!("{err:?} {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// Issue 17, defect 4: credentials written into a git URL never appear in an error (and
+/// so in the status API, alerts or logs), nor in the source's `Debug` output.
+#[test]
+fn credentials_in_git_urls_are_redacted_everywhere_a_url_is_printed() {
+    within(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("bound").port();
+        drop(listener);
+        let cache = tempfile::tempdir().expect("cache folder");
+        for url in [
+            format!("http://deploy:hunter2-secret@127.0.0.1:{port}/infra.git"),
+            format!("git://deploy:hunter2-secret@127.0.0.1:{port}/infra.git"),
+            "https://deploy:hunter2-secret@[not a host/infra.git".to_string(),
+        ] {
+            let config = GitSourceConfig {
+                url: url.clone(),
+                branch: None,
+                reference: None,
+                path: "groups".into(),
+                interval: Duration::from_secs(30),
+                auth: GitAuthConfig::default(),
+            };
+            let mut source = GitSource::open(&config, cache.path()).expect("open");
+            assert!(!format!("{source:?}").contains("hunter2"), "{source:?}");
+            let err = source.poll().expect_err("nothing listens there");
+            let text = shown(&err);
+            assert!(!text.contains("hunter2"), "credentials leaked: {text}");
+            assert!(text.contains("***@"), "the URL is still named: {text}");
+        }
+    });
+}
