@@ -479,6 +479,14 @@ impl Config {
         if self.owner.is_empty() || self.owner.len() > 128 {
             problems.push(ConfigError::field("owner", "must be 1 to 128 characters"));
         }
+        if let Some(bad) = self.owner.chars().find(|c| matches!(c, '*' | '?' | '\\')) {
+            // EC2 tag filters treat these as wildcards: `acme-*` would claim (and
+            // terminate) every other owner's instances (issue 17).
+            problems.push(ConfigError::field(
+                "owner",
+                format!("must not contain `{bad}` (a wildcard in EC2 tag filters)"),
+            ));
+        }
         if self.providers.is_empty() {
             problems.push(ConfigError::field(
                 "providers",

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod drift;
 pub mod duration;
+pub mod error_chain;
 pub mod hash;
 pub mod model;
 pub mod plan;
@@ -19,6 +20,7 @@ pub mod tags;
 pub mod text;
 pub mod yaml;
 
+pub use error_chain::chain;
 pub use hash::{SpecHash, spec_hash};
 pub use spec::{GroupName, InstanceGroup, SpecError, Template, parse_group};
 pub use text::Text;

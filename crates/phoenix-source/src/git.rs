@@ -224,7 +224,7 @@ impl GitSource {
                 Ok(outcome) => return Ok(outcome),
                 Err(err @ SourceError::NotYetAdvertised { .. }) => return Err(err),
                 Err(err) => {
-                    debug!(error = %err, "fetching the pushed ref directly failed; listing the remote's refs first");
+                    debug!(error = %phoenix_core::chain(&err), "fetching the pushed ref directly failed; listing the remote's refs first");
                 }
             }
         }
@@ -242,7 +242,7 @@ impl GitSource {
         }
         match self.fetch_and_load(&tip) {
             Err(err) if is_local_damage(&err) => {
-                warn!(clone = %self.clone_dir.display(), error = %err, "local git clone is damaged; removing it and cloning again");
+                warn!(clone = %self.clone_dir.display(), error = %phoenix_core::chain(&err), "local git clone is damaged; removing it and cloning again");
                 self.reset_clone()?;
                 self.fetch_and_load(&tip)
             }
@@ -510,7 +510,7 @@ impl GitSource {
                     self.init_clone()?
                 }
                 Err(err) => {
-                    warn!(clone = %self.clone_dir.display(), error = %err, "cannot open the local git clone; removing it and cloning again");
+                    warn!(clone = %self.clone_dir.display(), error = %phoenix_core::chain(&err), "cannot open the local git clone; removing it and cloning again");
                     self.reset_clone_dir()?;
                     self.init_clone()?
                 }

@@ -82,7 +82,7 @@ pub(crate) async fn judge(
             Err(err) => {
                 // A probe task only ends abnormally if it panicked or was cancelled;
                 // its instance then has no verdict (it stays Unknown below).
-                tracing::warn!(error = %err, "health probe task failed");
+                tracing::warn!(error = %phoenix_core::chain(&err), "health probe task failed");
             }
         }
     }
@@ -116,7 +116,7 @@ async fn probe(client: &reqwest::Client, url: &str) -> Verdict {
             Verdict::Unhealthy
         }
         Err(err) => {
-            tracing::debug!(url, error = %err, "health probe failed");
+            tracing::debug!(url, error = %phoenix_core::chain(&err), "health probe failed");
             Verdict::Unhealthy
         }
     }
@@ -133,7 +133,7 @@ pub(crate) fn client(timeout: Duration) -> reqwest::Client {
         .unwrap_or_else(|err| {
             // Building only fails if the TLS backend cannot initialise; probes are
             // plain HTTP, so the default client is an acceptable fallback.
-            tracing::warn!(error = %err, "health probe client with options failed; using defaults");
+            tracing::warn!(error = %phoenix_core::chain(&err), "health probe client with options failed; using defaults");
             reqwest::Client::new()
         })
 }

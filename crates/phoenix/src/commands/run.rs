@@ -181,8 +181,12 @@ async fn run_async(config: Config, config_path: PathBuf) -> Result<()> {
     api.close_streams();
     match tokio::time::timeout(DRAIN_GRACE, server).await {
         Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(err))) => tracing::error!(error = %err, "HTTP server failed"),
-        Ok(Err(err)) => tracing::error!(error = %err, "HTTP server task failed"),
+        Ok(Ok(Err(err))) => {
+            tracing::error!(error = %phoenix_core::chain(&err), "HTTP server failed")
+        }
+        Ok(Err(err)) => {
+            tracing::error!(error = %phoenix_core::chain(&err), "HTTP server task failed")
+        }
         Err(_) => tracing::warn!("HTTP server did not drain within {DRAIN_GRACE:?}"),
     }
     outcome.context("the daemon could not start")?;
