@@ -17,6 +17,7 @@ mod dashboard;
 mod error;
 mod metrics;
 mod routes;
+mod server;
 mod snapshot;
 mod sse;
 mod state;
@@ -30,6 +31,7 @@ pub use command::{
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use metrics::{Histogram, Metrics, PlanResult, RECONCILE_BUCKETS, WebhookOutcome};
 pub use routes::{ApiDoc, build_router, serve};
+pub use server::{ServerLimits, serve as serve_with_limits};
 pub use snapshot::{
     AlertCounts, DriftFinding, Group, GroupCounts, GroupDriftFinding, GroupHealth, GroupInstance,
     GroupSummary, HashText, HistoryEntry, HistoryOutcome, InventoryStatus, ObservedHash, Operation,

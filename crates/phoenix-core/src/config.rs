@@ -291,10 +291,38 @@ pub struct ServerConfig {
     /// Without it, mutating endpoints are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_env: Option<String>,
+    /// Longest wait for a request's headers. Default 10s.
+    #[serde(default = "default_header_read_timeout", with = "crate::duration")]
+    pub header_read_timeout: Duration,
+    /// Longest time a request may take (not the event stream). Default 30s.
+    #[serde(default = "default_request_timeout", with = "crate::duration")]
+    pub request_timeout: Duration,
+    /// Most connections served at once; past it 503 (`/healthz` still answers). Default 256.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Most `GET /api/v1/events` streams open at once; past it 503. Default 64.
+    #[serde(default = "default_max_sse_subscribers")]
+    pub max_sse_subscribers: usize,
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_max_sse_subscribers() -> usize {
+    64
 }
 
 impl Default for ServerConfig {
@@ -302,6 +330,10 @@ impl Default for ServerConfig {
         Self {
             listen: default_listen(),
             token_env: None,
+            header_read_timeout: default_header_read_timeout(),
+            request_timeout: default_request_timeout(),
+            max_connections: default_max_connections(),
+            max_sse_subscribers: default_max_sse_subscribers(),
         }
     }
 }

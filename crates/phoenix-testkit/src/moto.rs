@@ -457,10 +457,19 @@ mod tests {
         let setup = std::fs::read_to_string(root.join("scripts/setup.sh")).expect("read setup.sh");
         let moto = pinned(&setup, "MOTO_VERSION");
         let boto3 = pinned(&setup, "BOTO3_VERSION");
-        assert!(setup.contains("\"moto[server]==$MOTO_VERSION\""), "moto is installed pinned");
-        assert!(setup.contains("\"boto3==$BOTO3_VERSION\""), "boto3 is installed pinned");
+        assert!(
+            setup.contains("\"moto[server]==$MOTO_VERSION\""),
+            "moto is installed pinned"
+        );
+        assert!(
+            setup.contains("\"boto3==$BOTO3_VERSION\""),
+            "boto3 is installed pinned"
+        );
         let venv = std::env::var("PHOENIX_VENV").unwrap_or_else(|_| {
-            format!("{}/.cache/phoenix/venv", std::env::var("HOME").expect("HOME is set"))
+            format!(
+                "{}/.cache/phoenix/venv",
+                std::env::var("HOME").expect("HOME is set")
+            )
         });
         let output = std::process::Command::new(format!("{venv}/bin/python"))
             .args([
