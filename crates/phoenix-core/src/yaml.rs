@@ -24,7 +24,7 @@
 //! value the target type refuses; serde-saphyr then reads the text as before. So
 //! serde-saphyr remains the authority for every error message and position and for
 //! every construct outside the subset, and the fast path only has to agree with it on
-//! what it accepts, which `tests/spec_fast_path.rs` checks (values and spec hashes).
+//! what it accepts, which `tests/it/spec_fast_path.rs` checks (values and spec hashes).
 
 use serde::de::DeserializeOwned;
 

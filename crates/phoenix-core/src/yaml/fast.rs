@@ -6,7 +6,7 @@
 //! again with serde-saphyr, which stays the authority for every error message and
 //! position and for every construct outside the subset. So the fast path only has to be
 //! right about the documents it accepts, and there it must give exactly what
-//! serde-saphyr gives (the differential tests in `tests/spec_fast_path.rs` check this).
+//! serde-saphyr gives (the differential tests in `tests/it/spec_fast_path.rs` check this).
 //!
 //! The subset:
 //! - printable ASCII and `\n` only (no tabs, `\r`, control or non-ASCII characters);

@@ -9,3 +9,4 @@ mod daemon_sim;
 mod daemon_stuck_source;
 mod plan_moto;
 mod support;
+mod tidy;

@@ -1,5 +1,5 @@
 //! The ~1 KB spec the parse benchmark (`benches/spec_hash.rs`) measures, shared with the
-//! fast-path agreement test (`tests/spec_fast_path.rs`), so the test checks the fast
+//! fast-path agreement test (`tests/it/spec_fast_path.rs`), so the test checks the fast
 //! reader on exactly what the benchmark times.
 
 /// A ~1 KB spec in the shape of the design's example, varied per index.
