@@ -15,6 +15,8 @@ mod auth;
 mod command;
 mod dashboard;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 mod metrics;
 mod routes;
 mod server;

@@ -9,6 +9,7 @@ pub mod config;
 pub mod drift;
 pub mod duration;
 pub mod error_chain;
+pub mod fuzz;
 pub mod hash;
 pub mod model;
 pub mod plan;

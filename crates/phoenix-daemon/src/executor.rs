@@ -33,7 +33,7 @@
 //!
 //! All timing decisions use the `now` passed in, never the clock; nothing here sleeps.
 
-mod doc;
+pub(crate) mod doc;
 mod fleet;
 mod health;
 

@@ -8,4 +8,6 @@
 pub mod alerts;
 pub mod daemon;
 pub mod executor;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod view;

@@ -2,4 +2,5 @@
 //! (each test binary links the whole dependency tree, so one per crate keeps builds short).
 
 mod api;
+mod fuzz_bodies;
 mod server_limits;

@@ -3,6 +3,7 @@
 
 mod config_schema;
 mod drift_classify;
+mod fuzz_bodies;
 mod planner_cases;
 mod planner_props;
 mod planner_support;

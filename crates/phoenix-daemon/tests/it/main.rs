@@ -12,3 +12,4 @@ mod executor_prune;
 mod executor_recovery;
 mod executor_rollout;
 mod executor_support;
+mod fuzz_bodies;

@@ -147,6 +147,16 @@ const HOMES: &[(&str, &str, &str)] = &[
         "the only crate that knows HTTP server types",
     ),
     (
+        "hyper",
+        "phoenix-api",
+        "the only crate that runs the HTTP server loop",
+    ),
+    (
+        "hyper-util",
+        "phoenix-api",
+        "the only crate that runs the HTTP server loop",
+    ),
+    (
         "utoipa",
         "phoenix-api",
         "the only crate that knows the OpenAPI wire types",
