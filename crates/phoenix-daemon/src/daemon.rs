@@ -340,7 +340,7 @@ impl Daemon {
             Ok(Some(last)) => last,
             Ok(None) => return,
             Err(err) => {
-                tracing::error!(error = %err, "cannot read the last accepted revision");
+                tracing::error!(error = %phoenix_core::chain(&err), "cannot read the last accepted revision");
                 return;
             }
         };
@@ -366,12 +366,12 @@ impl Daemon {
                         tracing::info!(revision = %last.id, "the last accepted revision cannot be restored; waiting for the source")
                     }
                     Err(err) => {
-                        tracing::warn!(error = %err, "cannot restore the last accepted revision")
+                        tracing::warn!(error = %phoenix_core::chain(&err), "cannot restore the last accepted revision")
                     }
                 }
             }
             Err(err) => {
-                tracing::error!(error = %err, "restore task failed; reopening the source");
+                tracing::error!(error = %phoenix_core::chain(&err), "restore task failed; reopening the source");
                 if let Ok(source) = Source::open(&self.config.source, &self.config.state.path) {
                     self.source = Some(source);
                 }
@@ -397,7 +397,7 @@ impl Daemon {
                 self.transitions(&transitions, SystemTime::now());
             }
             Err(err) => {
-                tracing::error!(error = %err, "crash recovery failed; plans stay as stored")
+                tracing::error!(error = %phoenix_core::chain(&err), "crash recovery failed; plans stay as stored")
             }
         }
     }
@@ -421,7 +421,7 @@ impl Daemon {
                     self.providers = providers;
                 }
                 Err(err) => {
-                    tracing::error!(error = %err, "new provider config refused; keeping the old one");
+                    tracing::error!(error = %phoenix_core::chain(&err), "new provider config refused; keeping the old one");
                     return;
                 }
             }
@@ -439,7 +439,7 @@ impl Daemon {
                     self.next_source_poll = Instant::now();
                 }
                 Err(err) => {
-                    tracing::error!(error = %err, "new source config refused; keeping the old one");
+                    tracing::error!(error = %phoenix_core::chain(&err), "new source config refused; keeping the old one");
                     return;
                 }
             }
@@ -473,7 +473,7 @@ impl Daemon {
         drop(groups);
         phases.end("execute");
         if let Err(err) = self.alerts.renotify(&mut self.store, SystemTime::now()) {
-            tracing::error!(error = %err, "cannot re-notify open incidents");
+            tracing::error!(error = %phoenix_core::chain(&err), "cannot re-notify open incidents");
         }
         self.publish(SystemTime::now());
         phases.end("publish");
@@ -503,7 +503,7 @@ impl Daemon {
             document,
         };
         if let Err(err) = self.alerts.observe_drift(&mut self.store, &pass, now) {
-            tracing::error!(error = %err, "cannot record drift incidents");
+            tracing::error!(error = %phoenix_core::chain(&err), "cannot record drift incidents");
         }
     }
 
@@ -520,7 +520,7 @@ impl Daemon {
             .submit(&mut self.store, document, groups, &commit, now)
         {
             Ok(transitions) => self.transitions(&transitions, now),
-            Err(err) => tracing::error!(error = %err, "cannot submit plans"),
+            Err(err) => tracing::error!(error = %phoenix_core::chain(&err), "cannot submit plans"),
         }
         match self.executor.advance(&mut self.store, now).await {
             Ok(progress) => {
@@ -528,7 +528,7 @@ impl Daemon {
                 self.executor_wake = progress.wake_after;
             }
             Err(err) => {
-                tracing::error!(error = %err, "executor failed; retrying next pass");
+                tracing::error!(error = %phoenix_core::chain(&err), "executor failed; retrying next pass");
                 self.executor_wake = Some(self.options.busy_interval);
             }
         }
@@ -616,7 +616,7 @@ impl Daemon {
                     message: transition.message().to_string(),
                 };
                 if let Err(err) = self.alerts.plan_event(&mut self.store, alert, now) {
-                    tracing::error!(error = %err, "cannot record the plan alert");
+                    tracing::error!(error = %phoenix_core::chain(&err), "cannot record the plan alert");
                 }
             }
         }
@@ -641,7 +641,9 @@ impl Daemon {
                 });
             }
             Ok(None) => {}
-            Err(err) => tracing::error!(error = %err, plan = %id, "cannot read the plan"),
+            Err(err) => {
+                tracing::error!(error = %phoenix_core::chain(&err), plan = %id, "cannot read the plan")
+            }
         }
     }
 
@@ -697,7 +699,7 @@ impl Daemon {
             .alerts
             .source_state(&mut self.store, Some(alert), SystemTime::now())
         {
-            tracing::error!(error = %err, "cannot record the source alert");
+            tracing::error!(error = %phoenix_core::chain(&err), "cannot record the source alert");
         }
     }
 
@@ -721,10 +723,12 @@ impl Daemon {
         let (source, outcome) = match joined {
             Ok(pair) => pair,
             Err(err) => {
-                tracing::error!(error = %err, "source poll task failed; reopening the source");
+                tracing::error!(error = %phoenix_core::chain(&err), "source poll task failed; reopening the source");
                 match Source::open(&self.config.source, &self.config.state.path) {
                     Ok(source) => self.source = Some(source),
-                    Err(err) => tracing::error!(error = %err, "cannot reopen the source"),
+                    Err(err) => {
+                        tracing::error!(error = %phoenix_core::chain(&err), "cannot reopen the source")
+                    }
                 }
                 return true;
             }
@@ -751,7 +755,7 @@ impl Daemon {
             Ok(_) => None,
         };
         if let Err(err) = self.alerts.source_state(&mut self.store, source_alert, now) {
-            tracing::error!(error = %err, "cannot record the source alert");
+            tracing::error!(error = %phoenix_core::chain(&err), "cannot record the source alert");
         }
         // Unchanged needs no pass, unless it clears an error the API shows.
         let changed = !matches!(outcome, Ok(PollOutcome::Unchanged)) || self.source_error.is_some();
@@ -788,7 +792,7 @@ impl Daemon {
                 self.source_error = None;
             }
             Err(err) => {
-                tracing::warn!(error = %err, "cannot read the source; keeping the last good revision");
+                tracing::warn!(error = %phoenix_core::chain(&err), "cannot read the source; keeping the last good revision");
                 self.source_error = Some(error_chain(&err));
             }
         }
@@ -812,7 +816,7 @@ impl Daemon {
                 self.store
                     .record_generation(name, &desired.hash, revision.id.as_str(), now)
             {
-                tracing::error!(error = %err, group = %name, "cannot record the group's history");
+                tracing::error!(error = %phoenix_core::chain(&err), group = %name, "cannot record the group's history");
             }
         }
     }
@@ -843,7 +847,7 @@ impl Daemon {
             message: commit.map(|c| c.message.clone()),
         };
         if let Err(err) = self.store.record_revision(&seen, now) {
-            tracing::error!(error = %err, "cannot record the revision in the store");
+            tracing::error!(error = %phoenix_core::chain(&err), "cannot record the revision in the store");
         }
     }
 
@@ -885,7 +889,7 @@ impl Daemon {
         let memory: PlanMemory = match self.store.load_planner_memory() {
             Ok(memory) => memory.unwrap_or_default(),
             Err(err) => {
-                tracing::error!(error = %err, "cannot load the planner memory; starting empty");
+                tracing::error!(error = %phoenix_core::chain(&err), "cannot load the planner memory; starting empty");
                 PlanMemory::default()
             }
         };
@@ -899,8 +903,10 @@ impl Daemon {
                 })
                 .collect(),
             Err(err) => {
-                tracing::error!(error = %err, "cannot load failed generations");
-                Vec::new()
+                // Planning as if none had failed would launch a failed generation again
+                // (issue 17): this pass plans nothing and keeps the last document.
+                tracing::error!(error = %phoenix_core::chain(&err), "cannot load failed generations; skipping this pass");
+                return groups;
             }
         };
         let input = PlanInput {
@@ -919,14 +925,14 @@ impl Daemon {
         let checked = match phoenix_core::plan::check(&input) {
             Ok(checked) => checked,
             Err(err) => {
-                tracing::error!(error = %err, "planning failed");
+                tracing::error!(error = %phoenix_core::chain(&err), "planning failed");
                 return groups;
             }
         };
         self.document = None;
         let outcome = plan_checked(checked);
         if let Err(err) = self.store.save_planner_memory(&outcome.memory, now) {
-            tracing::error!(error = %err, "cannot save the planner memory");
+            tracing::error!(error = %phoenix_core::chain(&err), "cannot save the planner memory");
         }
         self.track_findings(&outcome.document, now);
         if self.inventories.iter().all(|inv| inv.complete) && !self.inventories.is_empty() {
@@ -1147,7 +1153,7 @@ fn plan_reply(
             state: view::plan_state(status),
         })),
         Err(err) => {
-            tracing::error!(error = %err, plan = %plan_id, "plan command failed");
+            tracing::error!(error = %phoenix_core::chain(&err), plan = %plan_id, "plan command failed");
             None
         }
     }

@@ -729,7 +729,7 @@ impl Executor {
                 // edited by hand) must not stop every other plan: it is left alone and
                 // reported on every pass.
                 Err(err @ ExecutorError::BadDocument { .. }) => {
-                    tracing::error!(plan = %id, error = %err, "plan skipped");
+                    tracing::error!(plan = %id, error = %phoenix_core::chain(&err), "plan skipped");
                     None
                 }
                 Err(err) => return Err(err),
@@ -1362,7 +1362,7 @@ impl Executor {
                             prior.extend(found);
                         }
                         Err(err) => {
-                            tracing::warn!(plan = %id, error = %err, "lookup of an earlier launch attempt failed");
+                            tracing::warn!(plan = %id, error = %phoenix_core::chain(&err), "lookup of an earlier launch attempt failed");
                             return Ok(StepOutcome::Wait(self.options.poll_interval));
                         }
                     }
@@ -1434,7 +1434,7 @@ impl Executor {
                             let delay = self.backoff(attempt);
                             self.runtime.entry(id.clone()).or_default().retry_at =
                                 Some(now + delay);
-                            tracing::warn!(plan = %id, step = step.index, attempt, error = %err, "launch failed; retrying");
+                            tracing::warn!(plan = %id, step = step.index, attempt, error = %phoenix_core::chain(&err), "launch failed; retrying");
                             Ok(StepOutcome::Wait(delay))
                         } else {
                             Ok(StepOutcome::Failed(why))
@@ -2013,7 +2013,7 @@ async fn terminate_recorded(
             Ok(())
         }
         Err(err) if err.kind() == ErrorKind::NotFound => {
-            tracing::info!(plan = %id, error = %err, "instances already gone");
+            tracing::info!(plan = %id, error = %phoenix_core::chain(&err), "instances already gone");
             fleet.terminated(ids);
             Ok(())
         }

@@ -358,3 +358,37 @@ fn manifest_reader_sees_every_form() {
     assert_eq!(names, ["git2", "serde", "aws-sdk-s3", "axum", "rusqlite"]);
     assert!(matches("aws-sdk-ec2", "aws-sdk") && !matches("aws-sdkx", "aws-sdk"));
 }
+
+/// Issue 17, defect 10: every logged error carries its whole source chain: a
+/// `error = %x` field must go through `phoenix_core::chain` (or anyhow's `{:#}`), never
+/// print the outer message alone.
+#[test]
+fn every_logged_error_carries_its_source_chain() {
+    let mut files = Vec::new();
+    rust_files(&repo().join("crates"), &mut files);
+    let mut offenders = Vec::new();
+    for file in files
+        .into_iter()
+        .filter(|f| !f.ends_with("tests/it/tidy.rs"))
+    {
+        let text = std::fs::read_to_string(&file).expect("read a source file");
+        for (index, line) in text.lines().enumerate() {
+            let mut rest = line;
+            while let Some(at) = rest.find("error = %") {
+                let value = &rest[at + "error = %".len()..];
+                if !(value.starts_with("phoenix_core::chain(")
+                    || value.starts_with("chain(")
+                    || value.starts_with("format!(\"{err:#}\")"))
+                {
+                    offenders.push(format!("{}:{}: {}", file.display(), index + 1, line.trim()));
+                }
+                rest = value;
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "errors logged without their cause:\n{}",
+        offenders.join("\n")
+    );
+}
