@@ -266,6 +266,9 @@ pub struct StateConfig {
     /// (relative to the config file's folder).
     #[serde(default = "default_state_path")]
     pub path: PathBuf,
+    /// How long finished state is kept (design section 16).
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 fn default_state_path() -> PathBuf {
@@ -276,6 +279,45 @@ impl Default for StateConfig {
     fn default() -> Self {
         Self {
             path: default_state_path(),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+/// `state.retention`: how long finished records are kept before they are pruned, so the
+/// database stays bounded under continuous commits (design section 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Finished plans and their steps. Default 30d.
+    #[serde(default = "default_retention_long", with = "crate::duration")]
+    pub plans: Duration,
+    /// Revisions last seen this long ago (the one in force and the newest stay). Default 30d.
+    #[serde(default = "default_retention_long", with = "crate::duration")]
+    pub revisions: Duration,
+    /// Delivered or expired alerts. Default 7d.
+    #[serde(default = "default_retention_alerts", with = "crate::duration")]
+    pub alerts: Duration,
+    /// Resolved incidents. Default 30d.
+    #[serde(default = "default_retention_long", with = "crate::duration")]
+    pub incidents: Duration,
+}
+
+fn default_retention_long() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+
+fn default_retention_alerts() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            plans: default_retention_long(),
+            revisions: default_retention_long(),
+            alerts: default_retention_alerts(),
+            incidents: default_retention_long(),
         }
     }
 }

@@ -142,6 +142,8 @@ struct Daemon {
     alerts: Alerts,
     /// When the executor wants to be called again (a plan is running).
     executor_wake: Option<Duration>,
+    /// When old state was last pruned (design section 16).
+    retention: crate::retention::Retention,
     revision: Option<Arc<Revision>>,
     accepted_at: Option<SystemTime>,
     rejection: Option<Arc<Rejection>>,
@@ -220,6 +222,7 @@ pub async fn run(
         executor,
         alerts,
         executor_wake: None,
+        retention: crate::retention::Retention::default(),
         revision: None,
         accepted_at: None,
         rejection: None,
@@ -477,6 +480,9 @@ impl Daemon {
         }
         self.publish(SystemTime::now());
         phases.end("publish");
+        let retention = self.config.state.retention;
+        self.retention
+            .due(&mut self.store, &retention, SystemTime::now());
         self.channels.metrics.observe_reconcile(started.elapsed());
         tracing::debug!(phases = %phases, "pass finished");
         let interval = jitter(self.config.reconcile.interval);

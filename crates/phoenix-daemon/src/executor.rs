@@ -1917,9 +1917,15 @@ fn fresh_plan_id(store: &Store, proposed: &str) -> Result<Option<PlanId>, Execut
     let mut id = PlanId::new(proposed);
     for k in 1u32.. {
         let existing = store.plan(&id).map_err(store_err("read plan", &id))?;
+        // A pruned plan's id is taken too (issue 17): its launch tokens may still tag
+        // instances.
+        let pruned = existing.is_none()
+            && store
+                .plan_id_used(&id)
+                .map_err(store_err("read plan ids", &id))?;
         match existing.map(|p| p.plan.status) {
-            None => return Ok(Some(id)),
-            Some(PlanStatus::Succeeded | PlanStatus::Superseded) => {
+            None if !pruned => return Ok(Some(id)),
+            None | Some(PlanStatus::Succeeded | PlanStatus::Superseded) => {
                 id = PlanId::new(format!("{proposed}.r{k}"));
             }
             Some(_) => return Ok(None),

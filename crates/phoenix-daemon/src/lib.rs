@@ -10,4 +10,5 @@ pub mod daemon;
 pub mod executor;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod retention;
 pub mod view;

@@ -33,10 +33,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "prune plans: nullable target hash and strategy",
         sql: include_str!("migrations/0003_prune_plans.sql"),
     },
+    Migration {
+        version: 4,
+        name: "ids of pruned plans, never reused",
+        sql: include_str!("migrations/0004_pruned_plan_ids.sql"),
+    },
 ];
 
 /// The schema version this binary writes: the last migration's.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))

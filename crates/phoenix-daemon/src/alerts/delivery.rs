@@ -315,7 +315,7 @@ impl Delivery {
                     delivery_id = %delivery,
                     attempt = attempts + 1,
                     retry_in = ?delay,
-                    error = %phoenix_core::chain(&error),
+                    error = error.as_str(), // already the whole chain, rendered where the send failed
                     "alert delivery failed; will retry"
                 );
                 // One millisecond more than the stored time (milliseconds), so the entry

@@ -2,4 +2,5 @@
 //! (each test binary links the whole dependency tree, so one per crate keeps builds short).
 
 mod private_files;
+mod retention;
 mod store;
