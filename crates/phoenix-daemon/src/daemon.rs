@@ -407,6 +407,10 @@ impl Daemon {
 
     async fn reload(&mut self, config: Config) {
         tracing::info!("reloading the configuration");
+        if let Err(err) = crate::reload::check(&self.config, &config) {
+            tracing::error!(error = %phoenix_core::chain(&err), "config reload refused");
+            return;
+        }
         if config.providers != self.config.providers {
             match build_providers(
                 &config.providers,

@@ -1913,6 +1913,9 @@ impl Executor {
 /// - it failed or rolled back: skip (the planner blocks that hash anyway);
 /// - it succeeded or was superseded and the same steps are needed again (an instance
 ///   vanished twice at the same revision, say): run it again as `<id>.r<k>`.
+/// How often one plan may run again at the same revision (`<id>.r1` ... `.r<N>`).
+const MAX_RERUNS: u32 = 3;
+
 fn fresh_plan_id(store: &Store, proposed: &str) -> Result<Option<PlanId>, ExecutorError> {
     let mut id = PlanId::new(proposed);
     for k in 1u32.. {
@@ -1926,6 +1929,13 @@ fn fresh_plan_id(store: &Store, proposed: &str) -> Result<Option<PlanId>, Execut
         match existing.map(|p| p.plan.status) {
             None if !pruned => return Ok(Some(id)),
             None | Some(PlanStatus::Succeeded | PlanStatus::Superseded) => {
+                // Capped (issue 17): the same steps needed again and again at one
+                // revision mean something undoes them (another owner's tags, say);
+                // relaunching without end would only grow the fleet's bill.
+                if k > MAX_RERUNS {
+                    tracing::error!(plan = %proposed, reruns = MAX_RERUNS, "the same plan was needed again too often at this revision; not running it again until the revision or the observation changes");
+                    return Ok(None);
+                }
                 id = PlanId::new(format!("{proposed}.r{k}"));
             }
             Some(_) => return Ok(None),

@@ -10,5 +10,6 @@ pub mod daemon;
 pub mod executor;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod reload;
 pub mod retention;
 pub mod view;
