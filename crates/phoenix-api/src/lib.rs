@@ -27,9 +27,7 @@ mod state;
 pub use auth::{
     Delivery, Push, RecentDeliveries, Secret, check_bearer, parse_push, verify_webhook,
 };
-pub use command::{
-    ApiCommand, ApiEvent, Burst, Forge, PlanCommandError, PlanReply, coalesce_burst,
-};
+pub use command::{ApiCommand, ApiEvent, Forge, PlanCommandError, PlanReply};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use metrics::{Histogram, Metrics, PlanResult, RECONCILE_BUCKETS, WebhookOutcome};
 pub use routes::{ApiDoc, build_router, serve};

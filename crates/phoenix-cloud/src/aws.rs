@@ -286,7 +286,7 @@ impl AwsEc2Provider {
     }
 
     fn backoff(&self) -> Backoff {
-        Backoff::new(self.retry_base, self.retry_cap)
+        Backoff::new(self.retry_base, self.retry_cap).with_equal_jitter(rand::random())
     }
 
     /// Turn the last attempt's error into the provider error callers see.

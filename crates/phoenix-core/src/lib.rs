@@ -5,6 +5,7 @@
 //! hand in text they have read and the `now` they observed; everything here is a pure
 //! function of its arguments, which is what makes the planner testable with data alone.
 
+pub mod backoff;
 pub mod config;
 pub mod drift;
 pub mod duration;

@@ -21,7 +21,7 @@ mod incidents;
 mod receiver;
 mod render;
 
-pub use delivery::{BackoffPolicy, Delivery, DeliveryOptions};
+pub use delivery::{Delivery, DeliveryOptions};
 pub use incidents::{
     AlertOptions, Alerts, DriftObservations, DriftPass, GroupObservation, PlanAlert, PlanAlertKind,
     SourceAlert,

@@ -2,8 +2,9 @@
 //! carries plans out step by step against the providers, and alert delivery.
 //!
 //! One task owns the state and reacts to a closed set of events (tick, source changed,
-//! webhook, API command, shutdown). The executor and the alerts are driven by that
-//! task; the HTTP API only reads the snapshot it publishes.
+//! poll finished, webhook, API command, config reload, shutdown; see [`daemon`]). The
+//! executor and the alerts are driven by that task; the HTTP API only reads the
+//! snapshot it publishes.
 
 pub mod alerts;
 pub mod daemon;

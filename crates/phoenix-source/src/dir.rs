@@ -32,12 +32,25 @@ use crate::revision::{PollOutcome, Rejection, Revision, RevisionId};
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// Wakes the daemon when watched files change (debounced). Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct WatchSignal {
     notify: Arc<Notify>,
 }
 
 impl WatchSignal {
+    /// A signal that fires only when [`WatchSignal::fire`] is called: the folder
+    /// watcher makes one per watched folder; the daemon loop's tests make their own.
+    pub fn new() -> WatchSignal {
+        WatchSignal {
+            notify: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Fire the signal: wakes one waiter, or the next one to wait.
+    pub fn fire(&self) {
+        self.notify.notify_one();
+    }
+
     /// Resolves after the next debounced burst of file events. A burst that happened
     /// while nobody was waiting is remembered (one permit), so none is lost.
     pub async fn changed(&self) {
@@ -365,13 +378,11 @@ fn start_watcher(root: &Path) -> Result<(WatchSignal, RecommendedWatcher), Sourc
     watcher
         .watch(root, RecursiveMode::Recursive)
         .map_err(watch_err)?;
-    let notify = Arc::new(Notify::new());
-    let signal = WatchSignal {
-        notify: Arc::clone(&notify),
-    };
+    let signal = WatchSignal::new();
+    let fired = signal.clone();
     std::thread::Builder::new()
         .name("phoenix-dir-watch".into())
-        .spawn(move || debounce(&received, DEBOUNCE, || notify.notify_one()))
+        .spawn(move || debounce(&received, DEBOUNCE, || fired.fire()))
         .map_err(|source| SourceError::Io {
             path: root.to_path_buf(),
             source,

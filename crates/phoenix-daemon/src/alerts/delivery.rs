@@ -21,6 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use phoenix_core::backoff::Backoff;
 use phoenix_core::config::AlertType;
 use phoenix_store::{DeliveryId, OutboxEntry, Store, StoreError};
 use reqwest::header::CONTENT_TYPE;
@@ -33,44 +34,16 @@ use super::AlertError;
 use super::receiver::{Receiver, Receivers};
 use super::render::event_name;
 
-/// Exponential backoff: attempt `n` (0-based count of failures so far) waits
-/// `min(max, initial * 2^n)`, of which the upper half is random (jitter), so receivers
-/// coming back are not hit by every daemon at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackoffPolicy {
-    /// The first retry's delay. Default 1 s.
-    pub initial: Duration,
-    /// The cap. Default 5 minutes.
-    pub max: Duration,
-}
-
-impl Default for BackoffPolicy {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(5 * 60),
-        }
-    }
-}
-
-impl BackoffPolicy {
-    /// The delay after `failures` failed attempts, with `jitter` in `[0, 1)` choosing a
-    /// point in the upper half: `d/2 + jitter * d/2` where `d = min(max, initial * 2^(failures-1))`.
-    pub fn delay(&self, failures: u32, jitter: f64) -> Duration {
-        let exponent = failures.saturating_sub(1).min(30);
-        let full = self.initial.saturating_mul(1u32 << exponent).min(self.max);
-        let half = full / 2;
-        half + half.mul_f64(jitter.clamp(0.0, 1.0))
-    }
-}
-
 /// Settings of the delivery task.
 #[derive(Debug, Clone)]
 pub struct DeliveryOptions {
     /// Per-request timeout (connect, send, answer). Default 10 s.
     pub request_timeout: Duration,
-    /// Retry timing.
-    pub backoff: BackoffPolicy,
+    /// Retry timing: the n-th retry of an alert waits
+    /// [`Backoff::delay`]`(n - 1, random)`, equal-jittered (the upper half of each delay
+    /// is random, so receivers coming back are not hit by every daemon at once). Default
+    /// 1 s doubling to 5 minutes.
+    pub backoff: Backoff,
     /// Look at the outbox at least this often even without a wake-up (covers retries
     /// scheduled before a restart). Default 30 s.
     pub poll_interval: Duration,
@@ -82,7 +55,8 @@ impl Default for DeliveryOptions {
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(10),
-            backoff: BackoffPolicy::default(),
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(5 * 60))
+                .with_equal_jitter(0),
             poll_interval: Duration::from_secs(30),
             batch: 100,
         }
@@ -306,10 +280,7 @@ impl Delivery {
                 attempts,
                 error,
             } => {
-                let delay = self
-                    .options
-                    .backoff
-                    .delay(attempts + 1, rand::random::<f64>());
+                let delay = self.options.backoff.delay(attempts, rand::random::<f64>());
                 info!(
                     receiver = %receiver,
                     delivery_id = %delivery,
@@ -432,31 +403,5 @@ async fn send(
         Ok(())
     } else {
         Err(SendError::Status(status))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {
-        let policy = BackoffPolicy {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(60),
-        };
-        assert_eq!(policy.delay(1, 0.0), Duration::from_millis(500));
-        assert_eq!(policy.delay(1, 1.0), Duration::from_secs(1));
-        assert_eq!(policy.delay(2, 1.0), Duration::from_secs(2));
-        assert_eq!(policy.delay(4, 1.0), Duration::from_secs(8));
-        assert_eq!(policy.delay(7, 1.0), Duration::from_secs(60));
-        assert_eq!(policy.delay(u32::MAX, 0.0), Duration::from_secs(30));
-        for jitter in [0.0, 0.25, 0.5, 0.99] {
-            let d = policy.delay(3, jitter);
-            assert!(
-                d >= Duration::from_secs(2) && d <= Duration::from_secs(4),
-                "{d:?}"
-            );
-        }
     }
 }

@@ -5,6 +5,7 @@ mod alerts_alertmanager;
 mod alerts_outage;
 mod alerts_support;
 mod alerts_webhook;
+mod daemon_loop;
 mod executor_chaos;
 mod executor_fleet;
 mod executor_moto;

@@ -377,6 +377,7 @@ fn every_logged_error_carries_its_source_chain() {
             while let Some(at) = rest.find("error = %") {
                 let value = &rest[at + "error = %".len()..];
                 if !(value.starts_with("phoenix_core::chain(")
+                    || value.starts_with("error_chain(")
                     || value.starts_with("chain(")
                     || value.starts_with("format!(\"{err:#}\")"))
                 {

@@ -15,8 +15,9 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
+use phoenix_core::backoff::Backoff;
 use phoenix_core::config::{AlertConfig, AlertEvent, AlertType};
-use phoenix_daemon::alerts::{BackoffPolicy, Delivery, DeliveryOptions, Receivers};
+use phoenix_daemon::alerts::{Delivery, DeliveryOptions, Receivers};
 use phoenix_store::{Store, StoreOptions};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
@@ -178,10 +179,8 @@ pub fn receiver(name: &str, kind: AlertType, url: String) -> AlertConfig {
 pub fn fast_options() -> DeliveryOptions {
     DeliveryOptions {
         request_timeout: Duration::from_secs(5),
-        backoff: BackoffPolicy {
-            initial: Duration::from_millis(20),
-            max: Duration::from_millis(100),
-        },
+        backoff: Backoff::new(Duration::from_millis(20), Duration::from_millis(100))
+            .with_equal_jitter(0),
         poll_interval: Duration::from_millis(100),
         batch: 100,
     }
