@@ -12,3 +12,16 @@ pub mod executor;
 pub mod policy;
 pub mod retry;
 pub mod view;
+
+/// An error with its whole source chain, `outer: cause: cause`, for logs and the API:
+/// the one formatter every error site of the daemon uses.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

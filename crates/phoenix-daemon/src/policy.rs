@@ -11,18 +11,6 @@ use phoenix_cloud::Provider;
 use phoenix_core::policy::{ImageLookup, ImagePolicy, ImageVerdicts, Verdict, evaluate};
 use phoenix_source::Revision;
 
-/// The error and its whole source chain on one line.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Verdicts for every (provider, image) the revision's groups name. Without a policy
 /// the answer is "not enforced" and no provider is asked. A provider that cannot answer
 /// gives `Unknown` verdicts: those images are not launched this pass.
@@ -50,7 +38,7 @@ pub async fn image_verdicts(
             Some(provider) => provider
                 .describe_images(&ids)
                 .await
-                .map_err(|err| chain(&err)),
+                .map_err(|err| crate::error_chain(&err)),
             None => Err(format!("provider `{name}` is not configured")),
         };
         for id in &ids {
@@ -88,7 +76,7 @@ pub async fn recheck(
     let ids = [image.to_string()];
     let lookup = match provider.describe_images(&ids).await {
         Ok(answers) => answers.get(image).cloned().unwrap_or(ImageLookup::NotFound),
-        Err(err) => return Err(Verdict::Unknown(chain(&err))),
+        Err(err) => return Err(Verdict::Unknown(crate::error_chain(&err))),
     };
     match evaluate(policy, &lookup, now) {
         None => Ok(()),

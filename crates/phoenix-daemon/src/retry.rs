@@ -22,7 +22,7 @@ pub fn retry(store: &mut Store, revision: Option<&Revision>, group: &str) -> Ret
         .clear_failed_hash(desired.name(), &desired.hash)
         .map_err(|err| RetryError::Store {
             group: group.to_owned(),
-            reason: chain(&err),
+            reason: crate::error_chain(&err),
         })?;
     tracing::info!(group, hash = %desired.hash, cleared, "retry requested: the failed-generation block is lifted");
     Ok(RetryAnswer {
@@ -30,16 +30,4 @@ pub fn retry(store: &mut Store, revision: Option<&Revision>, group: &str) -> Ret
         spec_hash: desired.hash.to_string(),
         cleared,
     })
-}
-
-/// An error and every source, `outer: inner: innermost`.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        out.push_str(": ");
-        out.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    out
 }

@@ -142,7 +142,7 @@ async fn run(args: Args) -> Result<bool, String> {
     let mut exec = Executor::new(OWNER.to_string(), providers, options);
     exec.recover(&mut store, SystemTime::now())
         .await
-        .map_err(|e| format!("recover: {}", chain(&e)))?;
+        .map_err(|e| format!("recover: {}", phoenix_daemon::error_chain(&e)))?;
     let mut memory: PlanMemory = store
         .load_planner_memory()
         .map_err(|e| format!("load memory: {e}"))?
@@ -182,11 +182,11 @@ async fn run(args: Args) -> Result<bool, String> {
             .save_planner_memory(&memory, now)
             .map_err(|e| format!("save memory: {e}"))?;
         exec.submit(&mut store, &outcome.document, &groups, &commit, now)
-            .map_err(|e| format!("submit: {}", chain(&e)))?;
+            .map_err(|e| format!("submit: {}", phoenix_daemon::error_chain(&e)))?;
         let progress = exec
             .advance(&mut store, now)
             .await
-            .map_err(|e| format!("advance: {}", chain(&e)))?;
+            .map_err(|e| format!("advance: {}", phoenix_daemon::error_chain(&e)))?;
         for t in &progress.transitions {
             eprintln!("{} {} {}", t.kind(), t.plan().plan, t.message());
         }
@@ -230,18 +230,6 @@ async fn run(args: Args) -> Result<bool, String> {
         tokio::time::sleep(wait).await;
     }
     Ok(false)
-}
-
-/// An error and its sources, `: `-separated.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -56,6 +56,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::alerts::{AlertOptions, Alerts, Delivery, DeliveryOptions};
+use crate::error_chain;
 use crate::executor::{Executor, ExecutorOptions};
 use crate::view::{self, FindingKey};
 
@@ -367,16 +368,4 @@ impl Daemon {
 /// `interval` give or take 10%, so many daemons do not poll in lockstep.
 fn jitter(interval: Duration) -> Duration {
     phoenix_source::jitter(interval, 0.1, rand::random::<f64>())
-}
-
-/// An error with its whole source chain, `outer: cause: cause`, for logs and the API.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -17,7 +17,8 @@ use tracing::Instrument;
 use super::event::Reason;
 use super::source::{PollRequest, SourceSlot};
 use super::transitions::DocumentPass;
-use super::{Daemon, error_chain, jitter};
+use super::{Daemon, jitter};
+use crate::error_chain;
 use crate::view::{self, FindingKey};
 
 impl Daemon {

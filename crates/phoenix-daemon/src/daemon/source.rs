@@ -14,9 +14,10 @@ use phoenix_source::{
 use phoenix_store::{RevisionVerdict, SeenRevision};
 use tokio::time::Instant;
 
+use super::Daemon;
 use super::event::Reason;
-use super::{Daemon, error_chain};
 use crate::alerts::SourceAlert;
+use crate::error_chain;
 use crate::view;
 
 /// A poll under way; it hands the source back with the outcome.
