@@ -581,6 +581,7 @@ impl Named for SimConfig {
             launch_failure_rate: 0.0,
             unhealthy_images: Vec::new(),
             images: Vec::new(),
+            target_groups: Vec::new(),
         }
     }
 }

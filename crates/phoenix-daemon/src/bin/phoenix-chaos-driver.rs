@@ -117,6 +117,7 @@ async fn run(args: Args) -> Result<bool, String> {
             launch_failure_rate: args.launch_failure_rate,
             unhealthy_images: args.unhealthy.clone(),
             images: Vec::new(),
+            target_groups: Vec::new(),
         },
         args.dir.join("sim"),
     )
@@ -174,6 +175,7 @@ async fn run(args: Args) -> Result<bool, String> {
             memory: &memory,
             failed: &failed,
             images: &phoenix_core::policy::NO_POLICY,
+            traffic: &phoenix_core::traffic::NO_TRAFFIC,
             now,
         })
         .map_err(|e| format!("plan: {e}"))?;

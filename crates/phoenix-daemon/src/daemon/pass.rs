@@ -208,6 +208,7 @@ impl Daemon {
             memory: &memory,
             failed: &failed,
             images: &self.images,
+            traffic: &phoenix_core::traffic::NO_TRAFFIC,
             now,
         };
         // A refused input keeps the last document (and the status it shows); an accepted

@@ -117,6 +117,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         memory: &PlanMemory::default(),
         failed: &[],
         images: &images,
+        traffic: &phoenix_core::traffic::NO_TRAFFIC,
         now,
     })
     .context("planning failed")?;

@@ -285,6 +285,7 @@ pub fn sim_config(unhealthy: &[&str]) -> SimConfig {
         launch_failure_rate: 0.0,
         unhealthy_images: unhealthy.iter().map(|s| s.to_string()).collect(),
         images: Vec::new(),
+        target_groups: Vec::new(),
     }
 }
 
@@ -391,6 +392,7 @@ impl World {
             memory: &self.memory,
             failed: &failed,
             images: &phoenix_core::policy::NO_POLICY,
+            traffic: &phoenix_core::traffic::NO_TRAFFIC,
             now: self.now,
         })
         .expect("plan");
