@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod executor;
 pub mod policy;
 pub mod retry;
+pub mod traffic;
 pub mod view;
 
 /// An error with its whole source chain, `outer: cause: cause`, for logs and the API:

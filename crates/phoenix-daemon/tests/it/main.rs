@@ -13,4 +13,5 @@ mod executor_prune;
 mod executor_recovery;
 mod executor_rollout;
 mod executor_support;
+mod executor_traffic;
 mod executor_windows;

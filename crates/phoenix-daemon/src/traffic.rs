@@ -1,0 +1,50 @@
+//! Traffic in the daemon (design section 11): before planning, read every target group
+//! that a desired group's `spec.traffic` names, once per target group per pass
+//! (DescribeTargetHealth, all of a provider's target groups concurrently), into the
+//! [`TrafficView`] the planner and the status snapshot use. A read that fails is kept as
+//! incomplete: the planner then neither declares anything `unregistered` nor plans a
+//! deregistration or termination for the groups behind it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use phoenix_cloud::Provider;
+use phoenix_core::InstanceGroup;
+use phoenix_core::traffic::{TargetGroupHealth, TrafficView};
+
+/// Read every (provider, target group) the groups name, each once.
+pub async fn target_health<'a>(
+    groups: impl IntoIterator<Item = &'a InstanceGroup>,
+    providers: &BTreeMap<String, Arc<dyn Provider>>,
+) -> TrafficView {
+    let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
+    for group in groups {
+        let spec = &group.spec;
+        if let Some(traffic) = spec.traffic.as_deref() {
+            for tg in traffic.target_groups.iter() {
+                wanted.insert((spec.provider.as_str().to_string(), tg.to_string()));
+            }
+        }
+    }
+    let reads = wanted.into_iter().map(|(provider, tg)| {
+        let handle = providers.get(&provider).cloned();
+        async move {
+            match handle {
+                Some(p) => match p.target_health(&tg).await {
+                    Ok(targets) => TargetGroupHealth::complete(&provider, &tg, targets),
+                    Err(err) => {
+                        let why = crate::error_chain(&err);
+                        tracing::warn!(provider = %provider, target_group = %tg, error = %why, "target health could not be read");
+                        TargetGroupHealth::failed(&provider, &tg, why)
+                    }
+                },
+                None => TargetGroupHealth::failed(&provider, &tg, "no such provider".into()),
+            }
+        }
+    });
+    let mut view = TrafficView::new();
+    for read in futures::future::join_all(reads).await {
+        view.insert(read);
+    }
+    view
+}
