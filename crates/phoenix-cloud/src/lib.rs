@@ -165,8 +165,6 @@ pub struct TargetRef {
 /// What a target group says about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TargetGroupInfo {
-    /// Its port, when it has one.
-    pub port: Option<u16>,
     /// How long a deregistered target drains (`deregistration_delay.timeout_seconds`).
     pub deregistration_delay: std::time::Duration,
 }

@@ -584,7 +584,6 @@ impl Provider for SimProvider {
     ) -> Result<TargetGroupInfo, ProviderError> {
         let tg = self.target_group("DescribeTargetGroupAttributes", target_group)?;
         Ok(TargetGroupInfo {
-            port: Some(tg.port),
             deregistration_delay: tg.deregistration_delay,
         })
     }
