@@ -8,6 +8,7 @@ pub mod alertmanager;
 pub mod chromium;
 pub mod git;
 pub mod moto;
+pub mod moto_elb;
 pub mod net;
 pub mod prometheus;
 pub mod signing;

@@ -9,6 +9,7 @@ mod daemon_loop;
 mod executor_chaos;
 mod executor_fleet;
 mod executor_moto;
+mod executor_moto_traffic;
 mod executor_prune;
 mod executor_recovery;
 mod executor_rollout;
