@@ -348,6 +348,34 @@ pub struct GroupInstance {
     /// inventory it came from.
     #[schema(value_type = Option<String>)]
     pub commit: Option<Text>,
+    /// Its state in each target group of the group's `spec.traffic` that could be read
+    /// this pass; absent for groups without traffic. (A thin box: one word, null for
+    /// the groups without traffic.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<InstanceTraffic>>)]
+    pub traffic: Option<Box<Vec<InstanceTraffic>>>,
+}
+
+/// An instance's state in one target group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct InstanceTraffic {
+    /// The target group (ARN, or the sim's name).
+    pub target_group: String,
+    /// `initial`, `healthy`, `unhealthy`, `draining`, `unused` or `unavailable`.
+    #[schema(value_type = String, example = "healthy")]
+    pub state: phoenix_core::traffic::TargetState,
+}
+
+impl GroupInstance {
+    /// Whether the instance is `healthy` in every target group shown (false without
+    /// traffic).
+    pub fn in_service(&self) -> bool {
+        self.traffic.as_deref().is_some_and(|t| {
+            !t.is_empty()
+                && t.iter()
+                    .all(|x| x.state == phoenix_core::traffic::TargetState::Healthy)
+        })
+    }
 }
 
 /// How many instances carry one spec hash.
@@ -951,8 +979,9 @@ mod tests {
     #[test]
     fn what_is_kept_per_instance_and_per_generation_stays_small() {
         // One per instance (300,000 at 100k groups) and one per generation kept (up to
-        // `history_keep` per group): a word more is megabytes.
-        assert_eq!(std::mem::size_of::<GroupInstance>(), 32);
+        // `history_keep` per group): a word more is megabytes. (The eighth word is the
+        // instance's traffic, a thin box, null for groups without `spec.traffic`.)
+        assert_eq!(std::mem::size_of::<GroupInstance>(), 40);
         assert_eq!(std::mem::size_of::<HistoryEntry>(), 64);
         // One per group, in an `Arc`: 16 + 96 fills a 112-byte allocator class exactly.
         assert_eq!(std::mem::size_of::<Group>(), 96);

@@ -150,11 +150,14 @@ impl TargetGroupHealth {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrafficView {
     groups: BTreeMap<(String, String), TargetGroupHealth>,
+    /// Which target groups each (provider, group) serves, as the reads were asked for.
+    named: BTreeMap<(String, String), Vec<String>>,
 }
 
 /// The view of a pass that read no target group (no group has `spec.traffic`).
 pub static NO_TRAFFIC: TrafficView = TrafficView {
     groups: BTreeMap::new(),
+    named: BTreeMap::new(),
 };
 
 /// How one instance stands in all the target groups of its group.
@@ -180,6 +183,23 @@ impl TrafficView {
             (health.provider.clone(), health.target_group.clone()),
             health,
         );
+    }
+
+    /// Remember that `group` on `provider` serves `target_groups` (the status API shows
+    /// each of its instances' state in them).
+    pub fn name_group(&mut self, provider: &str, group: &str, target_groups: Vec<String>) {
+        self.named
+            .insert((provider.to_string(), group.to_string()), target_groups);
+    }
+
+    /// The target groups `group` on `provider` serves (empty: none named).
+    pub fn target_groups_of(&self, provider: &str, group: &str) -> &[String] {
+        if self.named.is_empty() {
+            return &[];
+        }
+        self.named
+            .get(&(provider.to_string(), group.to_string()))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// One target group's read.

@@ -18,9 +18,15 @@ pub async fn target_health<'a>(
     providers: &BTreeMap<String, Arc<dyn Provider>>,
 ) -> TrafficView {
     let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut view = TrafficView::new();
     for group in groups {
         let spec = &group.spec;
         if let Some(traffic) = spec.traffic.as_deref() {
+            view.name_group(
+                spec.provider.as_str(),
+                group.name().as_str(),
+                traffic.target_group_names(),
+            );
             for tg in traffic.target_groups.iter() {
                 wanted.insert((spec.provider.as_str().to_string(), tg.to_string()));
             }
@@ -42,9 +48,32 @@ pub async fn target_health<'a>(
             }
         }
     });
-    let mut view = TrafficView::new();
     for read in futures::future::join_all(reads).await {
         view.insert(read);
     }
     view
+}
+
+/// An instance's state in each target group of its group that was read completely this
+/// pass, for the status API; `None` for a group without `spec.traffic`.
+pub fn instance_traffic(
+    view: &TrafficView,
+    report: &phoenix_core::plan::GroupReport,
+    id: &str,
+) -> Option<Box<Vec<phoenix_api::InstanceTraffic>>> {
+    let tgs = view.target_groups_of(report.provider.as_str(), report.name.as_str());
+    if tgs.is_empty() {
+        return None;
+    }
+    let states = tgs
+        .iter()
+        .filter_map(|tg| {
+            let state = view.get(report.provider.as_str(), tg)?.state_of(id)?;
+            Some(phoenix_api::InstanceTraffic {
+                target_group: tg.clone(),
+                state,
+            })
+        })
+        .collect();
+    Some(Box::new(states))
 }

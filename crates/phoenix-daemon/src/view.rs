@@ -56,6 +56,8 @@ pub struct ViewInput<'a> {
     pub source_error: Option<&'a str>,
     /// The last inventory of every provider.
     pub inventories: &'a [Inventory],
+    /// The target groups read in the last pass (`spec.traffic`).
+    pub traffic: &'a phoenix_core::traffic::TrafficView,
     /// The last plan document.
     pub document: Option<&'a PlanDocument>,
     /// Since when each open finding has been open.
@@ -390,6 +392,7 @@ fn group_view(
             state: i.state,
             health: i.health,
             commit: i.tags.get_text(tags::COMMIT).cloned(),
+            traffic: crate::traffic::instance_traffic(input.traffic, report, i.id.as_str()),
         })
         .collect();
     let drift = report
@@ -688,6 +691,7 @@ mod tests {
             signature: None,
             source_error: None,
             inventories: &[],
+            traffic: &phoenix_core::traffic::NO_TRAFFIC,
             document: Some(document),
             since: &since,
             alerts: AlertCounts::default(),
@@ -732,6 +736,7 @@ mod tests {
             signature: None,
             source_error: None,
             inventories: &[],
+            traffic: &phoenix_core::traffic::NO_TRAFFIC,
             document: Some(&doc),
             since: &since,
             alerts: AlertCounts::default(),

@@ -96,6 +96,7 @@ pub fn parts(groups: usize) -> SnapshotParts {
                     state: InstanceState::Running,
                     health: InstanceHealth::Healthy,
                     commit: Some(commit.as_str().into()),
+                    traffic: None,
                 })
                 .collect();
             Group {

@@ -51,6 +51,7 @@ fn group(name: &str, sync: SyncState, drift: Vec<DriftFinding>) -> Group {
                 state: InstanceState::Running,
                 health: InstanceHealth::Healthy,
                 commit: Some("c0ffee".into()),
+                traffic: None,
             }]),
             observed_hashes: Box::new([ObservedHash {
                 spec_hash: hash('a').into(),

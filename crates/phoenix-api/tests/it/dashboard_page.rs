@@ -34,6 +34,7 @@ fn instance(id: &str, h: char) -> GroupInstance {
         state: InstanceState::Running,
         health: InstanceHealth::Healthy,
         commit: Some(format!("commit{h}").into()),
+        traffic: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod daemon_prune;
 mod daemon_retry;
 mod daemon_sim;
 mod daemon_stuck_source;
+mod daemon_traffic;
 mod daemon_windows;
 mod dashboard_group;
 mod monitoring;
