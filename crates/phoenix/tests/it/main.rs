@@ -11,6 +11,7 @@ mod daemon_stuck_source;
 mod daemon_traffic;
 mod daemon_windows;
 mod dashboard_group;
+mod iam_policy;
 mod monitoring;
 mod plan_desired;
 mod plan_moto;
