@@ -7,6 +7,7 @@ mod alerts_support;
 mod alerts_webhook;
 mod daemon_loop;
 mod executor_chaos;
+mod executor_chaos_traffic;
 mod executor_fleet;
 mod executor_moto;
 mod executor_moto_traffic;
