@@ -127,7 +127,7 @@ want spec_hash || want plan && PKGS+=(-p phoenix-core)
 want source_small || want source_full && PKGS+=(-p phoenix-source)
 want inventory && PKGS+=(-p phoenix-cloud)
 want step_write && PKGS+=(-p phoenix-store)
-want executor && PKGS+=(-p phoenix-daemon)
+want executor || want traffic && PKGS+=(-p phoenix-daemon)
 declare -A EXE=()
 if [ ${#PKGS[@]} -gt 0 ]; then
     if [ "$SIZE" = small ] || [ -z "${BENCH_ONLY:-}" ]; then PKGS=(--workspace); fi
@@ -172,6 +172,7 @@ run reconcile "$BIN_DIR/phoenix-bench" reconcile --phoenix "$BIN_DIR/phoenix" \
 run api env PHOENIX_BIN="$BIN_DIR/phoenix" scripts/bench_api.sh "$SIZE"
 run step_write bench step_write
 run executor bench executor
+run traffic bench traffic
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 machine_json "$BUILD" "$LOAD_BEFORE" "$LOAD_AFTER" "$((SECONDS - START))" >"$LOGS/machine.json"

@@ -462,9 +462,9 @@ impl Metrics {
     }
 }
 
-/// `phoenix_traffic_in_service{group}`: for each group with `spec.traffic` (its
-/// instances carry target-group states), how many instances are `healthy` in every one
-/// of its target groups.
+/// `phoenix_traffic_in_service{group}`: for each group with `spec.traffic` (it names
+/// its target groups), how many instances are `healthy` in every one of them (0 when
+/// none is, or the group has no instances).
 fn render_traffic(o: &mut String, snapshot: &Snapshot) {
     header(
         o,
@@ -473,11 +473,15 @@ fn render_traffic(o: &mut String, snapshot: &Snapshot) {
         "gauge",
     );
     for g in snapshot.groups() {
-        let instances = &g.summary.instances;
-        if instances.iter().all(|i| i.traffic.is_none()) {
+        if g.summary.target_groups.is_none() {
             continue;
         }
-        let n = instances.iter().filter(|i| i.in_service()).count();
+        let n = g
+            .summary
+            .instances
+            .iter()
+            .filter(|i| i.in_service())
+            .count();
         let _ = writeln!(
             o,
             "phoenix_traffic_in_service{{group=\"{}\"}} {n}",

@@ -77,3 +77,12 @@ pub fn instance_traffic(
         .collect();
     Some(Box::new(states))
 }
+
+/// The target groups of a group with `spec.traffic`, for the status API; `None` without.
+pub fn group_target_groups(
+    view: &TrafficView,
+    report: &phoenix_core::plan::GroupReport,
+) -> Option<Box<Vec<String>>> {
+    let tgs = view.target_groups_of(report.provider.as_str(), report.name.as_str());
+    (!tgs.is_empty()).then(|| Box::new(tgs.to_vec()))
+}

@@ -447,6 +447,7 @@ fn group_view(
             instances,
             observed_hashes,
             drift: drift.into_boxed_slice(),
+            target_groups: crate::traffic::group_target_groups(input.traffic, report),
             operation: active.map(|p| {
                 Box::new(Operation {
                     plan_id: p.plan.id.to_string(),

@@ -133,6 +133,7 @@ pub fn parts(groups: usize) -> SnapshotParts {
                     } else {
                         Box::default()
                     },
+                    target_groups: None,
                     operation: progressing.then(|| {
                         Box::new(Operation {
                             plan_id,

@@ -58,6 +58,7 @@ fn group(name: &str, sync: SyncState, drift: Vec<DriftFinding>) -> Group {
                 count: 1,
             }]),
             drift: drift.into(),
+            target_groups: None,
             operation: (sync == SyncState::Progressing).then(|| {
                 Box::new(Operation {
                     plan_id: "p1".into(),

@@ -93,6 +93,7 @@ fn snapshot() -> Snapshot {
                     "t3.large",
                 ),
             ]),
+            target_groups: None,
             operation: Some(Box::new(Operation {
                 plan_id: "p-7".into(),
                 phase: PlanState::AwaitingApproval,

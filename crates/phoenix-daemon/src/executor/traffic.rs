@@ -34,6 +34,10 @@ pub(super) struct TrafficStep<'a> {
 /// Drain waits are capped at the target group's deregistration delay plus this.
 pub(super) const DRAIN_MARGIN: Duration = Duration::from_secs(30);
 
+/// A `wait_drained` step looks again this long after the deregistration delay ends
+/// (the load balancer's clock and ours are not the same).
+const DRAIN_SLACK: Duration = Duration::from_millis(100);
+
 /// Register or deregister: the two acting traffic calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Move {
@@ -368,10 +372,22 @@ impl Executor {
             pass.step_finished(cx, message);
             return Ok(StepOutcome::Done(None));
         }
+        // Without `drain`, draining is expected to end with the deregistration delay (the
+        // cap less the margin): wake up just after it rather than up to a poll later.
+        let expected = if drain.is_none() {
+            cap.saturating_sub(DRAIN_MARGIN) + DRAIN_SLACK
+        } else {
+            cap
+        };
+        let next = if spent < expected {
+            expected - spent
+        } else {
+            cap - spent
+        };
         Ok(StepOutcome::Wait(
             self.options
                 .poll_interval
-                .min(cap - spent)
+                .min(next)
                 .max(Duration::from_millis(1)),
         ))
     }
