@@ -436,3 +436,52 @@ fn forward(upstream: SocketAddr, head: &[u8], body: &[u8]) -> Option<Vec<u8>> {
     stream.read_to_end(&mut response).ok()?;
     Some(response)
 }
+
+#[cfg(test)]
+mod tests {
+    /// `NAME=value` from scripts/setup.sh.
+    fn pinned(setup: &str, name: &str) -> String {
+        setup
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("scripts/setup.sh pins no {name}"))
+            .trim()
+            .to_string()
+    }
+
+    /// Issue 17, defect 9: the test venv is pinned, and the venv in use has exactly the
+    /// pinned versions (scripts/setup.sh reinstalls it otherwise).
+    #[test]
+    fn moto_and_boto3_are_pinned_and_installed_as_pinned() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let setup = std::fs::read_to_string(root.join("scripts/setup.sh")).expect("read setup.sh");
+        let moto = pinned(&setup, "MOTO_VERSION");
+        let boto3 = pinned(&setup, "BOTO3_VERSION");
+        assert!(
+            setup.contains("\"moto[server]==$MOTO_VERSION\""),
+            "moto is installed pinned"
+        );
+        assert!(
+            setup.contains("\"boto3==$BOTO3_VERSION\""),
+            "boto3 is installed pinned"
+        );
+        let venv = std::env::var("PHOENIX_VENV").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/phoenix/venv",
+                std::env::var("HOME").expect("HOME is set")
+            )
+        });
+        let output = std::process::Command::new(format!("{venv}/bin/python"))
+            .args([
+                "-c",
+                "import importlib.metadata as m; print(m.version('moto'), m.version('boto3'))",
+            ])
+            .output()
+            .expect("the test venv exists (run scripts/setup.sh)");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            format!("{moto} {boto3}"),
+            "the venv differs from the pins: run scripts/setup.sh"
+        );
+    }
+}

@@ -139,6 +139,8 @@ struct Daemon {
     alerts: Alerts,
     /// When the executor wants to be called again (a plan is running).
     executor_wake: Option<Duration>,
+    /// When old state was last pruned (design section 16).
+    retention: crate::retention::Retention,
     revision: Option<Arc<Revision>>,
     /// `policy.images` verdicts of this pass's images (crate::policy).
     images: phoenix_core::policy::ImageVerdicts,
@@ -267,6 +269,7 @@ pub async fn run_with(
         executor,
         alerts,
         executor_wake: None,
+        retention: crate::retention::Retention::default(),
         revision: None,
         accepted_at: None,
         rejection: None,
@@ -322,6 +325,10 @@ impl Daemon {
     /// changed; a part that cannot be built keeps the whole old config in force.
     async fn reload(&mut self, config: Config) {
         tracing::info!("reloading the configuration");
+        if let Err(err) = crate::reload::check(&self.config, &config) {
+            tracing::error!(error = %error_chain(&err), "config reload refused");
+            return;
+        }
         if config.providers != self.config.providers {
             match self
                 .backends

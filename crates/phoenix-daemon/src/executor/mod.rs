@@ -42,7 +42,7 @@
 //! and [`health`].
 
 mod context;
-mod doc;
+pub(crate) mod doc;
 mod drive;
 mod error;
 mod fleet;
@@ -225,7 +225,7 @@ impl Executor {
                 // edited by hand) must not stop every other plan: it is left alone and
                 // reported on every pass.
                 Err(err @ ExecutorError::BadDocument { .. }) => {
-                    tracing::error!(plan = %id, error = %err, "plan skipped");
+                    tracing::error!(plan = %id, error = %phoenix_core::chain(&err), "plan skipped");
                     None
                 }
                 Err(err) => return Err(err),
