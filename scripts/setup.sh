@@ -25,6 +25,8 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 # Commit-signing tests (issue 18) make keys and signed commits with the real tools.
 command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 command -v gpg >/dev/null || need_apt+=(gnupg)
+# sqlite3 lets a test break the state database under a running daemon.
+command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"

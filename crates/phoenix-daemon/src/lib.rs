@@ -15,6 +15,7 @@ pub mod policy;
 pub mod reload;
 pub mod retention;
 pub mod retry;
+pub mod supervise;
 pub mod view;
 
 /// An error with its whole source chain, `outer: cause: cause`, for logs and the API:

@@ -42,6 +42,10 @@ impl Daemon {
         phases.end("source");
         self.collect_inventories().await;
         phases.end("inventory");
+        if self.stop.is_cancelled() {
+            // Shutting down: an inventory abandoned halfway must not be planned on.
+            return Duration::ZERO;
+        }
         let now = SystemTime::now();
         self.images = crate::policy::image_verdicts(
             self.config.policy.images.as_deref(),
@@ -158,7 +162,15 @@ impl Daemon {
             let owner = owner.clone();
             async move { provider.inventory(&owner).await }
         });
-        for inventory in futures::future::join_all(passes).await {
+        let stop = self.stop.clone();
+        let all = tokio::select! {
+            all = futures::future::join_all(passes) => all,
+            () = stop.cancelled() => {
+                tracing::info!("inventory abandoned: shutting down");
+                return;
+            }
+        };
+        for inventory in all {
             if !inventory.complete {
                 tracing::warn!(provider = %inventory.provider, error = ?inventory.error, "inventory incomplete");
             }
@@ -184,8 +196,10 @@ impl Daemon {
         let memory: PlanMemory = match self.store.load_planner_memory() {
             Ok(memory) => memory.unwrap_or_default(),
             Err(err) => {
-                tracing::error!(error = %error_chain(&err), "cannot load the planner memory; starting empty");
-                PlanMemory::default()
+                // Planning from an empty memory would drop a mass-removal hold in force
+                // (it sticks in the memory): this pass plans nothing instead.
+                tracing::error!(error = %error_chain(&err), "cannot load the planner memory; skipping this pass");
+                return groups;
             }
         };
         let failed: Vec<FailedGeneration> = match self.store.failed_hashes() {
