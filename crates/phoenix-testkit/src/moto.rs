@@ -174,6 +174,13 @@ pub enum Fault {
     /// Forward the request (so it takes effect), then answer HTTP 500 `InternalError`:
     /// the answer got lost. A retried launch must not launch twice.
     InternalErrorAfterForward,
+    /// Forward the request (so it takes effect), then close the connection without an
+    /// answer (a reset in the middle of the response).
+    ResetAfterForward,
+    /// Close the connection without forwarding or answering.
+    Reset,
+    /// Wait this many milliseconds, then forward and answer normally (a slow answer).
+    Slow(u64),
 }
 
 impl Fault {
@@ -189,6 +196,9 @@ impl Fault {
                 "InternalError",
                 "An internal error has occurred.",
             ),
+            Fault::Reset | Fault::ResetAfterForward | Fault::Slow(_) => {
+                unreachable!("served without a canned answer")
+            }
             Fault::Unavailable => {
                 return b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec();
             }
@@ -282,6 +292,11 @@ impl FaultProxy {
             times,
             after: 0,
         });
+    }
+
+    /// Drop every rule not yet used up: from now on every request is forwarded.
+    pub fn clear(&self) {
+        self.state.rules.lock().expect("rules lock").clear();
     }
 
     /// Requests seen (forwarded or failed).
@@ -394,6 +409,19 @@ fn serve(conn: TcpStream, upstream: SocketAddr, state: &ProxyState) {
             fault
         };
         let response = match fault {
+            Some(Fault::Reset | Fault::ResetAfterForward) => {
+                state.faults.fetch_add(1, Ordering::SeqCst);
+                if fault == Some(Fault::ResetAfterForward) {
+                    let _ = forward(upstream, &head, &body);
+                }
+                let _ = writer.shutdown(Shutdown::Both);
+                return;
+            }
+            Some(Fault::Slow(millis)) => {
+                state.faults.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(millis));
+                forward(upstream, &head, &body).unwrap_or_else(|| Fault::Unavailable.response())
+            }
             Some(fault) => {
                 state.faults.fetch_add(1, Ordering::SeqCst);
                 if fault == Fault::InternalErrorAfterForward {
