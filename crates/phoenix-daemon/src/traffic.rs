@@ -39,8 +39,8 @@ pub async fn target_health<'a>(
                 Some(p) => match p.target_health(&tg).await {
                     Ok(targets) => TargetGroupHealth::complete(&provider, &tg, targets),
                     Err(err) => {
+                        tracing::warn!(provider = %provider, target_group = %tg, error = %phoenix_core::chain(&err), "target health could not be read");
                         let why = crate::error_chain(&err);
-                        tracing::warn!(provider = %provider, target_group = %tg, error = %why, "target health could not be read");
                         TargetGroupHealth::failed(&provider, &tg, why)
                     }
                 },

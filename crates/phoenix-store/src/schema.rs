@@ -38,16 +38,20 @@ const MIGRATIONS: &[Migration] = &[
         name: "step actions: a CHECK constraint on steps.action",
         sql: include_str!("migrations/0004_step_action_check.sql"),
     },
-    // Numbered 5 on this branch until main's 0005 (pruned plan ids) is merged; then 6.
     Migration {
         version: 5,
+        name: "ids of pruned plans, never reused",
+        sql: include_str!("migrations/0005_pruned_plan_ids.sql"),
+    },
+    Migration {
+        version: 6,
         name: "traffic step actions: register, wait_in_service, deregister, wait_drained",
         sql: include_str!("migrations/0006_traffic_steps.sql"),
     },
 ];
 
 /// The schema version this binary writes: the last migration's.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))

@@ -3,4 +3,6 @@
 
 mod api;
 mod dashboard_page;
+mod fuzz_bodies;
 mod monitoring;
+mod server_limits;

@@ -134,3 +134,20 @@ policy:
     .expect_err("unknown key");
     assert!(errors[0].message.contains("owner"), "{errors:?}");
 }
+
+/// Issue 17, defect 9: `owner` is matched by EC2 tag filters, where `*` and `?` are
+/// wildcards: `acme-*` would claim every `acme-...` owner's instances.
+#[test]
+fn owner_with_filter_wildcards_is_refused() {
+    for owner in ["acme-*", "acme?", "*", "a\\\\b"] {
+        let text = format!(
+            "owner: '{owner}'\nsource: {{dir: {{path: desired}}}}\nproviders: [{{name: local, type: sim}}]\n"
+        );
+        let err = Config::parse(&text).expect_err("a wildcard owner is refused");
+        assert!(
+            err.iter()
+                .any(|e| e.message.contains("owner") && e.message.contains("wildcard")),
+            "{owner}: {err:?}"
+        );
+    }
+}

@@ -408,7 +408,7 @@ impl Executor {
             match cx.provider.target_group_info(tg).await {
                 Ok(info) => longest = longest.max(info.deregistration_delay),
                 Err(err) => {
-                    tracing::warn!(plan = %cx.id(), error = %crate::error_chain(&err), "cannot describe target group {tg}");
+                    tracing::warn!(plan = %cx.id(), error = %phoenix_core::chain(&err), "cannot describe target group {tg}");
                     return None;
                 }
             }

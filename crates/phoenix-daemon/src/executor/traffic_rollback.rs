@@ -224,7 +224,7 @@ impl Executor {
                 },
                 Err(err) => tracing::warn!(
                     plan = %cx.id(),
-                    error = %crate::error_chain(&err),
+                    error = %phoenix_core::chain(&err),
                     "rollback could not {how:?} {} in {tg}; trying again",
                     todo.join(", ")
                 ),

@@ -17,3 +17,4 @@ mod executor_rollout;
 mod executor_support;
 mod executor_traffic;
 mod executor_windows;
+mod fuzz_bodies;
