@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use super::budget::Ledger;
 use super::groups::Pending;
 use super::holds::{self, Approve};
+use super::traffic::GroupTraffic;
 use super::{GroupReport, PlanInput, Step};
 use crate::drift::{Member, MemberHealth, RemovalClass};
 use crate::spec::{Approval, InstanceGroup, Strategy};
@@ -156,13 +157,7 @@ fn rollout_steps(p: &Pending<'_>, removals: &[Member<'_>]) -> GroupSteps {
     let mut first_launch = true;
     let mut steps = Vec::new();
     let mut blocked = false;
-    let mut joining = Vec::new();
-    if let Some(t) = traffic {
-        if !t.register.is_empty() {
-            t.join(&mut steps, t.register.clone());
-        }
-        joining = t.joining.clone();
-    }
+    let mut joining = traffic.map(|t| t.prelude(&mut steps)).unwrap_or_default();
     let wait = |ids: Vec<String>| Step::WaitHealthy {
         instance_ids: ids,
         grace: spec.health.grace,
@@ -186,9 +181,7 @@ fn rollout_steps(p: &Pending<'_>, removals: &[Member<'_>]) -> GroupSteps {
             to_launch -= launch;
             healthy += launch;
             steps.push(wait(Vec::new()));
-            if let Some(t) = traffic {
-                t.join(&mut steps, Vec::new());
-            }
+            traffic.inspect(|t| t.join(&mut steps, Vec::new()));
             first_launch = false;
         }
         let mut batch = Vec::new();
@@ -212,9 +205,7 @@ fn rollout_steps(p: &Pending<'_>, removals: &[Member<'_>]) -> GroupSteps {
                 });
             }
             batch.sort_unstable();
-            if let Some(t) = traffic {
-                t.leave(&mut steps, &batch);
-            }
+            traffic.inspect(|t| t.leave(&mut steps, &batch));
             steps.push(Step::Terminate {
                 instance_ids: batch,
             });
@@ -223,20 +214,31 @@ fn rollout_steps(p: &Pending<'_>, removals: &[Member<'_>]) -> GroupSteps {
                 blocked = true;
                 break;
             }
-            // Pre-existing instances still starting (and, with traffic, registered
-            // ones not in service yet) are waited for.
-            healthy += u32::try_from(starting.len() + joining.len()).unwrap_or(u32::MAX);
-            if !starting.is_empty() {
-                let ids = std::mem::take(&mut starting);
-                steps.push(wait(ids.clone()));
-                if let Some(t) = traffic {
-                    t.join(&mut steps, ids);
-                }
-            }
-            if let Some(t) = traffic.filter(|_| !joining.is_empty()) {
-                t.wait_in_service(&mut steps, std::mem::take(&mut joining));
-            }
+            healthy += wait_for_existing(&mut steps, &wait, traffic, (&mut starting, &mut joining));
         }
     }
     GroupSteps { steps, blocked }
+}
+
+/// Wait for the pre-existing instances still starting (with traffic, then register them
+/// and wait them in service) and, with traffic, for the registered ones not in service
+/// yet. Returns how many instances that makes healthy.
+fn wait_for_existing(
+    steps: &mut Vec<Step>,
+    wait: &dyn Fn(Vec<String>) -> Step,
+    traffic: Option<&GroupTraffic<'_>>,
+    (starting, joining): (&mut Vec<String>, &mut Vec<String>),
+) -> u32 {
+    let added = u32::try_from(starting.len() + joining.len()).unwrap_or(u32::MAX);
+    if !starting.is_empty() {
+        let ids = std::mem::take(starting);
+        steps.push(wait(ids.clone()));
+        if let Some(t) = traffic {
+            t.join(steps, ids);
+        }
+    }
+    if let Some(t) = traffic.filter(|_| !joining.is_empty()) {
+        t.wait_in_service(steps, std::mem::take(joining));
+    }
+    added
 }

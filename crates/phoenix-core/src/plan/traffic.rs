@@ -49,6 +49,15 @@ impl GroupTraffic<'_> {
                 .is_ok()
     }
 
+    /// The steps a plan starts with: `unregistered` members registered again and waited
+    /// in service. Returns the members to wait in service when nothing else progresses.
+    pub fn prelude(&self, steps: &mut Vec<Step>) -> Vec<String> {
+        if !self.register.is_empty() {
+            self.join(steps, self.register.clone());
+        }
+        self.joining.clone()
+    }
+
     /// `register` then `wait_in_service` for `ids` (empty: the plan's new instances).
     pub fn join(&self, steps: &mut Vec<Step>, ids: Vec<String>) {
         steps.push(Step::Register {

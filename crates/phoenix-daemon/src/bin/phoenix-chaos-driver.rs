@@ -234,30 +234,7 @@ async fn run(args: Args) -> Result<bool, String> {
             .map_err(|e| format!("unfinished plans: {e}"))?;
         let active = unfinished.len();
         if pass % 500 == 499 {
-            // A slow convergence shows where it stands.
-            for p in &unfinished {
-                let steps: Vec<String> = p
-                    .steps
-                    .iter()
-                    .map(|s| format!("{}:{}:{}", s.action, s.status, s.attempt))
-                    .collect();
-                eprintln!(
-                    "pass {pass}: plan {} {} {} [{}]",
-                    p.plan.id,
-                    p.plan.group,
-                    p.plan.status,
-                    steps.join(" ")
-                );
-            }
-            for g in &outcome.document.groups {
-                eprintln!(
-                    "pass {pass}: group {} {:?} steps {} notes {:?}",
-                    g.name,
-                    g.status,
-                    g.steps.len(),
-                    g.notes
-                );
-            }
+            show_progress(pass, &unfinished, &outcome.document);
         }
         if !outcome.document.changes && active == 0 {
             return Ok(true);
@@ -269,6 +246,38 @@ async fn run(args: Args) -> Result<bool, String> {
         tokio::time::sleep(wait).await;
     }
     Ok(false)
+}
+
+/// Where a slow convergence stands: every unfinished plan's steps and every group.
+fn show_progress(
+    pass: u32,
+    unfinished: &[phoenix_store::PlanWithSteps],
+    document: &phoenix_core::plan::PlanDocument,
+) {
+    // A slow convergence shows where it stands.
+    for p in unfinished {
+        let steps: Vec<String> = p
+            .steps
+            .iter()
+            .map(|s| format!("{}:{}:{}", s.action, s.status, s.attempt))
+            .collect();
+        eprintln!(
+            "pass {pass}: plan {} {} {} [{}]",
+            p.plan.id,
+            p.plan.group,
+            p.plan.status,
+            steps.join(" ")
+        );
+    }
+    for g in &document.groups {
+        eprintln!(
+            "pass {pass}: group {} {:?} steps {} notes {:?}",
+            g.name,
+            g.status,
+            g.steps.len(),
+            g.notes
+        );
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -137,18 +137,6 @@ impl Executor {
             tracing::info!(plan = %cx.id(), reason = why, "waiting for the target groups");
             return Ok(StepOutcome::Wait(self.options.poll_interval));
         }
-        let todo = |pass: &Pass<'_>, tg: &str| -> Vec<String> {
-            ids.iter()
-                .filter(|id| {
-                    let state = pass.targets.state(cx.provider_name, tg, id);
-                    match how {
-                        Move::Register => state.is_none_or(|s| !s.is_registered()),
-                        Move::Deregister => state.is_some_and(|s| s.is_registered()),
-                    }
-                })
-                .cloned()
-                .collect()
-        };
         match how {
             Move::Register => detail.registered = ids.clone(),
             Move::Deregister => detail.deregistered = ids.clone(),
@@ -175,22 +163,7 @@ impl Executor {
         }
         let port = plan.doc.group.spec.traffic.as_deref().and_then(|t| t.port);
         for tg in target_groups {
-            let missing = todo(pass, tg);
-            if missing.is_empty() {
-                continue;
-            }
-            let refs: Vec<TargetRef> = missing
-                .iter()
-                .map(|id| TargetRef {
-                    id: id.clone(),
-                    port,
-                })
-                .collect();
-            let result = match how {
-                Move::Register => cx.provider.register_targets(tg, &refs).await,
-                Move::Deregister => cx.provider.deregister_targets(tg, &refs).await,
-            };
-            if let Err(err) = result {
+            if let Err(err) = call(pass, cx, (tg, &ids, port), how).await {
                 let why = format!(
                     "{verb} attempt {attempt} in {tg} failed: {}",
                     crate::error_chain(&err)
@@ -206,10 +179,6 @@ impl Executor {
                     )));
                 }
                 return Ok(StepOutcome::Failed(why));
-            }
-            match how {
-                Move::Register => pass.targets.registered(cx.provider_name, tg, &missing),
-                Move::Deregister => pass.targets.deregistered(cx.provider_name, tg, &missing),
             }
         }
         if let Some(rt) = self.runtime.get_mut(cx.id()) {
@@ -541,4 +510,44 @@ impl TrafficStep<'_> {
     fn status_is_fresh(&self, cx: &StepCx<'_>) -> bool {
         cx.step.status != StepStatus::Intent
     }
+}
+
+/// Register (or deregister) in `tg` those of `ids` that still need it there, as the
+/// pass's view of the target group says, and write what was done into the view.
+pub(super) async fn call(
+    pass: &mut Pass<'_>,
+    cx: &StepCx<'_>,
+    (tg, ids, port): (&str, &[String], Option<u16>),
+    how: Move,
+) -> Result<(), phoenix_cloud::ProviderError> {
+    let todo: Vec<String> = ids
+        .iter()
+        .filter(|id| {
+            let state = pass.targets.state(cx.provider_name, tg, id);
+            match how {
+                Move::Register => state.is_none_or(|s| !s.is_registered()),
+                Move::Deregister => state.is_some_and(|s| s.is_registered()),
+            }
+        })
+        .cloned()
+        .collect();
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let refs: Vec<TargetRef> = todo
+        .iter()
+        .map(|id| TargetRef {
+            id: id.clone(),
+            port,
+        })
+        .collect();
+    match how {
+        Move::Register => cx.provider.register_targets(tg, &refs).await?,
+        Move::Deregister => cx.provider.deregister_targets(tg, &refs).await?,
+    }
+    match how {
+        Move::Register => pass.targets.registered(cx.provider_name, tg, &todo),
+        Move::Deregister => pass.targets.deregistered(cx.provider_name, tg, &todo),
+    }
+    Ok(())
 }

@@ -9,7 +9,6 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use phoenix_cloud::TargetRef;
 use phoenix_core::traffic::Serving;
 use phoenix_store::{StepAction, StepIntent};
 
@@ -192,42 +191,13 @@ impl Executor {
             )
             .map_err(store_err("write rollback intent", cx.id()))?;
         for tg in tgs {
-            let todo: Vec<String> = ids
-                .iter()
-                .filter(|id| {
-                    let state = pass.targets.state(cx.provider_name, tg, id);
-                    match how {
-                        Move::Register => state.is_none_or(|s| !s.is_registered()),
-                        Move::Deregister => state.is_some_and(|s| s.is_registered()),
-                    }
-                })
-                .cloned()
-                .collect();
-            if todo.is_empty() {
-                continue;
-            }
-            let refs: Vec<TargetRef> = todo
-                .iter()
-                .map(|id| TargetRef {
-                    id: id.clone(),
-                    port,
-                })
-                .collect();
-            let result = match how {
-                Move::Register => cx.provider.register_targets(tg, &refs).await,
-                Move::Deregister => cx.provider.deregister_targets(tg, &refs).await,
-            };
-            match result {
-                Ok(()) => match how {
-                    Move::Register => pass.targets.registered(cx.provider_name, tg, &todo),
-                    Move::Deregister => pass.targets.deregistered(cx.provider_name, tg, &todo),
-                },
-                Err(err) => tracing::warn!(
+            if let Err(err) = super::traffic::call(pass, cx, (tg, ids, port), how).await {
+                tracing::warn!(
                     plan = %cx.id(),
                     error = %phoenix_core::chain(&err),
                     "rollback could not {how:?} {} in {tg}; trying again",
-                    todo.join(", ")
-                ),
+                    ids.join(", ")
+                );
             }
         }
         Ok(())
