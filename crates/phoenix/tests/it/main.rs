@@ -4,6 +4,7 @@
 mod cli;
 mod daemon_chaos_moto;
 mod daemon_git_moto;
+mod daemon_git_moto_traffic;
 mod daemon_observe;
 mod daemon_prune;
 mod daemon_retry;
