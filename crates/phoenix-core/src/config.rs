@@ -556,6 +556,23 @@ impl AlertEvent {
         AlertEvent::SourceRecovered,
         AlertEvent::PolicyViolation,
     ];
+
+    /// The event's one name: in config (`events:`), in the store's outbox, on the wire
+    /// (`X-Phoenix-Event`, the body's `event`) and in logs. Serde uses the same
+    /// (`snake_case`; a test keeps them equal).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AlertEvent::DriftDetected => "drift_detected",
+            AlertEvent::DriftResolved => "drift_resolved",
+            AlertEvent::PlanStarted => "plan_started",
+            AlertEvent::PlanSucceeded => "plan_succeeded",
+            AlertEvent::PlanFailed => "plan_failed",
+            AlertEvent::Rollback => "rollback",
+            AlertEvent::SourceError => "source_error",
+            AlertEvent::SourceRecovered => "source_recovered",
+            AlertEvent::PolicyViolation => "policy_violation",
+        }
+    }
 }
 
 /// One entry of `alerts`.

@@ -79,17 +79,7 @@ pub struct OutboxCounts {
 }
 
 fn event_str(event: AlertEvent) -> &'static str {
-    match event {
-        AlertEvent::DriftDetected => "drift_detected",
-        AlertEvent::DriftResolved => "drift_resolved",
-        AlertEvent::PlanStarted => "plan_started",
-        AlertEvent::PlanSucceeded => "plan_succeeded",
-        AlertEvent::PlanFailed => "plan_failed",
-        AlertEvent::Rollback => "rollback",
-        AlertEvent::SourceError => "source_error",
-        AlertEvent::SourceRecovered => "source_recovered",
-        AlertEvent::PolicyViolation => "policy_violation",
-    }
+    event.as_str()
 }
 
 struct EventCol(AlertEvent);

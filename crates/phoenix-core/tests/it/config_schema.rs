@@ -151,3 +151,13 @@ fn owner_with_filter_wildcards_is_refused() {
         );
     }
 }
+
+/// Issue 15: an alert event has one name, the same in config (serde) and everywhere
+/// else (`AlertEvent::as_str`).
+#[test]
+fn alert_event_names_are_the_serde_names() {
+    for event in phoenix_core::config::AlertEvent::ALL {
+        let serde = serde_json::to_value(event).expect("serializes");
+        assert_eq!(serde, serde_json::Value::from(event.as_str()), "{event:?}");
+    }
+}

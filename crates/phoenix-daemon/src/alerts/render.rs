@@ -13,19 +13,9 @@ use serde_json::{Value, json};
 /// The version of the webhook body (`"version"`).
 pub const WEBHOOK_BODY_VERSION: &str = "1";
 
-/// The snake_case wire name of an event.
+/// The snake_case wire name of an event ([`AlertEvent::as_str`], its one home).
 pub fn event_name(event: AlertEvent) -> &'static str {
-    match event {
-        AlertEvent::DriftDetected => "drift_detected",
-        AlertEvent::DriftResolved => "drift_resolved",
-        AlertEvent::PlanStarted => "plan_started",
-        AlertEvent::PlanSucceeded => "plan_succeeded",
-        AlertEvent::PlanFailed => "plan_failed",
-        AlertEvent::Rollback => "rollback",
-        AlertEvent::SourceError => "source_error",
-        AlertEvent::SourceRecovered => "source_recovered",
-        AlertEvent::PolicyViolation => "policy_violation",
-    }
+    event.as_str()
 }
 
 /// One incident an alert is about: Alertmanager gets one alert per incident.
