@@ -6,9 +6,11 @@
 
 pub mod alertmanager;
 pub mod chromium;
+pub mod fuzz;
 pub mod git;
 pub mod moto;
 pub mod moto_elb;
 pub mod net;
 pub mod prometheus;
+pub mod scale_ec2;
 pub mod signing;
