@@ -91,7 +91,8 @@ impl GroupTraffic<'_> {
 }
 
 /// Observe a traffic group's members in its target groups: add `unregistered` findings
-/// to the report (and make it drifted), note target groups that could not be read.
+/// to the report (and make it drifted) for healthy current members launched at least
+/// `health.deadline` ago, note target groups that could not be read.
 pub(super) fn observe<'a>(
     input: &PlanInput<'_>,
     ctx: &GroupContext<'_>,
@@ -139,10 +140,19 @@ pub(super) fn observe<'a>(
         }
     }
     let mut findings = Vec::new();
+    // An instance younger than `health.deadline` may be a plan's new instance between
+    // its health gate and its `register` step: not drift yet (it does not count as in
+    // service either).
+    let settled = |m: &&drift::Member<'_>| {
+        m.instance
+            .launch_time
+            .is_none_or(|t| ctx.now.duration_since(t).unwrap_or_default() >= ctx.health.deadline)
+    };
     for m in drift
         .current
         .iter()
         .filter(|m| m.health == MemberHealth::Healthy)
+        .filter(settled)
     {
         let id = m.instance.id.as_str();
         let mut unregistered = false;

@@ -196,6 +196,31 @@ fn an_unregistered_instance_is_registered_again_not_replaced() {
 }
 
 #[test]
+fn a_young_unregistered_instance_is_not_drift_yet() {
+    // Launched a minute ago (deadline 5m): it may be a plan's new instance between its
+    // health gate and its register step.
+    let g = web(1, false, "");
+    let pass = pass_with(vec![read(TG_A, &[])]);
+    let young = run(
+        &pass,
+        std::slice::from_ref(&g),
+        &[inventory(vec![cur("i-1", &g).age(60)])],
+    );
+    let report = &young.document.groups[0];
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
+    assert!(report.steps.is_empty(), "{:?}", report.steps);
+    let later = run(
+        &pass,
+        std::slice::from_ref(&g),
+        &[inventory(vec![cur("i-1", &g).age(301)])],
+    );
+    assert_eq!(
+        later.document.groups[0].drift[0].kind,
+        DriftKind::Unregistered
+    );
+}
+
+#[test]
 fn foreign_targets_are_unmanaged_and_never_deregistered() {
     let g = web(1, false, "");
     let pass = pass_with(vec![read(

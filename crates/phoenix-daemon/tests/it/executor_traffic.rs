@@ -304,6 +304,15 @@ async fn an_out_of_band_deregistration_is_registered_again_without_replacing() {
     ))
     .await
     .expect("out-of-band deregistration");
+    // Drift only once the instance is older than the health deadline (a younger one may
+    // be a plan's new instance about to be registered).
+    let young = w.plan_and_submit(&[g.parsed()], "c0").await;
+    assert!(
+        young.groups[0].drift.is_empty(),
+        "{:?}",
+        young.groups[0].drift
+    );
+    w.now += Duration::from_secs(61);
     let doc = w.plan_and_submit(&[g.parsed()], "c0").await;
     let kinds: Vec<_> = doc.groups[0]
         .drift
