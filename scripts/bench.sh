@@ -128,7 +128,7 @@ want spec_hash || want plan && PKGS+=(-p phoenix-core)
 want source_small || want source_full && PKGS+=(-p phoenix-source)
 want inventory && PKGS+=(-p phoenix-cloud)
 want step_write && PKGS+=(-p phoenix-store)
-want executor && PKGS+=(-p phoenix-daemon)
+want executor || want traffic && PKGS+=(-p phoenix-daemon)
 declare -A EXE=()
 if [ ${#PKGS[@]} -gt 0 ]; then
     if [ "$SIZE" = small ] || [ -z "${BENCH_ONLY:-}" ]; then PKGS=(--workspace); fi
@@ -173,6 +173,7 @@ run reconcile "$BIN_DIR/phoenix-bench" reconcile --phoenix "$BIN_DIR/phoenix" \
 run api env PHOENIX_BIN="$BIN_DIR/phoenix" scripts/bench_api.sh "$SIZE"
 run step_write bench step_write
 run executor bench executor
+run traffic bench traffic
 # The soak (issue 17): full runs it for 20 minutes (PHOENIX_SOAK_MINUTES overrides), small
 # for half a minute so it keeps working.
 if [ "$SIZE" = full ]; then SOAK_MINUTES=${PHOENIX_SOAK_MINUTES:-20}; else SOAK_MINUTES=${PHOENIX_SOAK_MINUTES:-0.5}; fi

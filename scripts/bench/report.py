@@ -222,6 +222,22 @@ def executor(t, log_dir):
               "", growth_word(fct, per), "linear (~10x per 10x)", fct ** (1 / per) <= 15, full_only=False)
 
 
+def traffic(t, log_dir):
+    text, rc = read(log_dir, "traffic")
+    rs = results(text, "traffic_rolling")
+    goal = "within 1.2x of the floor"
+    if not rs:
+        return t.failed("rolling replacement behind a target group (traffic)", "traffic", rc, goal)
+    r = rs[0]
+    t.add(f"rolling replacement of {r['instances']:,} instances behind a sim target group, maxSurge "
+          f"{r['surge']}, registration {r['registration_s']:g} s, drain {r['drain_s']:g} s "
+          f"({r['passes']} passes)",
+          f"{r['wall_s']:.1f} s",
+          f"floor from the waits: {r['rounds']} rounds x ({r['registration_s']:g} s + {r['drain_s']:g} s) "
+          f"= {r['floor_s']:.1f} s",
+          f"{r['ratio']:.2f}", goal, r["ratio"] <= 1.2)
+
+
 def api(t, log_dir):
     text, rc = read(log_dir, "api")
     st = results(text, "api_status")
@@ -355,6 +371,7 @@ def main():
     api(t, log_dir)
     step_write(t, log_dir)
     executor(t, log_dir)
+    traffic(t, log_dir)
     soak(t, log_dir)
 
     lines = [BEGIN, "",

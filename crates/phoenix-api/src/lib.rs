@@ -36,8 +36,9 @@ pub use routes::{ApiDoc, build_router, serve};
 pub use server::{ServerLimits, serve as serve_with_limits};
 pub use snapshot::{
     AlertCounts, DriftFinding, Group, GroupCounts, GroupDriftFinding, GroupHealth, GroupInstance,
-    GroupSummary, HashText, HistoryEntry, HistoryOutcome, InventoryStatus, ObservedHash, Operation,
-    Plan, PlanCounts, PlanKind, PlanState, PlanStep, ProviderInventory, Revision, RevisionError,
-    RevisionSignature, Seconds, Snapshot, SnapshotParts, Status, StepState, SyncState,
+    GroupSummary, HashText, HistoryEntry, HistoryOutcome, InstanceTraffic, InventoryStatus,
+    ObservedHash, Operation, Plan, PlanCounts, PlanKind, PlanState, PlanStep, ProviderInventory,
+    Revision, RevisionError, RevisionSignature, Seconds, Snapshot, SnapshotParts, Status,
+    StepState, SyncState,
 };
 pub use state::{ApiConfig, ApiState, DEFAULT_MAX_BODY_BYTES};

@@ -260,6 +260,7 @@ impl Metrics {
             DriftKind::Unhealthy,
             DriftKind::Orphaned,
             DriftKind::Unmanaged,
+            DriftKind::Unregistered,
         ]
         .iter()
         .map(|k| (k.as_str(), 0))
@@ -315,6 +316,8 @@ impl Metrics {
                 "phoenix_drift_oldest_open_seconds{{kind=\"{kind}\"}} {age}"
             );
         }
+
+        render_traffic(o, snapshot);
 
         let mut plan_states: BTreeMap<&str, u64> =
             PlanState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
@@ -456,6 +459,34 @@ impl Metrics {
         );
         let _ = writeln!(o, "phoenix_alerts_failed {}", alerts.failed);
         out
+    }
+}
+
+/// `phoenix_traffic_in_service{group}`: for each group with `spec.traffic` (it names
+/// its target groups), how many instances are `healthy` in every one of them (0 when
+/// none is, or the group has no instances).
+fn render_traffic(o: &mut String, snapshot: &Snapshot) {
+    header(
+        o,
+        "phoenix_traffic_in_service",
+        "Instances in service in every target group of their group, per group with spec.traffic.",
+        "gauge",
+    );
+    for g in snapshot.groups() {
+        if g.summary.target_groups.is_none() {
+            continue;
+        }
+        let n = g
+            .summary
+            .instances
+            .iter()
+            .filter(|i| i.in_service())
+            .count();
+        let _ = writeln!(
+            o,
+            "phoenix_traffic_in_service{{group=\"{}\"}} {n}",
+            escape(g.summary.name.as_str())
+        );
     }
 }
 

@@ -40,6 +40,7 @@ pub fn sim_config() -> SimConfig {
         launch_failure_rate: 0.0,
         unhealthy_images: Vec::new(),
         images: Vec::new(),
+        target_groups: Vec::new(),
     }
 }
 

@@ -587,6 +587,7 @@ fn baselines(
             memory: &memory,
             failed: &[],
             images: &phoenix_core::policy::NO_POLICY,
+            traffic: &phoenix_core::traffic::NO_TRAFFIC,
             now: SystemTime::now(),
         };
         let t = Instant::now();

@@ -105,6 +105,7 @@ async fn bench_sim(sizes: &Sizes) {
         launch_failure_rate: 0.0,
         unhealthy_images: Vec::new(),
         images: Vec::new(),
+        target_groups: Vec::new(),
     };
     let sim = SimProvider::open(&config, dir.path())
         .await

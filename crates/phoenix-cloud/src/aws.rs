@@ -10,6 +10,9 @@
 //!   to the end, plus DescribeInstanceStatus in batches of 100 ids for health.
 //! - Launch is crash-safe without relying on ClientToken (moto ignores it): the
 //!   launch token is a tag, and every attempt first looks for what already carries it.
+//! - Load balancer target groups (`spec.traffic`) through ELBv2, in `elb`.
+
+mod elb;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
@@ -32,7 +35,10 @@ use phoenix_core::text::{Interner, Text};
 use sha2::{Digest, Sha256};
 
 use crate::retry::{Backoff, Retryable, retry};
-use crate::{LaunchRequest, Provider, ProviderError, RateLimiter, StaticCredentials};
+use crate::{
+    LaunchRequest, Provider, ProviderError, RateLimiter, StaticCredentials, TargetGroupInfo,
+    TargetRef,
+};
 
 /// Most instance ids per TerminateInstances call.
 pub const TERMINATE_BATCH: usize = 1000;
@@ -87,6 +93,8 @@ struct Budgets {
 pub struct AwsEc2Provider {
     name: String,
     client: Client,
+    /// ELBv2, same credentials, region and endpoint.
+    elb: aws_sdk_elasticloadbalancingv2::Client,
     budgets: Budgets,
     max_attempts: u32,
     retry_base: Duration,
@@ -244,6 +252,9 @@ impl AwsEc2Provider {
         let ec2_config = aws_sdk_ec2::config::Builder::from(sdk)
             .retry_config(RetryConfig::disabled())
             .build();
+        let elb_config = aws_sdk_elasticloadbalancingv2::config::Builder::from(sdk)
+            .retry_config(RetryConfig::disabled())
+            .build();
         let budget = |rate: f64, burst: u32, key: &str| {
             RateLimiter::new(rate, burst).ok_or_else(|| ProviderError::Config {
                 provider: config.name.clone(),
@@ -278,6 +289,7 @@ impl AwsEc2Provider {
         Ok(Self {
             name: config.name.clone(),
             client: Client::from_conf(ec2_config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb_config),
             budgets,
             max_attempts: config.max_attempts,
             retry_base: options.retry_base,
@@ -749,6 +761,36 @@ impl Provider for AwsEc2Provider {
             }
         }
         Ok(out)
+    }
+
+    async fn register_targets(
+        &self,
+        target_group: &str,
+        targets: &[TargetRef],
+    ) -> Result<(), ProviderError> {
+        self.elb_register(target_group, targets).await
+    }
+
+    async fn deregister_targets(
+        &self,
+        target_group: &str,
+        targets: &[TargetRef],
+    ) -> Result<(), ProviderError> {
+        self.elb_deregister(target_group, targets).await
+    }
+
+    async fn target_health(
+        &self,
+        target_group: &str,
+    ) -> Result<Vec<phoenix_core::traffic::Target>, ProviderError> {
+        self.elb_target_health(target_group).await
+    }
+
+    async fn target_group_info(
+        &self,
+        target_group: &str,
+    ) -> Result<TargetGroupInfo, ProviderError> {
+        self.elb_target_group_info(target_group).await
     }
 
     async fn find_by_launch_token(

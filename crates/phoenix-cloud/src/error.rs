@@ -159,6 +159,16 @@ pub enum ProviderError {
         /// What is wrong.
         what: String,
     },
+    /// A load balancer target group is unknown.
+    #[error("provider `{provider}`: {operation} found no target group `{target_group}`")]
+    TargetGroupNotFound {
+        /// Provider name.
+        provider: String,
+        /// API operation.
+        operation: &'static str,
+        /// The target group asked for.
+        target_group: String,
+    },
     /// The provider configuration is unusable.
     #[error("provider `{provider}`: invalid configuration: {reason}")]
     Config {
@@ -177,7 +187,9 @@ impl ProviderError {
             ProviderError::Server { .. } => ErrorKind::Server,
             ProviderError::Transport { .. } => ErrorKind::Transport,
             ProviderError::Auth { .. } => ErrorKind::Auth,
-            ProviderError::Client { .. } | ProviderError::Malformed { .. } => ErrorKind::Client,
+            ProviderError::Client { .. }
+            | ProviderError::Malformed { .. }
+            | ProviderError::TargetGroupNotFound { .. } => ErrorKind::Client,
             ProviderError::NotFound { .. } => ErrorKind::NotFound,
             ProviderError::Capacity { .. } => ErrorKind::Capacity,
             ProviderError::Storage { .. } | ProviderError::Corrupt { .. } => ErrorKind::Storage,

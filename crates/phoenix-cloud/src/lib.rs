@@ -12,6 +12,10 @@
 //! - [`Provider::launch`] sets every tag at creation and is idempotent per launch token:
 //!   it first looks for instances already carrying the token and launches only the
 //!   difference, so a retried or re-run step never double-launches.
+//! - The traffic calls (design section 11) are idempotent: registering a registered
+//!   target or deregistering one that is not registered changes nothing, so a step
+//!   re-run after a crash recomputes what is left from [`Provider::target_health`], which
+//!   reads a whole target group in one call.
 
 pub mod aws;
 mod error;
@@ -30,6 +34,7 @@ use phoenix_core::config::ProviderConfig;
 use phoenix_core::model::{Instance, InstanceHealth, Inventory};
 use phoenix_core::policy::ImageLookup;
 use phoenix_core::spec::GroupName;
+use phoenix_core::traffic::Target;
 use phoenix_core::{SpecHash, Template, tags};
 
 pub use error::{ErrorKind, ProviderError};
@@ -96,6 +101,72 @@ pub trait Provider: Send + Sync + fmt::Debug {
                 .to_string(),
         })
     }
+
+    /// Register instances in a load balancer target group (ELBv2 RegisterTargets).
+    /// Registering a registered target changes nothing; a draining one is registered
+    /// again. The default answers that the provider has no load balancers.
+    async fn register_targets(
+        &self,
+        target_group: &str,
+        targets: &[TargetRef],
+    ) -> Result<(), ProviderError> {
+        let _ = (target_group, targets);
+        Err(self.no_traffic())
+    }
+
+    /// Deregister instances from a target group (ELBv2 DeregisterTargets); they drain
+    /// for the target group's deregistration delay. A target that is not registered is
+    /// left alone.
+    async fn deregister_targets(
+        &self,
+        target_group: &str,
+        targets: &[TargetRef],
+    ) -> Result<(), ProviderError> {
+        let _ = (target_group, targets);
+        Err(self.no_traffic())
+    }
+
+    /// Every target of a target group with its state, in one read (ELBv2
+    /// DescribeTargetHealth without a target list: registered and draining targets).
+    async fn target_health(&self, target_group: &str) -> Result<Vec<Target>, ProviderError> {
+        let _ = target_group;
+        Err(self.no_traffic())
+    }
+
+    /// What a target group says about itself: its port and deregistration delay
+    /// (ELBv2 DescribeTargetGroups and DescribeTargetGroupAttributes).
+    async fn target_group_info(
+        &self,
+        target_group: &str,
+    ) -> Result<TargetGroupInfo, ProviderError> {
+        let _ = target_group;
+        Err(self.no_traffic())
+    }
+
+    /// The error of a traffic call on a provider without load balancers.
+    fn no_traffic(&self) -> ProviderError {
+        ProviderError::Config {
+            provider: self.name().to_string(),
+            reason: "this provider has no load balancer target groups (spec.traffic)".to_string(),
+        }
+    }
+}
+
+/// One target to register or deregister: an instance, on a port (`None`: the target
+/// group's own port).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TargetRef {
+    /// The instance id.
+    pub id: String,
+    /// `spec.traffic.port`.
+    pub port: Option<u16>,
+}
+
+/// What a target group says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetGroupInfo {
+    /// How long a deregistered target drains (`deregistration_delay.timeout_seconds`).
+    pub deregistration_delay: std::time::Duration,
 }
 
 /// How long a provider trusts an image description before asking again.

@@ -171,6 +171,7 @@ fn main() {
         memory: &memory,
         failed: &[],
         images: &phoenix_core::policy::NO_POLICY,
+        traffic: &phoenix_core::traffic::NO_TRAFFIC,
         now: now(),
     };
     let rss_setup = status_kib("VmRSS:");

@@ -233,6 +233,74 @@ pub struct SimConfig {
     /// describes for `policy.images`; any other image id is unknown to it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<crate::policy::ImageInfo>,
+    /// Load balancer target groups the sim models (design section 11). Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_groups: Vec<SimTargetGroup>,
+}
+
+/// One target group of the sim: targets are `initial` for `registration_delay` after
+/// they are registered, then `healthy` (or `unhealthy` for ever, when the instance runs
+/// one of `unhealthy_images`); deregistered targets are `draining` for
+/// `deregistration_delay`, then gone (`unused`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimTargetGroup {
+    /// The name specs put in `spec.traffic.targetGroups` (an ARN, or any name).
+    pub name: String,
+    /// The target group's own port. Default 80.
+    #[serde(default = "default_sim_target_port")]
+    pub port: u16,
+    /// Time from registration until a target is healthy. Default 0s.
+    #[serde(default, with = "crate::duration")]
+    pub registration_delay: Duration,
+    /// Time a deregistered target drains. Default 300s (ELBv2's default).
+    #[serde(default = "default_deregistration_delay", with = "crate::duration")]
+    pub deregistration_delay: Duration,
+    /// Targets running these images never become healthy in this target group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unhealthy_images: Vec<String>,
+}
+
+impl SimTargetGroup {
+    /// A target group of that name with the defaults.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            port: default_sim_target_port(),
+            registration_delay: Duration::ZERO,
+            deregistration_delay: default_deregistration_delay(),
+            unhealthy_images: Vec::new(),
+        }
+    }
+}
+
+/// `providers[i].target_groups` of a sim: names non-empty and unique, ports not 0.
+fn sim_target_group_problems(i: usize, groups: &[SimTargetGroup]) -> Vec<ConfigError> {
+    let mut problems = Vec::new();
+    let mut names = BTreeSet::new();
+    for (j, tg) in groups.iter().enumerate() {
+        let at = |field: &str| format!("providers[{i}].target_groups[{j}].{field}");
+        if tg.name.is_empty() {
+            problems.push(ConfigError::field(&at("name"), "must not be empty"));
+        } else if !names.insert(tg.name.as_str()) {
+            problems.push(ConfigError::field(
+                &at("name"),
+                format!("`{}` is used by more than one target group", tg.name),
+            ));
+        }
+        if tg.port == 0 {
+            problems.push(ConfigError::field(&at("port"), "must be 1 to 65535"));
+        }
+    }
+    problems
+}
+
+fn default_sim_target_port() -> u16 {
+    80
+}
+
+fn default_deregistration_delay() -> Duration {
+    Duration::from_secs(300)
 }
 
 /// Whether the daemon acts on what it finds.
@@ -675,6 +743,7 @@ impl Config {
                             "must be between 0.0 and 1.0",
                         ));
                     }
+                    problems.extend(sim_target_group_problems(i, &sim.target_groups));
                 }
             }
         }

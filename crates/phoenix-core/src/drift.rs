@@ -13,7 +13,8 @@
 //! | `missing`   | group        | fewer instances than `replicas` (only from a complete inventory) |
 //! | `surplus`   | group        | more instances than `replicas` |
 //! | `orphaned`  | instance     | our owner tag, but its group is not in the desired state on its provider |
-//! | `unmanaged` | instance     | in the watched scope (inventory lists every instance carrying the `phoenix:owner` key) but not ours to act on |
+//! | `unmanaged` | instance     | in the watched scope (inventory lists every instance carrying the `phoenix:owner` key) but not ours to act on; also a target in a group's target group that is not one of our instances |
+//! | `unregistered` | instance  | a current instance of a group with `spec.traffic` that is not registered in one of its target groups ([`unregistered_finding`]) |
 //!
 //! `unmanaged` is decided by [`ownership`]: an instance whose `phoenix:owner` value is
 //! not ours (another Phoenix install, or a hand-made tag), or that carries our owner but
@@ -52,6 +53,9 @@ pub enum DriftKind {
     Unmanaged,
     /// The group's image breaks `policy.images`: nothing is launched from it.
     PolicyViolation,
+    /// A current instance of a group with `spec.traffic` is not registered (or is
+    /// draining, or `unused`) in one of its target groups. Action: register it again.
+    Unregistered,
 }
 
 impl DriftKind {
@@ -66,6 +70,7 @@ impl DriftKind {
             DriftKind::Orphaned => "orphaned",
             DriftKind::Unmanaged => "unmanaged",
             DriftKind::PolicyViolation => "policy_violation",
+            DriftKind::Unregistered => "unregistered",
         }
     }
 }
@@ -210,6 +215,39 @@ pub fn unmanaged_finding(instance: &Instance, owner: &str, provider: &str) -> Fi
         Some(o) => format!("owned by `{o}`, not by `{owner}`; reported, never touched"),
         None => "has no phoenix:owner tag; reported, never touched".into(),
     };
+    finding
+}
+
+/// The `unregistered` finding of a current instance that is `state` (`None`: not
+/// listed) in `target_group`.
+pub fn unregistered_finding(
+    group: &str,
+    provider: &str,
+    id: &str,
+    target_group: &str,
+    state: crate::traffic::TargetState,
+) -> Finding {
+    let mut finding = Finding::instance(DriftKind::Unregistered, Some(group), provider, id);
+    finding.expected = Some(target_group.to_owned());
+    finding.observed = Some(state.as_str().to_owned());
+    finding.reason =
+        format!("not registered in target group {target_group} ({state}); it is registered again");
+    finding
+}
+
+/// The `unmanaged` finding of a target in one of `group`'s target groups that is not an
+/// instance Phoenix owns: reported, never deregistered.
+pub fn foreign_target_finding(
+    group: &str,
+    provider: &str,
+    id: &str,
+    target_group: &str,
+) -> Finding {
+    let mut finding = Finding::instance(DriftKind::Unmanaged, Some(group), provider, id);
+    finding.observed = Some(target_group.to_owned());
+    finding.reason = format!(
+        "registered in target group {target_group} of group `{group}` but not an instance this Phoenix owns; reported, never deregistered"
+    );
     finding
 }
 

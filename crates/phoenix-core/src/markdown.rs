@@ -141,7 +141,12 @@ fn counts(g: &GroupReport) -> Counts {
             Step::Terminate { instance_ids } => {
                 c.terminations += u32::try_from(instance_ids.len()).unwrap_or(u32::MAX)
             }
-            Step::WaitHealthy { .. } | Step::Bake { .. } => {}
+            Step::WaitHealthy { .. }
+            | Step::Bake { .. }
+            | Step::Register { .. }
+            | Step::WaitInService { .. }
+            | Step::Deregister { .. }
+            | Step::WaitDrained { .. } => {}
         }
     }
     c.replacements = u32::try_from(
@@ -354,6 +359,7 @@ fn step_text(step: &Step) -> String {
         }
         Step::Bake { duration } => format!("bake {}", fmt(*duration)),
         Step::Terminate { instance_ids } => format!("terminate {}", ids(instance_ids)),
+        traffic => crate::render::traffic_step(traffic, ids).unwrap_or_default(),
     }
 }
 

@@ -213,7 +213,10 @@ fn render_finding(out: &Out, f: &Finding) -> String {
         DriftKind::Surplus | DriftKind::Orphaned => Paint::Remove,
         DriftKind::Unmanaged => Paint::Dim,
         DriftKind::PolicyViolation => Paint::Warn,
-        DriftKind::Outdated | DriftKind::Modified | DriftKind::Unhealthy => Paint::Change,
+        DriftKind::Outdated
+        | DriftKind::Modified
+        | DriftKind::Unhealthy
+        | DriftKind::Unregistered => Paint::Change,
     };
     let kind = out.paint(paint, &format!("{:<10}", f.kind.as_str()));
     let subject = match (&f.instance_id, f.count) {
@@ -249,6 +252,7 @@ fn render_step(out: &Out, n: usize, step: &Step) -> String {
             Paint::Remove,
             &format!("terminate {}", instance_ids.join(", ")),
         ),
+        traffic => traffic_step(traffic, |ids| ids.join(", ")).unwrap_or_default(),
     };
     let mut s = String::new();
     let _ = write!(s, "      {n}. {body}");
@@ -271,4 +275,60 @@ fn short_tag(tag: &str) -> String {
     tag.parse::<SpecHash>()
         .map(|h| h.short())
         .unwrap_or_else(|_| tag.to_owned())
+}
+
+/// The text of a traffic step (`register`, `wait_in_service`, `deregister`,
+/// `wait_drained`), instance ids written by `ids`; `None` for any other step. Shared by
+/// the text and Markdown renderings.
+pub(crate) fn traffic_step(step: &Step, ids: impl Fn(&[String]) -> String) -> Option<String> {
+    let fmt = crate::duration::format;
+    let new_and = |listed: &[String]| {
+        if listed.is_empty() {
+            "new instances".to_string()
+        } else {
+            ids(listed)
+        }
+    };
+    Some(match step {
+        Step::Register {
+            instance_ids,
+            target_groups,
+        } => format!(
+            "register {} in {}",
+            new_and(instance_ids),
+            target_groups.join(", ")
+        ),
+        Step::WaitInService {
+            instance_ids,
+            target_groups,
+            deadline,
+        } => format!(
+            "wait until in service: {} in {} (deadline {})",
+            new_and(instance_ids),
+            target_groups.join(", "),
+            fmt(*deadline)
+        ),
+        Step::Deregister {
+            instance_ids,
+            target_groups,
+        } => format!(
+            "deregister {} from {}",
+            ids(instance_ids),
+            target_groups.join(", ")
+        ),
+        Step::WaitDrained {
+            instance_ids,
+            target_groups,
+            drain,
+        } => format!(
+            "wait until drained: {} from {} ({})",
+            ids(instance_ids),
+            target_groups.join(", "),
+            drain.map_or_else(
+                || "the target group's deregistration delay + 30s".to_string(),
+                |d| format!("at most {}", fmt(d))
+            )
+        ),
+        _ => return None,
+    })
 }

@@ -75,6 +75,11 @@ impl InstanceGroup {
                 interner.share(text);
             }
         }
+        if let Some(traffic) = spec.traffic.as_deref_mut() {
+            for tg in traffic.target_groups.iter_mut() {
+                interner.share(&mut tg.0);
+            }
+        }
     }
 
     /// The spec hash of this group: `metadata.name` plus `spec.template`.
@@ -131,6 +136,40 @@ pub struct GroupSpec {
     /// A suspended group is observed and reported but never acted on.
     #[serde(default)]
     pub suspend: bool,
+    /// Load balancer target groups the instances serve (design section 11). Not
+    /// hashed: changing it re-registers, never replaces. Boxed: most groups have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Box<Traffic>>,
+}
+
+/// `spec.traffic`: the ELBv2 target groups a group's instances are registered in. Not
+/// hashed. Every instance that joins is registered and waited in service before it
+/// counts for the healthy floor; every instance that leaves is deregistered and drained
+/// before it is terminated.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Traffic {
+    /// Target group ARNs (for the sim, its configured target group names), at least one,
+    /// no duplicates.
+    pub target_groups: Box<[StrictString]>,
+    /// The port instances are registered on; default: each target group's own port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// A cap on waiting for draining; default: the target group's deregistration
+    /// delay plus 30s.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::duration::option"
+    )]
+    pub drain: Option<Duration>,
+}
+
+impl Traffic {
+    /// The target groups as plain strings, in the spec's order.
+    pub fn target_group_names(&self) -> Vec<String> {
+        self.target_groups.iter().map(|t| t.to_string()).collect()
+    }
 }
 
 /// `spec.template`: the hashed description of one instance.
@@ -837,6 +876,9 @@ fn validate(group: &InstanceGroup) -> Result<(), SpecError> {
             "maxSurge and maxUnavailable are both 0, so no replacement could ever make progress",
         ));
     }
+    if let Some(traffic) = spec.traffic.as_deref() {
+        validate_traffic(traffic)?;
+    }
     if spec.template.image.is_empty() {
         return Err(SpecError::field("spec.template.image", "must not be empty"));
     }
@@ -844,6 +886,42 @@ fn validate(group: &InstanceGroup) -> Result<(), SpecError> {
         return Err(SpecError::field(
             "spec.template.instanceType",
             "must not be empty",
+        ));
+    }
+    Ok(())
+}
+
+/// `spec.traffic`: at least one target group, none empty or named twice, a port that is
+/// not 0, a drain cap that is not 0.
+fn validate_traffic(traffic: &Traffic) -> Result<(), SpecError> {
+    if traffic.target_groups.is_empty() {
+        return Err(SpecError::field(
+            "spec.traffic.targetGroups",
+            "must name at least one target group",
+        ));
+    }
+    for (i, tg) in traffic.target_groups.iter().enumerate() {
+        let path = format!("spec.traffic.targetGroups[{i}]");
+        if tg.is_empty() || tg.as_str().chars().any(char::is_whitespace) {
+            return Err(SpecError::field(
+                &path,
+                "must be a target group ARN (not empty, no whitespace)",
+            ));
+        }
+        if traffic.target_groups[..i].contains(tg) {
+            return Err(SpecError::field(
+                &path,
+                format!("`{}` is listed twice", tg.as_str()),
+            ));
+        }
+    }
+    if traffic.port == Some(0) {
+        return Err(SpecError::field("spec.traffic.port", "must be 1 to 65535"));
+    }
+    if traffic.drain == Some(Duration::ZERO) {
+        return Err(SpecError::field(
+            "spec.traffic.drain",
+            "must be longer than 0s (leave it out for the target group's own delay)",
         ));
     }
     Ok(())

@@ -130,6 +130,7 @@ fn zero_latency_sim() -> SimConfig {
         launch_failure_rate: 0.0,
         unhealthy_images: Vec::new(),
         images: Vec::new(),
+        target_groups: Vec::new(),
     }
 }
 
@@ -256,6 +257,7 @@ async fn rolling_replacement(replicas: u32, surge: &str) -> (Duration, usize) {
         memory: &PlanMemory::default(),
         failed: &[],
         images: &phoenix_core::policy::NO_POLICY,
+        traffic: &phoenix_core::traffic::NO_TRAFFIC,
         now,
     })
     .expect("plan");
@@ -405,6 +407,7 @@ async fn first_pass(n: usize) -> FirstPass {
         memory: &PlanMemory::default(),
         failed: &[],
         images: &phoenix_core::policy::NO_POLICY,
+        traffic: &phoenix_core::traffic::NO_TRAFFIC,
         now,
     })
     .expect("plan");

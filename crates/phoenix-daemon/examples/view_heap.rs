@@ -139,6 +139,7 @@ fn main() {
         signature: None,
         source_error: None,
         inventories: &[],
+        traffic: &phoenix_core::traffic::NO_TRAFFIC,
         document: Some(&document),
         since: &since,
         alerts: AlertCounts::default(),

@@ -43,7 +43,7 @@ pub const KIND_ROLLBACK: &str = "rollback";
 /// Incident kind of a source error (rejected revision, unreachable remote).
 pub const KIND_SOURCE_ERROR: &str = "source_error";
 
-const DRIFT_KINDS: [DriftKind; 7] = [
+const DRIFT_KINDS: [DriftKind; 8] = [
     DriftKind::Missing,
     DriftKind::Surplus,
     DriftKind::Outdated,
@@ -51,6 +51,7 @@ const DRIFT_KINDS: [DriftKind; 7] = [
     DriftKind::Unhealthy,
     DriftKind::Orphaned,
     DriftKind::Unmanaged,
+    DriftKind::Unregistered,
 ];
 
 /// Whether an incident kind is a drift kind (as opposed to a plan or source incident).

@@ -16,6 +16,7 @@ pub mod reload;
 pub mod retention;
 pub mod retry;
 pub mod supervise;
+pub mod traffic;
 pub mod view;
 
 /// An error with its whole source chain, `outer: cause: cause`, for logs and the API:

@@ -56,6 +56,8 @@ pub struct ViewInput<'a> {
     pub source_error: Option<&'a str>,
     /// The last inventory of every provider.
     pub inventories: &'a [Inventory],
+    /// The target groups read in the last pass (`spec.traffic`).
+    pub traffic: &'a phoenix_core::traffic::TrafficView,
     /// The last plan document.
     pub document: Option<&'a PlanDocument>,
     /// Since when each open finding has been open.
@@ -392,6 +394,7 @@ fn group_view(
             state: i.state,
             health: i.health,
             commit: i.tags.get_text(tags::COMMIT).cloned(),
+            traffic: crate::traffic::instance_traffic(input.traffic, report, i.id.as_str()),
         })
         .collect();
     let drift = report
@@ -446,6 +449,7 @@ fn group_view(
             instances,
             observed_hashes,
             drift: drift.into_boxed_slice(),
+            target_groups: crate::traffic::group_target_groups(input.traffic, report),
             operation: active.map(|p| {
                 Box::new(Operation {
                     plan_id: p.plan.id.to_string(),
@@ -690,6 +694,7 @@ mod tests {
             signature: None,
             source_error: None,
             inventories: &[],
+            traffic: &phoenix_core::traffic::NO_TRAFFIC,
             document: Some(document),
             since: &since,
             alerts: AlertCounts::default(),
@@ -734,6 +739,7 @@ mod tests {
             signature: None,
             source_error: None,
             inventories: &[],
+            traffic: &phoenix_core::traffic::NO_TRAFFIC,
             document: Some(&doc),
             since: &since,
             alerts: AlertCounts::default(),

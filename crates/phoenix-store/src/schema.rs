@@ -43,10 +43,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "ids of pruned plans, never reused",
         sql: include_str!("migrations/0005_pruned_plan_ids.sql"),
     },
+    Migration {
+        version: 6,
+        name: "traffic step actions: register, wait_in_service, deregister, wait_drained",
+        sql: include_str!("migrations/0006_traffic_steps.sql"),
+    },
 ];
 
 /// The schema version this binary writes: the last migration's.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
@@ -216,5 +221,35 @@ mod tests {
             })
             .expect("count");
         assert_eq!(left, 0, "the steps' foreign key to plans still cascades");
+    }
+
+    /// Issue 16: migration 6 widens the CHECK to the traffic actions; every action the
+    /// executor can store passes it, and nothing else does.
+    #[test]
+    fn every_step_action_passes_the_check_of_the_current_schema() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch("PRAGMA foreign_keys = ON").expect("fk");
+        migrate(&mut conn, None).expect("migrate");
+        conn.execute(
+            "INSERT INTO plans (id, group_name, target_hash, commit_id, strategy, status, \
+                                created_at, updated_at, doc) \
+             VALUES ('p1', 'web', 'sha256:ab', 'c1', 'rolling', 'running', 1, 2, '{}')",
+            [],
+        )
+        .expect("plan");
+        for (i, action) in crate::StepAction::ALL.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO steps (plan_id, idx, action, status) VALUES ('p1', ?1, ?2, 'pending')",
+                (i as i64, action.as_str()),
+            )
+            .unwrap_or_else(|e| panic!("{action} refused: {e}"));
+        }
+        assert!(
+            conn.execute(
+                "INSERT INTO steps (plan_id, idx, action, status) VALUES ('p1', 99, 'drain', 'pending')",
+                [],
+            )
+            .is_err()
+        );
     }
 }

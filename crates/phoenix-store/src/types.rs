@@ -174,7 +174,7 @@ text_enum!(
 
 text_enum!(
     /// What a step does: the `steps.action` column, which a CHECK constraint keeps to
-    /// these values (migration 4).
+    /// these values (migration 4; the traffic actions from migration 6).
     StepAction, "step action", {
         /// Launch instances of the target spec (one launch token per attempt).
         Launch => "launch",
@@ -186,6 +186,14 @@ text_enum!(
         Terminate => "terminate",
         /// Appended when a plan fails with `autoRollback`: terminate what it launched.
         Rollback => "rollback",
+        /// Register instances in the group's target groups.
+        Register => "register",
+        /// Wait until registered instances are in service in every target group.
+        WaitInService => "wait_in_service",
+        /// Deregister instances from the group's target groups.
+        Deregister => "deregister",
+        /// Wait until deregistered instances have drained.
+        WaitDrained => "wait_drained",
     }
 );
 
@@ -199,6 +207,10 @@ impl StepAction {
             Step::WaitHealthy { .. } => StepAction::WaitHealthy,
             Step::Bake { .. } => StepAction::Bake,
             Step::Terminate { .. } => StepAction::Terminate,
+            Step::Register { .. } => StepAction::Register,
+            Step::WaitInService { .. } => StepAction::WaitInService,
+            Step::Deregister { .. } => StepAction::Deregister,
+            Step::WaitDrained { .. } => StepAction::WaitDrained,
         }
     }
 }

@@ -200,6 +200,18 @@ impl Browser {
 
     /// One protocol call; panics on a protocol error or after [`CALL_TIMEOUT`].
     fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        self.try_call(session, method, params)
+            .unwrap_or_else(|error| panic!("Chromium refused {method}: {error}"))
+    }
+
+    /// One protocol call: its result, or the protocol error Chromium answered with;
+    /// panics when Chromium does not answer within [`CALL_TIMEOUT`] or goes away.
+    fn try_call(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let mut message = json!({"id": id, "method": method, "params": params});
@@ -217,9 +229,9 @@ impl Browser {
             match self.from_browser.recv_timeout(left) {
                 Ok(answer) if answer["id"] == id => {
                     if let Some(error) = answer.get("error") {
-                        panic!("Chromium refused {method}: {error}");
+                        return Err(error.clone());
                     }
-                    return answer["result"].clone();
+                    return Ok(answer["result"].clone());
                 }
                 Ok(_) => continue, // an event, or the answer to an abandoned call
                 Err(RecvTimeoutError::Timeout) => panic!(
@@ -269,14 +281,22 @@ impl Browser {
     }
 
     /// Poll `expression` until it is truthy (an exception, as while the page is still
-    /// loading, counts as not yet); panics after `timeout` with `what` and the page's text.
+    /// loading, counts as not yet, and so does an evaluation Chromium refuses because the
+    /// page is navigating, e.g. right after `location.reload()`); panics after `timeout`
+    /// with `what` and the page's text.
     pub fn wait_for(&mut self, what: &str, expression: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let check = format!(
             "(() => {{ try {{ return Boolean({expression}); }} catch (e) {{ return false; }} }})()"
         );
         loop {
-            if self.eval(&check) == Value::Bool(true) {
+            let session = self.session.clone();
+            let answer = self.try_call(
+                Some(&session),
+                "Runtime.evaluate",
+                json!({"expression": check, "returnByValue": true, "awaitPromise": true}),
+            );
+            if answer.is_ok_and(|a| a["result"]["value"] == Value::Bool(true)) {
                 return;
             }
             if Instant::now() > deadline {

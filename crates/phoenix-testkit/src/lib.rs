@@ -9,6 +9,7 @@ pub mod chromium;
 pub mod fuzz;
 pub mod git;
 pub mod moto;
+pub mod moto_elb;
 pub mod net;
 pub mod prometheus;
 pub mod scale_ec2;

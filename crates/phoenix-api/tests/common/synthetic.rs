@@ -96,6 +96,7 @@ pub fn parts(groups: usize) -> SnapshotParts {
                     state: InstanceState::Running,
                     health: InstanceHealth::Healthy,
                     commit: Some(commit.as_str().into()),
+                    traffic: None,
                 })
                 .collect();
             Group {
@@ -132,6 +133,7 @@ pub fn parts(groups: usize) -> SnapshotParts {
                     } else {
                         Box::default()
                     },
+                    target_groups: None,
                     operation: progressing.then(|| {
                         Box::new(Operation {
                             plan_id,

@@ -51,12 +51,14 @@ fn group(name: &str, sync: SyncState, drift: Vec<DriftFinding>) -> Group {
                 state: InstanceState::Running,
                 health: InstanceHealth::Healthy,
                 commit: Some("c0ffee".into()),
+                traffic: None,
             }]),
             observed_hashes: Box::new([ObservedHash {
                 spec_hash: hash('a').into(),
                 count: 1,
             }]),
             drift: drift.into(),
+            target_groups: None,
             operation: (sync == SyncState::Progressing).then(|| {
                 Box::new(Operation {
                     plan_id: "p1".into(),

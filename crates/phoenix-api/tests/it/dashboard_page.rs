@@ -10,6 +10,7 @@ use phoenix_api::*;
 use phoenix_core::SpecHash;
 use phoenix_core::drift::DriftKind;
 use phoenix_core::model::{InstanceHealth, InstanceState};
+use phoenix_core::traffic::TargetState;
 use phoenix_testkit::chromium::Browser;
 use phoenix_testkit::moto::http_request;
 use serde_json::Value;
@@ -34,7 +35,20 @@ fn instance(id: &str, h: char) -> GroupInstance {
         state: InstanceState::Running,
         health: InstanceHealth::Healthy,
         commit: Some(format!("commit{h}").into()),
+        traffic: None,
     }
+}
+
+const TG: &str =
+    "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-tg/0123456789abcdef";
+
+/// The instance behind the group's target group, in `state` there.
+fn behind_lb(mut i: GroupInstance, state: TargetState) -> GroupInstance {
+    i.traffic = Some(Box::new(vec![InstanceTraffic {
+        target_group: TG.to_string(),
+        state,
+    }]));
+    i
 }
 
 fn finding(kind: DriftKind, id: &str, field: Option<&str>, e: &str, o: &str) -> DriftFinding {
@@ -71,7 +85,10 @@ fn snapshot() -> Snapshot {
             replicas: 2,
             sync: SyncState::Progressing,
             health: GroupHealth::Healthy,
-            instances: Box::new([instance("i-old1", 'a'), instance("i-new1", 'b')]),
+            instances: Box::new([
+                behind_lb(instance("i-old1", 'a'), TargetState::Draining),
+                behind_lb(instance("i-new1", 'b'), TargetState::Healthy),
+            ]),
             observed_hashes: Box::new([
                 ObservedHash {
                     spec_hash: hash('a').into(),
@@ -92,6 +109,7 @@ fn snapshot() -> Snapshot {
                     "t3.large",
                 ),
             ]),
+            target_groups: Some(Box::new(vec![TG.to_string()])),
             operation: Some(Box::new(Operation {
                 plan_id: "p-7".into(),
                 phase: PlanState::AwaitingApproval,
@@ -256,6 +274,16 @@ fn group_page_renders_generations_drift_steps_and_buttons() {
          .find((r) => r.innerText.includes('i-new1')).innerText",
     );
     let row = row.as_str().expect("the canary's row");
+    // Issue 16: the instance's state in its target group.
+    assert!(row.contains("web-tg") && row.contains("healthy"), "{row}");
+    let old = browser.eval(
+        "[...document.querySelectorAll('#g-instances tbody tr')]\
+         .find((r) => r.innerText.includes('i-old1')).innerText",
+    );
+    assert!(
+        old.as_str().is_some_and(|r| r.contains("draining")),
+        "{old}"
+    );
     assert!(
         row.contains("modified") && row.contains("instanceType") && row.contains("t3.large"),
         "{row}"

@@ -14,11 +14,17 @@
 //!   Launching does not require a registered image when no policy is configured.
 //! - Out-of-band changes for tests ([`SimProvider::modify`]) are persisted like
 //!   everything else, and other processes opening the same directory see them.
+//! - Load balancer target groups (`target_groups:` in its config, design section 11):
+//!   registration delay (`initial`, then `healthy`), draining for the deregistration
+//!   delay (then gone), targets that never get healthy (`unhealthy_images` per target
+//!   group), and a record of every terminate of a registered or draining instance
+//!   ([`SimProvider::traffic_violations`]); see `targets`.
 //!
 //! The knobs are settable at run time ([`SimProvider::set_launch_latency`], ...); they
 //! are not persisted (they come from the config at each start).
 
 mod store;
+mod targets;
 mod world;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,14 +33,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use phoenix_core::config::SimConfig;
+use phoenix_core::config::{SimConfig, SimTargetGroup};
 use phoenix_core::model::{Instance, InstanceHealth, Inventory};
 use phoenix_core::policy::{ImageInfo, ImageLookup};
+use phoenix_core::traffic::Target;
 use rand::Rng;
 
+pub use targets::TrafficViolation;
 pub use world::SimChange;
 
-use crate::{LaunchRequest, Provider, ProviderError};
+use crate::{LaunchRequest, Provider, ProviderError, TargetGroupInfo, TargetRef};
 use store::{Store, StoreError};
 use world::{Record, World, format_id, millis, parse_id};
 
@@ -49,6 +57,8 @@ pub struct SimSettings {
     pub unhealthy_images: BTreeSet<String>,
     /// Registered images by id, as `describe_images` answers them.
     pub images: BTreeMap<String, ImageInfo>,
+    /// Load balancer target groups by name.
+    pub target_groups: BTreeMap<String, SimTargetGroup>,
 }
 
 impl From<&SimConfig> for SimSettings {
@@ -61,6 +71,11 @@ impl From<&SimConfig> for SimSettings {
                 .images
                 .iter()
                 .map(|image| (image.id.clone(), image.clone()))
+                .collect(),
+            target_groups: config
+                .target_groups
+                .iter()
+                .map(|tg| (tg.name.clone(), tg.clone()))
                 .collect(),
         }
     }
@@ -148,6 +163,56 @@ impl SimProvider {
             .expect("settings lock is never poisoned")
             .images
             .insert(image.id.clone(), image);
+    }
+
+    /// Add (or replace) a target group, e.g. to change its delays.
+    pub fn set_target_group(&self, target_group: SimTargetGroup) {
+        self.inner
+            .settings
+            .lock()
+            .expect("settings lock is never poisoned")
+            .target_groups
+            .insert(target_group.name.clone(), target_group);
+    }
+
+    /// Every terminate of an instance that was registered or draining in a target
+    /// group, oldest first (Phoenix must never cause one).
+    pub async fn traffic_violations(&self) -> Result<Vec<TrafficViolation>, ProviderError> {
+        self.with_world(|this, _, _| Ok(this.load_targets()?.violations))
+            .await
+    }
+
+    fn target_group(
+        &self,
+        operation: &'static str,
+        name: &str,
+    ) -> Result<SimTargetGroup, ProviderError> {
+        self.settings()
+            .target_groups
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ProviderError::TargetGroupNotFound {
+                provider: self.inner.name.clone(),
+                operation,
+                target_group: name.to_string(),
+            })
+    }
+
+    fn load_targets(&self) -> Result<targets::Targets, ProviderError> {
+        targets::Targets::load(&self.inner.dir).map_err(|source| self.targets_error(source))
+    }
+
+    fn save_targets(&self, t: &targets::Targets) -> Result<(), ProviderError> {
+        t.save(&self.inner.dir)
+            .map_err(|source| self.targets_error(source))
+    }
+
+    fn targets_error(&self, source: std::io::Error) -> ProviderError {
+        ProviderError::Storage {
+            provider: self.inner.name.clone(),
+            path: self.inner.dir.join(targets::FILE),
+            source,
+        }
     }
 
     /// Replace the set of images whose instances never become healthy.
@@ -407,6 +472,12 @@ impl Provider for SimProvider {
             if numeric.is_empty() {
                 return Ok(());
             }
+            let mut targets = this.load_targets()?;
+            let live: Vec<String> = numeric.iter().map(|n| format_id(*n)).collect();
+            let groups = this.settings().target_groups;
+            if targets.terminated(&groups, world, &live, millis(SystemTime::now())) {
+                this.save_targets(&targets)?;
+            }
             let record = Record::Terminate { ids: numeric };
             world.apply(&record);
             this.persist(store, world, &[record])
@@ -450,6 +521,71 @@ impl Provider for SimProvider {
         let (owner, token) = (owner.to_string(), token.to_string());
         self.with_world(move |this, _, world| Ok(this.views(world, &owner, Some(&token), false)))
             .await
+    }
+
+    async fn register_targets(
+        &self,
+        target_group: &str,
+        targets: &[TargetRef],
+    ) -> Result<(), ProviderError> {
+        let tg = self.target_group("RegisterTargets", target_group)?;
+        let wanted: Vec<(String, u16)> = targets
+            .iter()
+            .map(|t| (t.id.clone(), t.port.unwrap_or(tg.port)))
+            .collect();
+        self.with_world(move |this, _, world| {
+            let unknown: Vec<String> = wanted
+                .iter()
+                .filter(|(id, _)| parse_id(id).is_none_or(|n| !world.contains(n)))
+                .map(|(id, _)| id.clone())
+                .collect();
+            if !unknown.is_empty() {
+                return Err(ProviderError::Client {
+                    provider: this.inner.name.clone(),
+                    operation: "RegisterTargets",
+                    code: "InvalidTarget".to_string(),
+                    message: format!("no running instance {}", unknown.join(", ")),
+                });
+            }
+            let mut t = this.load_targets()?;
+            t.register(&tg, &wanted, millis(SystemTime::now()));
+            this.save_targets(&t)
+        })
+        .await
+    }
+
+    async fn deregister_targets(
+        &self,
+        target_group: &str,
+        targets: &[TargetRef],
+    ) -> Result<(), ProviderError> {
+        let tg = self.target_group("DeregisterTargets", target_group)?;
+        let ids: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
+        self.with_world(move |this, _, _| {
+            let mut t = this.load_targets()?;
+            t.deregister(&tg, &ids, millis(SystemTime::now()));
+            this.save_targets(&t)
+        })
+        .await
+    }
+
+    async fn target_health(&self, target_group: &str) -> Result<Vec<Target>, ProviderError> {
+        let tg = self.target_group("DescribeTargetHealth", target_group)?;
+        self.with_world(move |this, _, world| {
+            let t = this.load_targets()?;
+            Ok(t.health(&tg, world, millis(SystemTime::now())))
+        })
+        .await
+    }
+
+    async fn target_group_info(
+        &self,
+        target_group: &str,
+    ) -> Result<TargetGroupInfo, ProviderError> {
+        let tg = self.target_group("DescribeTargetGroupAttributes", target_group)?;
+        Ok(TargetGroupInfo {
+            deregistration_delay: tg.deregistration_delay,
+        })
     }
 
     async fn describe_images(

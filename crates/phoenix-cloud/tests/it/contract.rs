@@ -126,7 +126,7 @@ pub(crate) async fn moto_network(client: &Client) -> (Vec<String>, String) {
     (subnets, sg.group_id().expect("group id").to_string())
 }
 
-fn template(image: &str, subnets: &[String], sg: &str) -> Template {
+pub(crate) fn template(image: &str, subnets: &[String], sg: &str) -> Template {
     serde_json::from_value(serde_json::json!({
         "image": image,
         "instanceType": "t3.micro",
@@ -138,7 +138,7 @@ fn template(image: &str, subnets: &[String], sg: &str) -> Template {
     .expect("a valid template")
 }
 
-fn request(owner: &str, template: &Template, token: &str, count: u32) -> LaunchRequest {
+pub(crate) fn request(owner: &str, template: &Template, token: &str, count: u32) -> LaunchRequest {
     let group = GroupName::new("web").expect("valid group name");
     LaunchRequest {
         owner: owner.to_string(),
@@ -581,6 +581,7 @@ impl Named for SimConfig {
             launch_failure_rate: 0.0,
             unhealthy_images: Vec::new(),
             images: Vec::new(),
+            target_groups: Vec::new(),
         }
     }
 }

@@ -200,6 +200,7 @@ async fn sim_registry_describes_images_with_deprecation_and_age() {
             image("ami-fresh", 3, None),
             image("ami-deprecated", 10, Some(1)),
         ],
+        target_groups: Vec::new(),
     };
     let sim = within(30, SimProvider::open(&config, dir.path()))
         .await

@@ -34,6 +34,8 @@ pub(super) struct Pending<'a> {
     pub removals: Vec<Member<'a>>,
     /// Current members that stay (current minus surplus picks).
     pub keep: Vec<Member<'a>>,
+    /// The group's target groups as observed, with `spec.traffic`.
+    pub traffic: Option<super::traffic::GroupTraffic<'a>>,
 }
 
 /// The reports of the desired groups, in name order, and the groups that want steps.
@@ -62,6 +64,10 @@ pub(super) fn classify<'a>(
         };
         let mut drift = drift::classify_group(&ctx, parts.members[position].as_slice());
         let mut report = report_of(parsed, providers.get(provider), &mut drift, &ctx);
+        let traffic = spec
+            .traffic
+            .as_deref()
+            .map(|t| super::traffic::observe(input, &ctx, t, &drift, &mut report));
         if act(input, parsed, &mut report) {
             let (mut removals, keep) = removals(&drift, ctx.replicas as usize);
             let window = windows.state(ctx.name, input.now, lifted);
@@ -73,6 +79,7 @@ pub(super) fn classify<'a>(
                 complete: inventory_complete,
                 removals,
                 keep,
+                traffic,
             });
         }
         reports.push(report);

@@ -56,9 +56,52 @@ pub fn plan_id(
                     h.update([0]);
                 }
             }
+            Step::Register {
+                instance_ids,
+                target_groups,
+            } => {
+                h.update(b"R");
+                digest_lists(&mut h, instance_ids, target_groups);
+            }
+            Step::WaitInService {
+                instance_ids,
+                target_groups,
+                deadline,
+            } => {
+                h.update(b"S");
+                h.update(deadline.as_millis().to_le_bytes());
+                digest_lists(&mut h, instance_ids, target_groups);
+            }
+            Step::Deregister {
+                instance_ids,
+                target_groups,
+            } => {
+                h.update(b"D");
+                digest_lists(&mut h, instance_ids, target_groups);
+            }
+            Step::WaitDrained {
+                instance_ids,
+                target_groups,
+                drain,
+            } => {
+                h.update(b"N");
+                h.update(drain.map_or(u128::MAX, |d| d.as_millis()).to_le_bytes());
+                digest_lists(&mut h, instance_ids, target_groups);
+            }
         }
         h.update([0xff]);
     }
     let digest = h.finalize();
     format!("plan-{}", hex::encode(&digest[..8]))
+}
+
+/// Two lists of strings, each item ended by a 0 byte and each list by a 1 byte.
+fn digest_lists(h: &mut Sha256, ids: &[String], target_groups: &[String]) {
+    for list in [ids, target_groups] {
+        for item in list {
+            h.update(item.as_bytes());
+            h.update([0]);
+        }
+        h.update([1]);
+    }
 }

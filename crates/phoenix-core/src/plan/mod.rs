@@ -52,6 +52,7 @@ mod id;
 mod orphans;
 mod partition;
 mod rollout;
+mod traffic;
 
 pub use budget::budget_limit;
 pub use check::{Checked, check};
@@ -82,6 +83,9 @@ pub struct PlanInput<'a> {
     /// `policy.images` verdicts for the images the groups name
     /// ([`crate::policy::NO_POLICY`] when no policy is configured).
     pub images: &'a crate::policy::ImageVerdicts,
+    /// The target groups read this pass for groups with `spec.traffic`
+    /// ([`crate::traffic::NO_TRAFFIC`] when none has it).
+    pub traffic: &'a crate::traffic::TrafficView,
     /// When the inventory was observed.
     pub now: SystemTime,
 }
@@ -285,6 +289,51 @@ pub enum Step {
         /// Instance ids.
         instance_ids: Vec<String>,
     },
+    /// Register in every target group each instance this plan launched so far that is
+    /// not registered yet, and every instance listed (design section 11).
+    Register {
+        /// Pre-existing instances to register (an `unregistered` finding's instances).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        instance_ids: Vec<String>,
+        /// `spec.traffic.targetGroups`.
+        target_groups: Vec<String>,
+    },
+    /// Wait until the instances the preceding `register` step registered are `healthy`
+    /// in every target group; one that is not `deadline` after the step started fails
+    /// the plan ("never got healthy").
+    WaitInService {
+        /// The listed instances of the `register` step.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        instance_ids: Vec<String>,
+        /// `spec.traffic.targetGroups`.
+        target_groups: Vec<String>,
+        /// `health.deadline`.
+        #[serde(with = "crate::duration")]
+        deadline: Duration,
+    },
+    /// Deregister these instances (sorted) from every target group, while the group's
+    /// in-service floor holds.
+    Deregister {
+        /// Instance ids.
+        instance_ids: Vec<String>,
+        /// `spec.traffic.targetGroups`.
+        target_groups: Vec<String>,
+    },
+    /// Wait until these instances are `unused` in every target group, or `drain` has
+    /// passed (absent: each target group's deregistration delay plus 30s).
+    WaitDrained {
+        /// Instance ids.
+        instance_ids: Vec<String>,
+        /// `spec.traffic.targetGroups`.
+        target_groups: Vec<String>,
+        /// `spec.traffic.drain`.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "crate::duration::option"
+        )]
+        drain: Option<Duration>,
+    },
 }
 
 /// One group's part of the document: findings and, when there is one, its plan.
@@ -373,6 +422,7 @@ pub fn plan_checked(checked: Checked<'_, '_>) -> PlanOutcome {
     memory.hold.clone_from(&hold);
     let mut providers = groups::ProviderTexts::default();
     let (mut reports, pending) = groups::classify(input, &parts, &mut providers);
+    let foreign = traffic::foreign_targets(input, &parts);
     let mut budget = budget::Ledger::new(budget_limit(input.config, parts.fleet));
     rollout::plan_rollouts(input, pending, &mut reports, &mut budget, hold.is_some());
     let prunes = orphans::PruneContext {
@@ -391,7 +441,7 @@ pub fn plan_checked(checked: Checked<'_, '_>) -> PlanOutcome {
         hold,
         incomplete_providers: partition::incomplete_providers(input, &parts),
         groups: reports,
-        unmanaged: parts.unmanaged,
+        unmanaged: traffic::with_foreign(parts.unmanaged, foreign),
     };
     PlanOutcome { document, memory }
 }

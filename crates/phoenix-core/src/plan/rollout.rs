@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use super::budget::Ledger;
 use super::groups::Pending;
 use super::holds::{self, Approve};
+use super::traffic::GroupTraffic;
 use super::{GroupReport, PlanInput, Step};
 use crate::drift::{Member, MemberHealth, RemovalClass};
 use crate::spec::{Approval, InstanceGroup, Strategy};
@@ -64,7 +65,14 @@ pub(super) fn plan_rollouts(
     });
     for p in &pending {
         let report = &mut reports[p.index];
-        let granted = budget.grant(p.removals.len(), report);
+        // A traffic group whose target groups could not all be read removes nothing:
+        // which instances are in service is not known.
+        let removable = if p.traffic.as_ref().is_some_and(|t| !t.known) {
+            0
+        } else {
+            p.removals.len()
+        };
+        let granted = budget.grant(removable, report);
         let group_steps = rollout_steps(p, &p.removals[..granted]);
         if group_steps.blocked {
             report
@@ -114,13 +122,15 @@ fn rollout_steps(p: &Pending<'_>, removals: &[Member<'_>]) -> GroupSteps {
     };
     let mut to_launch = target.saturating_sub(kept);
 
+    let traffic = p.traffic.as_ref();
+    // With traffic, only instances in service in every target group count (or about to
+    // be registered again: the plan starts with that).
+    let serving = |m: &Member<'_>| {
+        m.health == MemberHealth::Healthy
+            && traffic.is_none_or(|t| t.serving(m.instance.id.as_str()))
+    };
     let healthy_of = |ms: &[Member<'_>]| {
-        u32::try_from(
-            ms.iter()
-                .filter(|m| m.health == MemberHealth::Healthy)
-                .count(),
-        )
-        .unwrap_or(u32::MAX)
+        u32::try_from(ms.iter().filter(|m| serving(m)).count()).unwrap_or(u32::MAX)
     };
     let mut healthy = healthy_of(&p.drift.current) + healthy_of(&p.drift.replace);
     let floor = limits.healthy_floor(replicas).min(healthy);
@@ -135,7 +145,7 @@ fn rollout_steps(p: &Pending<'_>, removals: &[Member<'_>]) -> GroupSteps {
     let mut queue: VecDeque<(&str, bool)> = {
         let mut v: Vec<(&str, bool)> = removals
             .iter()
-            .map(|m| (m.instance.id.as_str(), m.health == MemberHealth::Healthy))
+            .map(|m| (m.instance.id.as_str(), serving(m)))
             .collect();
         // Not-healthy first; otherwise keep the pick order.
         v.sort_by_key(|(_, h)| *h);
@@ -147,6 +157,7 @@ fn rollout_steps(p: &Pending<'_>, removals: &[Member<'_>]) -> GroupSteps {
     let mut first_launch = true;
     let mut steps = Vec::new();
     let mut blocked = false;
+    let mut joining = traffic.map(|t| t.prelude(&mut steps)).unwrap_or_default();
     let wait = |ids: Vec<String>| Step::WaitHealthy {
         instance_ids: ids,
         grace: spec.health.grace,
@@ -170,6 +181,7 @@ fn rollout_steps(p: &Pending<'_>, removals: &[Member<'_>]) -> GroupSteps {
             to_launch -= launch;
             healthy += launch;
             steps.push(wait(Vec::new()));
+            traffic.inspect(|t| t.join(&mut steps, Vec::new()));
             first_launch = false;
         }
         let mut batch = Vec::new();
@@ -193,17 +205,40 @@ fn rollout_steps(p: &Pending<'_>, removals: &[Member<'_>]) -> GroupSteps {
                 });
             }
             batch.sort_unstable();
+            traffic.inspect(|t| t.leave(&mut steps, &batch));
             steps.push(Step::Terminate {
                 instance_ids: batch,
             });
         } else if launch == 0 {
-            if starting.is_empty() {
+            if starting.is_empty() && joining.is_empty() {
                 blocked = true;
                 break;
             }
-            healthy += u32::try_from(starting.len()).unwrap_or(u32::MAX);
-            steps.push(wait(std::mem::take(&mut starting)));
+            healthy += wait_for_existing(&mut steps, &wait, traffic, (&mut starting, &mut joining));
         }
     }
     GroupSteps { steps, blocked }
+}
+
+/// Wait for the pre-existing instances still starting (with traffic, then register them
+/// and wait them in service) and, with traffic, for the registered ones not in service
+/// yet. Returns how many instances that makes healthy.
+fn wait_for_existing(
+    steps: &mut Vec<Step>,
+    wait: &dyn Fn(Vec<String>) -> Step,
+    traffic: Option<&GroupTraffic<'_>>,
+    (starting, joining): (&mut Vec<String>, &mut Vec<String>),
+) -> u32 {
+    let added = u32::try_from(starting.len() + joining.len()).unwrap_or(u32::MAX);
+    if !starting.is_empty() {
+        let ids = std::mem::take(starting);
+        steps.push(wait(ids.clone()));
+        if let Some(t) = traffic {
+            t.join(steps, ids);
+        }
+    }
+    if let Some(t) = traffic.filter(|_| !joining.is_empty()) {
+        t.wait_in_service(steps, std::mem::take(joining));
+    }
+    added
 }

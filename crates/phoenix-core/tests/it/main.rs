@@ -10,6 +10,7 @@ mod planner_markdown;
 mod planner_policy;
 mod planner_props;
 mod planner_support;
+mod planner_traffic;
 mod spec_fast_path;
 mod spec_gen;
 mod spec_hash;

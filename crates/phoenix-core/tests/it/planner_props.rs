@@ -251,6 +251,15 @@ fn apply(world: &mut World, report: &GroupReport) -> Result<(), TestCaseError> {
                 }
             }
             Step::Bake { .. } => {}
+            // Generated groups have no `spec.traffic` (planner_traffic covers it).
+            Step::Register { .. }
+            | Step::WaitInService { .. }
+            | Step::Deregister { .. }
+            | Step::WaitDrained { .. } => {
+                return Err(TestCaseError::fail(format!(
+                    "traffic step without traffic: {step:?}"
+                )));
+            }
             Step::Terminate { instance_ids } => {
                 for id in instance_ids {
                     let pos = world.instances.iter().position(|i| &i.id == id);

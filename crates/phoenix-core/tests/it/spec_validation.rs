@@ -290,3 +290,59 @@ fn percentages_round_like_kubernetes() {
     assert_eq!(Percent(0).resolve(7, true), 0);
     assert_eq!(Count(4).resolve(10, true), 4);
 }
+
+/// `spec.traffic` (issue 16): parsed, validated with field paths, and not hashed.
+#[test]
+fn traffic_is_validated_and_not_hashed() {
+    let with = |traffic: &str| format!("{BASE}  traffic: {traffic}\n");
+    let parsed = parse_group(&with("{targetGroups: [tg-a, tg-b], port: 8080, drain: 2m}"))
+        .expect("a valid traffic section");
+    let traffic = parsed.group.spec.traffic.as_deref().expect("traffic kept");
+    assert_eq!(traffic.target_group_names(), ["tg-a", "tg-b"]);
+    assert_eq!(traffic.port, Some(8080));
+    assert_eq!(traffic.drain, Some(std::time::Duration::from_secs(120)));
+    let plain = parse_group(BASE).expect("BASE is valid");
+    assert_eq!(parsed.hash, plain.hash, "spec.traffic is not hashed");
+    assert_eq!(
+        parse_group(&with("{targetGroups: [tg-a]}"))
+            .expect("defaults")
+            .group
+            .spec
+            .traffic
+            .as_deref()
+            .map(|t| (t.port, t.drain)),
+        Some((None, None))
+    );
+    let cases: &[(&str, &str)] = &[
+        (
+            "{targetGroups: []}",
+            "spec.traffic.targetGroups: must name at least one target group",
+        ),
+        (
+            "{targetGroups: [tg-a, tg-a]}",
+            "spec.traffic.targetGroups[1]: `tg-a` is listed twice",
+        ),
+        (
+            "{targetGroups: [\"\"]}",
+            "spec.traffic.targetGroups[0]: must be a target group ARN (not empty, no whitespace)",
+        ),
+        (
+            "{targetGroups: [tg-a], port: 0}",
+            "spec.traffic.port: must be 1 to 65535",
+        ),
+        (
+            "{targetGroups: [tg-a], drain: 0s}",
+            "spec.traffic.drain: must be longer than 0s (leave it out for the target group's own delay)",
+        ),
+    ];
+    for (traffic, expected) in cases {
+        assert_eq!(&error_of(&with(traffic)), expected, "traffic: {traffic}");
+    }
+    let unknown = error_of(&with("{targetGroups: [tg-a], weight: 1}"));
+    assert!(
+        unknown == "11:35: unknown field `weight`, expected one of targetGroups, port, drain",
+        "{unknown}"
+    );
+    let big_port = error_of(&with("{targetGroups: [tg-a], port: 70000}"));
+    assert!(big_port.starts_with("11:"), "{big_port}");
+}

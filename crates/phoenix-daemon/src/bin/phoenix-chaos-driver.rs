@@ -6,6 +6,7 @@
 //! ```text
 //! phoenix-chaos-driver <state-dir> [--launch-failure-rate F] [--error-rate F]
 //!                      [--unhealthy IMAGE]... [--seed N] [--max-passes N]
+//!                      [--target-group NAME:REGISTRATION_MS:DRAIN_MS[:UNHEALTHY_IMAGE]]...
 //! ```
 //!
 //! `<state-dir>` holds `desired/*.yaml` (the groups) and `desired/COMMIT` (the commit id
@@ -13,6 +14,9 @@
 //! store) are created here. Faults: sim launch failures (`--launch-failure-rate`),
 //! injected server errors on terminate and health calls (`--error-rate`), and images
 //! whose instances never become healthy (`--unhealthy`, which makes plans roll back).
+//! `--target-group` gives the sim a load balancer target group with those delays (and
+//! an image whose targets never get healthy); groups with `spec.traffic` then move
+//! traffic, and register and deregister calls fail at `--error-rate` too.
 //!
 //! Exit codes: 0 converged (prints `converged`), 2 not converged within `--max-passes`,
 //! 1 error.
@@ -46,6 +50,30 @@ struct Args {
     unhealthy: Vec<String>,
     seed: u64,
     max_passes: u32,
+    target_groups: Vec<phoenix_core::config::SimTargetGroup>,
+}
+
+/// `NAME:REGISTRATION_MS:DRAIN_MS[:UNHEALTHY_IMAGE]`.
+fn target_group(text: &str) -> Result<phoenix_core::config::SimTargetGroup, String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let ms = |s: &str| {
+        s.parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|e| format!("--target-group {text}: {e}"))
+    };
+    match parts.as_slice() {
+        [name, reg, drain, rest @ ..] if rest.len() <= 1 => {
+            Ok(phoenix_core::config::SimTargetGroup {
+                registration_delay: ms(reg)?,
+                deregistration_delay: ms(drain)?,
+                unhealthy_images: rest.iter().map(|s| s.to_string()).collect(),
+                ..phoenix_core::config::SimTargetGroup::named(name)
+            })
+        }
+        _ => Err(format!(
+            "--target-group {text}: expected NAME:REGISTRATION_MS:DRAIN_MS[:IMAGE]"
+        )),
+    }
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -57,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
         unhealthy: Vec::new(),
         seed: 1,
         max_passes: 10_000,
+        target_groups: Vec::new(),
     };
     let mut dir = None;
     while let Some(arg) = it.next() {
@@ -73,6 +102,7 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--error-rate: {e}"))?;
             }
             "--unhealthy" => args.unhealthy.push(value(&arg)?),
+            "--target-group" => args.target_groups.push(target_group(&value(&arg)?)?),
             "--seed" => args.seed = value(&arg)?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--max-passes" => {
                 args.max_passes = value(&arg)?
@@ -117,6 +147,7 @@ async fn run(args: Args) -> Result<bool, String> {
             launch_failure_rate: args.launch_failure_rate,
             unhealthy_images: args.unhealthy.clone(),
             images: Vec::new(),
+            target_groups: args.target_groups.clone(),
         },
         args.dir.join("sim"),
     )
@@ -131,6 +162,8 @@ async fn run(args: Args) -> Result<bool, String> {
     });
     let mut providers = BTreeMap::new();
     providers.insert("sim".to_string(), flaky);
+    let mut planning: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+    planning.insert("sim".to_string(), Arc::new(sim.clone()));
     let options = ExecutorOptions {
         poll_interval: Duration::from_millis(20),
         retry_base: Duration::from_millis(5),
@@ -155,6 +188,11 @@ async fn run(args: Args) -> Result<bool, String> {
     for pass in 0..args.max_passes {
         let now = SystemTime::now();
         let inventory = sim.inventory(OWNER).await;
+        let traffic = phoenix_daemon::traffic::target_health(
+            groups.iter().map(|g| g.group.as_ref()),
+            &planning,
+        )
+        .await;
         let failed: Vec<FailedGeneration> = store
             .failed_hashes()
             .map_err(|e| format!("failed hashes: {e}"))?
@@ -174,6 +212,7 @@ async fn run(args: Args) -> Result<bool, String> {
             memory: &memory,
             failed: &failed,
             images: &phoenix_core::policy::NO_POLICY,
+            traffic: &traffic,
             now,
         })
         .map_err(|e| format!("plan: {e}"))?;
@@ -195,30 +234,7 @@ async fn run(args: Args) -> Result<bool, String> {
             .map_err(|e| format!("unfinished plans: {e}"))?;
         let active = unfinished.len();
         if pass % 500 == 499 {
-            // A slow convergence shows where it stands.
-            for p in &unfinished {
-                let steps: Vec<String> = p
-                    .steps
-                    .iter()
-                    .map(|s| format!("{}:{}:{}", s.action, s.status, s.attempt))
-                    .collect();
-                eprintln!(
-                    "pass {pass}: plan {} {} {} [{}]",
-                    p.plan.id,
-                    p.plan.group,
-                    p.plan.status,
-                    steps.join(" ")
-                );
-            }
-            for g in &outcome.document.groups {
-                eprintln!(
-                    "pass {pass}: group {} {:?} steps {} notes {:?}",
-                    g.name,
-                    g.status,
-                    g.steps.len(),
-                    g.notes
-                );
-            }
+            show_progress(pass, &unfinished, &outcome.document);
         }
         if !outcome.document.changes && active == 0 {
             return Ok(true);
@@ -230,6 +246,38 @@ async fn run(args: Args) -> Result<bool, String> {
         tokio::time::sleep(wait).await;
     }
     Ok(false)
+}
+
+/// Where a slow convergence stands: every unfinished plan's steps and every group.
+fn show_progress(
+    pass: u32,
+    unfinished: &[phoenix_store::PlanWithSteps],
+    document: &phoenix_core::plan::PlanDocument,
+) {
+    // A slow convergence shows where it stands.
+    for p in unfinished {
+        let steps: Vec<String> = p
+            .steps
+            .iter()
+            .map(|s| format!("{}:{}:{}", s.action, s.status, s.attempt))
+            .collect();
+        eprintln!(
+            "pass {pass}: plan {} {} {} [{}]",
+            p.plan.id,
+            p.plan.group,
+            p.plan.status,
+            steps.join(" ")
+        );
+    }
+    for g in &document.groups {
+        eprintln!(
+            "pass {pass}: group {} {:?} steps {} notes {:?}",
+            g.name,
+            g.status,
+            g.steps.len(),
+            g.notes
+        );
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -262,12 +310,13 @@ mod flaky {
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
 
-    use phoenix_cloud::{LaunchRequest, Provider, ProviderError};
+    use phoenix_cloud::{LaunchRequest, Provider, ProviderError, TargetGroupInfo, TargetRef};
     use phoenix_core::model::{Instance, InstanceHealth, Inventory};
+    use phoenix_core::traffic::Target;
     use rand::Rng;
     use rand::rngs::StdRng;
 
-    /// Fails `terminate` and `health` with probability `error_rate`.
+    /// Fails `terminate`, `health` and the traffic calls with probability `error_rate`.
     #[derive(Debug)]
     pub struct FlakyProvider {
         pub inner: Arc<dyn Provider>,
@@ -328,6 +377,32 @@ mod flaky {
             token: &str,
         ) -> Result<Vec<Instance>, ProviderError> {
             self.inner.find_by_launch_token(owner, token).await
+        }
+        async fn register_targets(
+            &self,
+            target_group: &str,
+            targets: &[TargetRef],
+        ) -> Result<(), ProviderError> {
+            self.roll("RegisterTargets")?;
+            self.inner.register_targets(target_group, targets).await
+        }
+        async fn deregister_targets(
+            &self,
+            target_group: &str,
+            targets: &[TargetRef],
+        ) -> Result<(), ProviderError> {
+            self.roll("DeregisterTargets")?;
+            self.inner.deregister_targets(target_group, targets).await
+        }
+        async fn target_health(&self, target_group: &str) -> Result<Vec<Target>, ProviderError> {
+            self.roll("DescribeTargetHealth")?;
+            self.inner.target_health(target_group).await
+        }
+        async fn target_group_info(
+            &self,
+            target_group: &str,
+        ) -> Result<TargetGroupInfo, ProviderError> {
+            self.inner.target_group_info(target_group).await
         }
     }
 }

@@ -145,6 +145,8 @@ struct Daemon {
     revision: Option<Arc<Revision>>,
     /// `policy.images` verdicts of this pass's images (crate::policy).
     images: phoenix_core::policy::ImageVerdicts,
+    /// The target groups read this pass for groups with `spec.traffic` (crate::traffic).
+    traffic: phoenix_core::traffic::TrafficView,
     accepted_at: Option<SystemTime>,
     rejection: Option<Arc<Rejection>>,
     source_error: Option<String>,
@@ -318,6 +320,7 @@ pub async fn run_with(
         source_error: None,
         inventories: Vec::new(),
         images: phoenix_core::policy::ImageVerdicts::default(),
+        traffic: phoenix_core::traffic::TrafficView::new(),
         document: None,
         since: HashMap::new(),
         histories: view::Histories::default(),

@@ -54,6 +54,14 @@ impl Daemon {
             now,
         )
         .await;
+        self.traffic = match self.revision.as_deref() {
+            Some(revision) => {
+                let groups = revision.groups.values().map(|d| d.group.as_ref());
+                crate::traffic::target_health(groups, &self.providers).await
+            }
+            None => phoenix_core::traffic::TrafficView::new(),
+        };
+        phases.end("traffic");
         let groups = self.plan(now);
         phases.end("plan");
         self.drift_alerts(now);
@@ -227,6 +235,7 @@ impl Daemon {
             memory: &memory,
             failed: &failed,
             images: &self.images,
+            traffic: &self.traffic,
             now,
         };
         // A refused input keeps the last document (and the status it shows); an accepted

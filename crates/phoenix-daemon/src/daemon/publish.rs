@@ -36,6 +36,7 @@ impl Daemon {
             signature: self.revision.as_ref().and_then(|r| r.signature.as_ref()),
             source_error: self.source_error.as_deref(),
             inventories: &self.inventories,
+            traffic: &self.traffic,
             document: self.document.as_ref(),
             since: &self.since,
             alerts,

@@ -22,6 +22,8 @@ pub(super) struct Pass<'a> {
     pub store: &'a mut Store,
     /// Each provider's inventory, read at most once per call (see `fleet`).
     pub fleets: Fleets,
+    /// Each target group's health, read at most once per call (see `targets`).
+    pub targets: super::targets::TargetViews,
     /// The time of the call: every timing decision uses it.
     pub now: SystemTime,
     /// What happened, in order.
@@ -34,6 +36,7 @@ impl<'a> Pass<'a> {
         Self {
             store,
             fleets: Fleets::default(),
+            targets: super::targets::TargetViews::default(),
             now,
             out: Vec::new(),
         }

@@ -218,6 +218,23 @@ pub(crate) struct StepDetail {
     /// Rollback steps: why the plan failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Register steps: the instances the step registers (written with the intent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registered: Vec<String>,
+    /// Deregister steps: the instances the step deregisters (written with the intent);
+    /// rollback steps: the failed generation's instances it deregisters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deregistered: Vec<String>,
+    /// Rollback steps: old instances the plan had deregistered, registered again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restored: Vec<String>,
+    /// Wait-drained steps (and rollbacks that drain): the drain cap in ms, resolved
+    /// once when the wait began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_ms: Option<u64>,
+    /// Rollback steps that drain: until when (unix ms) they wait for draining.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_until_ms: Option<u64>,
 }
 
 /// What the API shows of a stored step detail: the launch count, and the instances the
@@ -236,11 +253,20 @@ pub(crate) fn step_summary(detail: &serde_json::Value) -> (Option<u32>, Vec<Stri
         detail.instances.into_iter().map(|l| l.id).collect()
     } else if !detail.terminated.is_empty() {
         detail.terminated
+    } else if !detail.registered.is_empty() {
+        detail.registered
+    } else if !detail.deregistered.is_empty() {
+        detail.deregistered
     } else {
         match detail.step {
-            Some(Step::Terminate { instance_ids } | Step::WaitHealthy { instance_ids, .. }) => {
-                instance_ids
-            }
+            Some(
+                Step::Terminate { instance_ids }
+                | Step::WaitHealthy { instance_ids, .. }
+                | Step::Register { instance_ids, .. }
+                | Step::WaitInService { instance_ids, .. }
+                | Step::Deregister { instance_ids, .. }
+                | Step::WaitDrained { instance_ids, .. },
+            ) => instance_ids,
             _ => Vec::new(),
         }
     };
@@ -257,6 +283,11 @@ impl StepDetail {
             terminated: Vec::new(),
             kept: Vec::new(),
             reason: None,
+            registered: Vec::new(),
+            deregistered: Vec::new(),
+            restored: Vec::new(),
+            drain_ms: None,
+            drain_until_ms: None,
         }
     }
 
@@ -269,6 +300,11 @@ impl StepDetail {
             terminated: Vec::new(),
             kept: Vec::new(),
             reason: Some(reason),
+            registered: Vec::new(),
+            deregistered: Vec::new(),
+            restored: Vec::new(),
+            drain_ms: None,
+            drain_until_ms: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use phoenix_store::{GenerationOutcome, PlanStatus, StepAction, StepRecord, StepS
 use super::context::{Pass, StepCx, set_outcome, step_detail};
 use super::doc::RolloutPlan;
 use super::error::{ExecutorError, store_err};
+use super::traffic::TrafficStep;
 use super::transition::Transition;
 use super::{Executor, StepOutcome};
 
@@ -236,6 +237,48 @@ impl Executor {
             Step::Terminate { instance_ids } => {
                 self.terminate_step(pass, &cx, plan, detail, instance_ids)
                     .await
+            }
+            Step::Register {
+                instance_ids,
+                target_groups,
+            } => {
+                let step = TrafficStep {
+                    instance_ids: &instance_ids,
+                    target_groups: &target_groups,
+                };
+                self.register_step(pass, &cx, plan, detail, step).await
+            }
+            Step::WaitInService {
+                instance_ids,
+                target_groups,
+                deadline,
+            } => {
+                let step = TrafficStep {
+                    instance_ids: &instance_ids,
+                    target_groups: &target_groups,
+                };
+                self.wait_in_service(pass, &cx, plan, step, deadline).await
+            }
+            Step::Deregister {
+                instance_ids,
+                target_groups,
+            } => {
+                let step = TrafficStep {
+                    instance_ids: &instance_ids,
+                    target_groups: &target_groups,
+                };
+                self.deregister_step(pass, &cx, plan, detail, step).await
+            }
+            Step::WaitDrained {
+                instance_ids,
+                target_groups,
+                drain,
+            } => {
+                let step = TrafficStep {
+                    instance_ids: &instance_ids,
+                    target_groups: &target_groups,
+                };
+                self.wait_drained(pass, &cx, detail, step, drain).await
             }
         }
     }

@@ -42,6 +42,10 @@ impl Executor {
         }
         verdicts.extend(health::judge(&self.http, &doc.group.spec.health, &unobserved).await);
         let members: Vec<String> = members.iter().map(|m| m.id.to_string()).collect();
+        // With traffic, only instances in service in every target group count.
+        if !self.in_service_verdicts(pass, cx, doc, &mut verdicts).await {
+            return None;
+        }
         let healthy = count_healthy(&verdicts, members.iter().map(String::as_str));
         Some(GroupHealth {
             floor: healthy_floor(&doc.group).min(healthy),

@@ -15,8 +15,14 @@ impl Executor {
     pub(super) fn retryable(&self, step: &StepRecord) -> bool {
         match step.action {
             StepAction::Launch => step.attempt < self.options.launch_attempts,
-            StepAction::Terminate => step.attempt < self.options.terminate_attempts,
-            StepAction::WaitHealthy | StepAction::Bake | StepAction::Rollback => false,
+            StepAction::Terminate | StepAction::Register | StepAction::Deregister => {
+                step.attempt < self.options.terminate_attempts
+            }
+            StepAction::WaitHealthy
+            | StepAction::Bake
+            | StepAction::Rollback
+            | StepAction::WaitInService
+            | StepAction::WaitDrained => false,
         }
     }
 

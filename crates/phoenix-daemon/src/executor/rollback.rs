@@ -139,6 +139,14 @@ impl Executor {
         let Some(ours) = self.launched_by(pass, cx, plan).await? else {
             return Ok(StepOutcome::Wait(self.options.poll_interval));
         };
+        // Traffic: old instances the plan deregistered are registered again, and in
+        // service, before anything of the failed generation goes.
+        if let Some(wait) = self
+            .rollback_restore(pass, cx, plan, &mut detail, (&ours, attempt))
+            .await?
+        {
+            return Ok(wait);
+        }
         let Some(group) = self.group_health(pass, cx, &plan.doc).await else {
             return Ok(StepOutcome::Wait(self.options.poll_interval));
         };
@@ -160,6 +168,13 @@ impl Executor {
         }
         detail.terminated = terminate.clone();
         detail.kept = kept;
+        // Traffic: what goes is deregistered and drained first.
+        if let Some(wait) = self
+            .rollback_drain(pass, cx, plan, &mut detail, attempt)
+            .await?
+        {
+            return Ok(wait);
+        }
         let order = Termination {
             detail: &detail,
             ids: &terminate,

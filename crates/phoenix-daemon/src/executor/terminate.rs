@@ -51,6 +51,10 @@ impl Executor {
             .filter(|m| wanted.contains(m.as_str()))
             .cloned()
             .collect();
+        // Traffic: an instance still registered in a target group is never terminated.
+        if let Some(hold) = self.registered_guard(pass, cx, plan, &existing).await {
+            return Ok(hold);
+        }
         let healthy_now = group.healthy;
         let healthy_going = group.count_healthy(&existing);
         let required = group.floor;

@@ -145,7 +145,7 @@ impl Executor {
     }
 
     /// Every instance launched by done launch steps before `index`.
-    fn launched_before(
+    pub(super) fn launched_before(
         &mut self,
         plan: &RolloutPlan,
         index: u32,
@@ -199,7 +199,7 @@ impl Executor {
 }
 
 /// Write the intent of a wait or bake step the first time; returns its start time.
-fn begin_passive(
+pub(super) fn begin_passive(
     pass: &mut Pass<'_>,
     cx: &StepCx<'_>,
     what: &str,

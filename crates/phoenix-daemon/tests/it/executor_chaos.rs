@@ -125,6 +125,7 @@ fn inventory(rt: &tokio::runtime::Runtime, dir: &Path) -> Vec<Instance> {
                     launch_failure_rate: 0.0,
                     unhealthy_images: vec!["ami-broken".to_string()],
                     images: Vec::new(),
+                    target_groups: Vec::new(),
                 },
                 dir.join("sim"),
             )

@@ -102,6 +102,7 @@ async fn converge(
             memory: &PlanMemory::default(),
             failed: &[],
             images: &phoenix_core::policy::NO_POLICY,
+            traffic: &phoenix_core::traffic::NO_TRAFFIC,
             now,
         })
         .expect("plan");
@@ -160,6 +161,7 @@ async fn rolling_replacement_and_crash_recovery_on_moto() {
         memory: &PlanMemory::default(),
         failed: &[],
         images: &phoenix_core::policy::NO_POLICY,
+        traffic: &phoenix_core::traffic::NO_TRAFFIC,
         now: at,
     })
     .expect("plan");

@@ -26,6 +26,7 @@ use phoenix_core::plan::{PlanInput, PlanMemory, plan};
 use phoenix_core::policy::ImageVerdicts;
 use phoenix_core::render::{RenderOptions, render_text};
 use phoenix_core::spec::ParsedGroup;
+use phoenix_core::traffic::TrafficView;
 use phoenix_source::{PollOutcome, Problem, Rejection, Revision, Source};
 
 use crate::config_file;
@@ -107,7 +108,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     }
 
     let now = SystemTime::now();
-    let (inventories, images) = collect_inventories(&config, &revision, now)?;
+    let (inventories, images, traffic) = collect_inventories(&config, &revision, now)?;
     let outcome = plan(&PlanInput {
         revision: revision.id.as_str(),
         owner: &config.owner,
@@ -117,6 +118,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         memory: &PlanMemory::default(),
         failed: &[],
         images: &images,
+        traffic: &traffic,
         now,
     })
     .context("planning failed")?;
@@ -269,7 +271,7 @@ fn collect_inventories(
     config: &Config,
     revision: &Revision,
     now: SystemTime,
-) -> Result<(Vec<Inventory>, ImageVerdicts)> {
+) -> Result<(Vec<Inventory>, ImageVerdicts, TrafficView)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -297,6 +299,16 @@ fn collect_inventories(
             now,
         )
         .await;
-        Ok((inventories, images))
+        let groups = revision.groups.values().map(|d| d.group.as_ref());
+        let traffic = phoenix_daemon::traffic::target_health(groups, &providers).await;
+        if let Some(failed) = traffic.iter().find(|read| !read.complete) {
+            bail!(
+                "target group {} of provider `{}` could not be read, so nothing can be planned safely: {}",
+                failed.target_group,
+                failed.provider,
+                failed.error.as_deref().unwrap_or("unknown error")
+            );
+        }
+        Ok((inventories, images, traffic))
     })
 }

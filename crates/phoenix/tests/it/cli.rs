@@ -61,9 +61,9 @@ spec:
 metadata: {name: \"web\"}
 ";
 
-/// Folders under `examples/` that hold files for other tools (CI systems, monitoring),
+/// Folders under `examples/` that hold files for other tools (CI systems, IAM, monitoring),
 /// not Phoenix configs or groups; each has its own test.
-const FOREIGN_EXAMPLES: [&str; 2] = ["ci", "monitoring"];
+const FOREIGN_EXAMPLES: [&str; 3] = ["ci", "iam", "monitoring"];
 
 #[test]
 fn every_shipped_config_and_example_is_valid() {

@@ -48,6 +48,7 @@ fn seed(dir: &std::path::Path) -> (String, String) {
             launch_failure_rate: 0.0,
             unhealthy_images: Vec::new(),
             images: Vec::new(),
+            target_groups: Vec::new(),
         };
         let sim = SimProvider::open(&config, &dir.join("state"))
             .await

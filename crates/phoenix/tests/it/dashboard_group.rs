@@ -124,6 +124,7 @@ fn modify_instance_type(state: &Path, id: &str, instance_type: &str) {
             launch_failure_rate: 0.0,
             unhealthy_images: vec![],
             images: vec![],
+            target_groups: Vec::new(),
         };
         let sim = phoenix_cloud::sim::SimProvider::open(&config, state)
             .await

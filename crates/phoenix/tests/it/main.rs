@@ -4,13 +4,16 @@
 mod cli;
 mod daemon_chaos_moto;
 mod daemon_git_moto;
+mod daemon_git_moto_traffic;
 mod daemon_observe;
 mod daemon_prune;
 mod daemon_retry;
 mod daemon_sim;
 mod daemon_stuck_source;
+mod daemon_traffic;
 mod daemon_windows;
 mod dashboard_group;
+mod iam_policy;
 mod monitoring;
 mod plan_desired;
 mod plan_moto;

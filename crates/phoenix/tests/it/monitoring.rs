@@ -25,11 +25,25 @@ spec:
     instanceType: t3.micro
 ";
 
-// Observe mode: the group's two replicas stay missing, so drift series exist.
+/// A group behind a sim target group, so the traffic metric has a series.
+const API: &str = "apiVersion: phoenix/v1
+kind: InstanceGroup
+metadata:
+  name: api
+spec:
+  provider: local
+  replicas: 1
+  template:
+    image: ami-1
+    instanceType: t3.micro
+  traffic: {targetGroups: [api-tg]}
+";
+
+// Observe mode: the groups' replicas stay missing, so drift series exist.
 const CONFIG: &str = "owner: mon
 source: {dir: {path: desired, watch: true, interval: 1s}}
 providers:
-  - {name: local, type: sim}
+  - {name: local, type: sim, target_groups: [{name: api-tg}]}
 reconcile: {interval: 1s, mode: observe}
 state: {path: state}
 server: {listen: \"{LISTEN}\"}
@@ -122,6 +136,7 @@ fn live_metrics_and_rules_in_a_real_prometheus() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("desired")).expect("mkdir");
     std::fs::write(dir.path().join("desired/web.yaml"), WEB).expect("write group");
+    std::fs::write(dir.path().join("desired/api.yaml"), API).expect("write group");
     let daemon = Daemon::start(dir.path(), CONFIG, &[]);
     daemon.wait_for("the missing finding", Duration::from_secs(30), |d| {
         d.get("/metrics")

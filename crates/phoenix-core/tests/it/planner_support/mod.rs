@@ -144,6 +144,8 @@ pub struct Pass {
     pub revision: String,
     /// `policy.images` verdicts (default: no policy).
     pub images: phoenix_core::policy::ImageVerdicts,
+    /// Target groups read this pass (default: none).
+    pub traffic: phoenix_core::traffic::TrafficView,
 }
 
 impl Default for Pass {
@@ -154,6 +156,7 @@ impl Default for Pass {
             failed: Vec::new(),
             revision: REVISION.to_owned(),
             images: phoenix_core::policy::ImageVerdicts::default(),
+            traffic: phoenix_core::traffic::TrafficView::new(),
         }
     }
 }
@@ -173,6 +176,7 @@ pub fn input<'a>(
         memory: &pass.memory,
         failed: &pass.failed,
         images: &pass.images,
+        traffic: &pass.traffic,
         now: now(),
     }
 }

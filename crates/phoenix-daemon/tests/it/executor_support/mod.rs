@@ -13,12 +13,13 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use phoenix_cloud::sim::SimProvider;
-use phoenix_cloud::{LaunchRequest, Provider, ProviderError};
+use phoenix_cloud::{LaunchRequest, Provider, ProviderError, TargetGroupInfo, TargetRef};
 use phoenix_core::config::{ReconcileConfig, SimConfig};
 use phoenix_core::model::{Instance, InstanceHealth, Inventory};
 use phoenix_core::parse_group;
 use phoenix_core::plan::{FailedGeneration, PlanDocument, PlanInput, PlanMemory, plan};
 use phoenix_core::spec::ParsedGroup;
+use phoenix_core::traffic::{Target, TargetState};
 use phoenix_daemon::executor::{Executor, ExecutorOptions, Transition};
 use phoenix_store::{Store, StoreOptions};
 
@@ -43,6 +44,12 @@ pub struct G {
     pub grace: &'static str,
     pub deadline: &'static str,
     pub approval: &'static str,
+    /// The target group of `spec.traffic`, when the group has one.
+    pub traffic: Option<&'static str>,
+}
+
+fn traffic_yaml(spec: String, traffic: &str) -> String {
+    format!("{spec}{traffic}")
 }
 
 impl Default for G {
@@ -60,26 +67,34 @@ impl Default for G {
             grace: "0s",
             deadline: "60s",
             approval: "auto",
+            traffic: None,
         }
     }
 }
 
 impl G {
     pub fn yaml(&self) -> String {
-        format!(
-            "apiVersion: phoenix/v1\nkind: InstanceGroup\nmetadata:\n  name: {name}\nspec:\n  provider: {PROVIDER}\n  replicas: {replicas}\n  template:\n    image: {image}\n    instanceType: t3.micro\n    subnetIds: [subnet-a]\n    securityGroupIds: [sg-1]\n  rollout:\n    strategy: {strategy}\n    maxSurge: {surge}\n    maxUnavailable: {unavailable}\n    bake: {bake}\n    autoRollback: {rb}\n  health:\n    check: {check}\n    grace: {grace}\n    deadline: {deadline}\n  approval: {approval}\n",
-            name = self.name,
-            replicas = self.replicas,
-            image = self.image,
-            strategy = self.strategy,
-            surge = self.surge,
-            unavailable = self.unavailable,
-            bake = self.bake,
-            rb = self.auto_rollback,
-            check = self.check,
-            grace = self.grace,
-            deadline = self.deadline,
-            approval = self.approval,
+        let traffic = match self.traffic {
+            Some(tg) => format!("  traffic: {{targetGroups: [{tg}]}}\n"),
+            None => String::new(),
+        };
+        traffic_yaml(
+            format!(
+                "apiVersion: phoenix/v1\nkind: InstanceGroup\nmetadata:\n  name: {name}\nspec:\n  provider: {PROVIDER}\n  replicas: {replicas}\n  template:\n    image: {image}\n    instanceType: t3.micro\n    subnetIds: [subnet-a]\n    securityGroupIds: [sg-1]\n  rollout:\n    strategy: {strategy}\n    maxSurge: {surge}\n    maxUnavailable: {unavailable}\n    bake: {bake}\n    autoRollback: {rb}\n  health:\n    check: {check}\n    grace: {grace}\n    deadline: {deadline}\n  approval: {approval}\n",
+                name = self.name,
+                replicas = self.replicas,
+                image = self.image,
+                strategy = self.strategy,
+                surge = self.surge,
+                unavailable = self.unavailable,
+                bake = self.bake,
+                rb = self.auto_rollback,
+                check = self.check,
+                grace = self.grace,
+                deadline = self.deadline,
+                approval = self.approval,
+            ),
+            &traffic,
         )
     }
 
@@ -112,6 +127,12 @@ pub struct Checked {
     pub token_lookups: AtomicU32,
     /// While set, `inventory` answers incomplete (a list call failed).
     pub incomplete_inventory: AtomicBool,
+    /// Traffic: group name -> its target group, for the traffic invariants.
+    pub traffic: Mutex<BTreeMap<String, String>>,
+    /// Traffic calls in order: (call, target group or "", ids).
+    pub traffic_log: Mutex<Vec<(&'static str, String, Vec<String>)>>,
+    /// DescribeTargetHealth calls.
+    pub target_health_calls: AtomicU32,
 }
 
 impl Checked {
@@ -127,7 +148,48 @@ impl Checked {
             inventory_calls: AtomicU32::new(0),
             token_lookups: AtomicU32::new(0),
             incomplete_inventory: AtomicBool::new(false),
+            traffic: Mutex::new(BTreeMap::new()),
+            traffic_log: Mutex::new(Vec::new()),
+            target_health_calls: AtomicU32::new(0),
         })
+    }
+
+    /// The group `g` serves target group `tg`: terminates and deregistrations are
+    /// checked against it.
+    pub fn limit_traffic(&self, g: &G, tg: &str) {
+        self.traffic
+            .lock()
+            .expect("test lock")
+            .insert(g.name.to_string(), tg.to_string());
+    }
+
+    /// The group's members in service in its target group now, by id.
+    pub async fn in_service(&self, group: &str) -> BTreeSet<String> {
+        let Some(tg) = self.traffic.lock().expect("test lock").get(group).cloned() else {
+            return BTreeSet::new();
+        };
+        let inv = self.inner.inventory(OWNER).await;
+        let members: BTreeSet<String> = inv
+            .instances
+            .iter()
+            .filter(|i| i.group() == Some(group))
+            .map(|i| i.id.to_string())
+            .collect();
+        self.inner
+            .target_health(&tg)
+            .await
+            .expect("target health in a check")
+            .into_iter()
+            .filter(|t| t.state == TargetState::Healthy && members.contains(t.id.as_str()))
+            .map(|t| t.id.to_string())
+            .collect()
+    }
+
+    fn log(&self, call: &'static str, tg: &str, ids: Vec<String>) {
+        self.traffic_log
+            .lock()
+            .expect("test lock")
+            .push((call, tg.to_string(), ids));
     }
 
     /// Limits for a group: never fewer than `floor` healthy (when that many were healthy
@@ -220,6 +282,20 @@ impl Provider for Checked {
         if take(&self.fail_terminates) {
             return Err(self.err("TerminateInstances"));
         }
+        let traffic = self.traffic.lock().expect("test lock").clone();
+        for tg in traffic.values() {
+            for t in self
+                .inner
+                .target_health(tg)
+                .await
+                .expect("target health in a check")
+            {
+                if ids.iter().any(|id| id == t.id.as_str()) && t.state.is_attached() {
+                    self.violate(format!("terminate of {} while {} in {tg}", t.id, t.state));
+                }
+            }
+        }
+        self.log("terminate", "", ids.to_vec());
         let before = self.inner.inventory(OWNER).await;
         let going: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
         let limits = self.limits.lock().expect("test lock").clone();
@@ -262,6 +338,57 @@ impl Provider for Checked {
         self.token_lookups.fetch_add(1, Ordering::SeqCst);
         self.inner.find_by_launch_token(owner, token).await
     }
+    async fn register_targets(
+        &self,
+        target_group: &str,
+        targets: &[TargetRef],
+    ) -> Result<(), ProviderError> {
+        self.log(
+            "register",
+            target_group,
+            targets.iter().map(|t| t.id.clone()).collect(),
+        );
+        self.inner.register_targets(target_group, targets).await
+    }
+    async fn deregister_targets(
+        &self,
+        target_group: &str,
+        targets: &[TargetRef],
+    ) -> Result<(), ProviderError> {
+        let going: BTreeSet<String> = targets.iter().map(|t| t.id.clone()).collect();
+        let groups: Vec<String> = self
+            .traffic
+            .lock()
+            .expect("test lock")
+            .iter()
+            .filter(|(_, tg)| tg.as_str() == target_group)
+            .map(|(g, _)| g.clone())
+            .collect();
+        let limits = self.limits.lock().expect("test lock").clone();
+        for group in groups {
+            let before = self.in_service(&group).await;
+            let after = before.iter().filter(|id| !going.contains(*id)).count() as u32;
+            let floor = limits.get(&group).map_or(0, |l| l.1);
+            if after < floor.min(before.len() as u32) {
+                self.violate(format!(
+                    "deregistering {going:?} leaves {group} with {after} in service (floor {floor}, before {})",
+                    before.len()
+                ));
+            }
+        }
+        self.log("deregister", target_group, going.into_iter().collect());
+        self.inner.deregister_targets(target_group, targets).await
+    }
+    async fn target_health(&self, target_group: &str) -> Result<Vec<Target>, ProviderError> {
+        self.target_health_calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.target_health(target_group).await
+    }
+    async fn target_group_info(
+        &self,
+        target_group: &str,
+    ) -> Result<TargetGroupInfo, ProviderError> {
+        self.inner.target_group_info(target_group).await
+    }
 }
 
 /// A sim, a store, an executor and a virtual clock in a temp dir.
@@ -285,6 +412,7 @@ pub fn sim_config(unhealthy: &[&str]) -> SimConfig {
         launch_failure_rate: 0.0,
         unhealthy_images: unhealthy.iter().map(|s| s.to_string()).collect(),
         images: Vec::new(),
+        target_groups: Vec::new(),
     }
 }
 
@@ -308,13 +436,15 @@ pub async fn bounded<T>(fut: impl std::future::Future<Output = T>) -> T {
 
 impl World {
     pub async fn new(unhealthy: &[&str]) -> World {
+        Self::with_config(sim_config(unhealthy)).await
+    }
+
+    /// A world whose sim has `config`.
+    pub async fn with_config(config: SimConfig) -> World {
         let dir = tempfile::tempdir().expect("temp dir");
-        let sim = bounded(SimProvider::open_dir(
-            &sim_config(unhealthy),
-            dir.path().join("sim"),
-        ))
-        .await
-        .expect("sim opens");
+        let sim = bounded(SimProvider::open_dir(&config, dir.path().join("sim")))
+            .await
+            .expect("sim opens");
         let checked = Checked::new(Arc::new(sim.clone()));
         let store =
             Store::open(&dir.path().join("state"), StoreOptions::default()).expect("store opens");
@@ -382,6 +512,13 @@ impl World {
     pub async fn plan_and_submit(&mut self, groups: &[ParsedGroup], commit: &str) -> PlanDocument {
         let inv = bounded(self.sim.inventory(OWNER)).await;
         let failed = self.failed();
+        let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+        providers.insert(PROVIDER.to_string(), Arc::new(self.sim.clone()));
+        let traffic = bounded(phoenix_daemon::traffic::target_health(
+            groups.iter().map(|g| g.group.as_ref()),
+            &providers,
+        ))
+        .await;
         let outcome = plan(&PlanInput {
             revision: commit,
             owner: OWNER,
@@ -391,6 +528,7 @@ impl World {
             memory: &self.memory,
             failed: &failed,
             images: &phoenix_core::policy::NO_POLICY,
+            traffic: &traffic,
             now: self.now,
         })
         .expect("plan");
