@@ -399,11 +399,14 @@ pub enum AlertEvent {
     SourceRecovered,
     /// A group names an image that breaks `policy.images` (once per group and image).
     PolicyViolation,
+    /// An operator lifted every change window (`POST /api/v1/windows/override`; once per
+    /// override).
+    WindowOverride,
 }
 
 impl AlertEvent {
     /// Every event, in documentation order.
-    pub const ALL: [AlertEvent; 9] = [
+    pub const ALL: [AlertEvent; 10] = [
         AlertEvent::DriftDetected,
         AlertEvent::DriftResolved,
         AlertEvent::PlanStarted,
@@ -413,6 +416,7 @@ impl AlertEvent {
         AlertEvent::SourceError,
         AlertEvent::SourceRecovered,
         AlertEvent::PolicyViolation,
+        AlertEvent::WindowOverride,
     ];
 }
 

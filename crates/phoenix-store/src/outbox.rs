@@ -89,6 +89,7 @@ fn event_str(event: AlertEvent) -> &'static str {
         AlertEvent::SourceError => "source_error",
         AlertEvent::SourceRecovered => "source_recovered",
         AlertEvent::PolicyViolation => "policy_violation",
+        AlertEvent::WindowOverride => "window_override",
     }
 }
 

@@ -38,10 +38,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "step actions: a CHECK constraint on steps.action",
         sql: include_str!("migrations/0004_step_action_check.sql"),
     },
+    Migration {
+        version: 7,
+        name: "change-window overrides",
+        sql: include_str!("migrations/0007_window_overrides.sql"),
+    },
 ];
 
 /// The schema version this binary writes: the last migration's.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 7;
 
 pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))

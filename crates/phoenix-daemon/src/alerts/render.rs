@@ -25,6 +25,7 @@ pub fn event_name(event: AlertEvent) -> &'static str {
         AlertEvent::SourceError => "source_error",
         AlertEvent::SourceRecovered => "source_recovered",
         AlertEvent::PolicyViolation => "policy_violation",
+        AlertEvent::WindowOverride => "window_override",
     }
 }
 
@@ -157,6 +158,9 @@ fn summary(notice: &AlertNotice, owner: &str) -> String {
         AlertEvent::SourceError => "has an error",
         AlertEvent::SourceRecovered => "recovered",
         AlertEvent::PolicyViolation => "names an image that breaks policy.images",
+        AlertEvent::WindowOverride => {
+            return format!("[{owner}] every change window is lifted by an operator's override");
+        }
     };
     format!("[{owner}] {subject} {what}")
 }

@@ -2,3 +2,4 @@
 //! (each test binary links the whole dependency tree, so one per crate keeps builds short).
 
 mod store;
+mod window_overrides;
