@@ -85,6 +85,14 @@ pub enum ApiCommand {
         /// Where the loop answers.
         reply: oneshot::Sender<crate::operator::RetryReply>,
     },
+    /// `POST /api/v1/windows/override`: lift every change window until `request.until`
+    /// (record it, alert `window_override`), then run a pass.
+    WindowOverride {
+        /// The validated request.
+        request: crate::windows::WindowOverride,
+        /// Where the loop answers.
+        reply: oneshot::Sender<crate::windows::WindowOverrideReply>,
+    },
     /// `POST /api/v1/reconcile`: run a pass now (answered 202 before any work).
     Reconcile,
     /// `POST /api/v1/webhooks/git`: a verified, de-duplicated push. The loop coalesces

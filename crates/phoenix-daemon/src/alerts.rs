@@ -18,6 +18,7 @@
 
 mod delivery;
 mod incidents;
+mod overrides;
 mod policy;
 mod receiver;
 mod render;

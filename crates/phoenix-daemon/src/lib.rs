@@ -12,6 +12,7 @@ pub mod executor;
 pub mod policy;
 pub mod retry;
 pub mod view;
+pub mod windows;
 
 /// An error with its whole source chain, `outer: cause: cause`, for logs and the API:
 /// the one formatter every error site of the daemon uses.

@@ -65,6 +65,8 @@ pub struct ViewInput<'a> {
     /// The snapshot being replaced: its groups are reused where nothing changed, so the
     /// old and new snapshot share them instead of both holding a copy.
     pub previous: Option<&'a Snapshot>,
+    /// Change windows and the override, evaluated for every group at `now`.
+    pub windows: &'a crate::windows::LoopWindows,
 }
 
 /// Every group's history as the API shows it, kept between passes.
@@ -279,6 +281,9 @@ pub fn build(
         })
         .collect();
     let plans = plans_with_steps.iter().map(plan_view).collect();
+    let windows = input
+        .windows
+        .view(groups.iter().map(|g: &Arc<Group>| &g.summary.name), now);
     Arc::new(Snapshot::new(SnapshotParts {
         ready: input.ready,
         revision,
@@ -286,6 +291,7 @@ pub fn build(
         groups,
         plans,
         alerts: input.alerts,
+        windows,
     }))
 }
 
@@ -681,6 +687,7 @@ mod tests {
         let store = store(20);
         let histories = Histories::default();
         let since = HashMap::new();
+        let windows = crate::windows::LoopWindows::default();
         let input = |document, previous| ViewInput {
             ready: true,
             revision: Some(("c1", t(0))),
@@ -692,6 +699,7 @@ mod tests {
             since: &since,
             alerts: AlertCounts::default(),
             previous,
+            windows: &windows,
         };
         let first_doc = document(3);
         let first = build(&store, &input(&first_doc, None), &histories, t(10));
@@ -725,6 +733,7 @@ mod tests {
         let store = store(20);
         let doc = document(3);
         let since = HashMap::new();
+        let windows = crate::windows::LoopWindows::default();
         let input = ViewInput {
             ready: true,
             revision: Some(("c1", t(0))),
@@ -736,6 +745,7 @@ mod tests {
             since: &since,
             alerts: AlertCounts::default(),
             previous: None,
+            windows: &windows,
         };
         let snapshot = build(&store, &input, &Histories::default(), t(10));
         let a = snapshot.group("a").expect("group a");

@@ -167,5 +167,6 @@ pub fn parts(groups: usize) -> SnapshotParts {
         groups,
         plans,
         alerts: AlertCounts::default(),
+        windows: Default::default(),
     }
 }

@@ -4,3 +4,4 @@
 mod api;
 mod dashboard_page;
 mod monitoring;
+mod windows_override;

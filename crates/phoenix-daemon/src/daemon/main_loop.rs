@@ -146,6 +146,16 @@ impl Daemon {
                 let _ = reply.send(answer);
                 return;
             }
+            Command::WindowOverride { request, reply } => {
+                let cx = crate::windows::OverrideContext {
+                    store: &mut self.store,
+                    alerts: &mut self.alerts,
+                    commit: self.revision.as_deref().map(|r| r.id.as_str()),
+                    now: SystemTime::now(),
+                };
+                let _ = reply.send(self.windows.apply_override(cx, &request));
+                return;
+            }
             Command::Approve { plan_id, reply } => {
                 let id = phoenix_store::PlanId::new(plan_id);
                 let result = self

@@ -8,7 +8,8 @@
 //! Event::SourceChanged   the folder watcher fired (it only signals; a rescan backs it up)
 //! Event::PollFinished    a source poll returned (it ran on the blocking pool)
 //! Event::Webhook         a verified push webhook, naming the pushed commit
-//! Event::Command         an API command: reconcile, or approve/cancel with a oneshot reply
+//! Event::Command         an API command: reconcile, or approve/cancel/retry/window
+//!                        override with a oneshot reply
 //! Event::Reload          a new, already validated config (SIGHUP or the config file changed)
 //! Event::Shutdown        SIGTERM/SIGINT: stop taking work and return
 //! ```
@@ -140,6 +141,8 @@ struct Daemon {
     /// When the executor wants to be called again (a plan is running).
     executor_wake: Option<Duration>,
     revision: Option<Arc<Revision>>,
+    /// Change windows and the operator's override (crate::windows).
+    windows: crate::windows::LoopWindows,
     /// `policy.images` verdicts of this pass's images (crate::policy).
     images: phoenix_core::policy::ImageVerdicts,
     accepted_at: Option<SystemTime>,
@@ -217,6 +220,7 @@ pub async fn run_with(
         })
     };
     let store = open_store()?;
+    let windows = crate::windows::LoopWindows::load(&config.reconcile.windows, &store);
     let alerts = Alerts::new(
         &config.alerts,
         alert_secrets,
@@ -273,6 +277,7 @@ pub async fn run_with(
         source_error: None,
         inventories: Vec::new(),
         images: phoenix_core::policy::ImageVerdicts::default(),
+        windows,
         document: None,
         since: HashMap::new(),
         histories: view::Histories::default(),
@@ -361,6 +366,7 @@ impl Daemon {
                 }
             }
         }
+        self.windows.reload(&config.reconcile.windows);
         self.config = config;
     }
 }

@@ -128,9 +128,7 @@ impl Daemon {
             Ok(transitions) => self.transitions(&transitions, now),
             Err(err) => tracing::error!(error = %err, "cannot submit plans"),
         }
-        self.executor.set_windows(crate::executor::WindowGate::new(
-            &self.config.reconcile.windows,
-        ));
+        self.executor.set_windows(self.windows.gate());
         match self.executor.advance(&mut self.store, now).await {
             Ok(progress) => {
                 self.transitions(&progress.transitions, SystemTime::now());
@@ -178,13 +176,15 @@ impl Daemon {
                 hash: desired.hash,
             })
             .collect();
-        let memory: PlanMemory = match self.store.load_planner_memory() {
+        let mut memory: PlanMemory = match self.store.load_planner_memory() {
             Ok(memory) => memory.unwrap_or_default(),
             Err(err) => {
                 tracing::error!(error = %err, "cannot load the planner memory; starting empty");
                 PlanMemory::default()
             }
         };
+        // The store's override record is the truth (crate::windows), not the memory.
+        memory.window_override = self.windows.memory_override(now);
         let failed: Vec<FailedGeneration> = match self.store.failed_hashes() {
             Ok(failed) => failed
                 .into_iter()
