@@ -220,6 +220,96 @@ mod tests {
         assert_eq!(view.status.next_change, Some(t("2026-03-20T17:00:00Z")));
     }
 
+    fn alerts() -> Alerts {
+        use phoenix_core::config::{AlertConfig, AlertEvent, AlertType};
+        let config = AlertConfig {
+            name: "ops".into(),
+            kind: AlertType::Webhook,
+            url: "http://127.0.0.1:9/".into(),
+            secret_env: None,
+            events: vec![AlertEvent::WindowOverride],
+            renotify: Duration::from_secs(3600),
+            expire_after: Duration::from_secs(86_400),
+        };
+        let secrets = [("ops".to_owned(), b"secret".to_vec())].into();
+        Alerts::new(&[config], &secrets, Default::default()).expect("alerts")
+    }
+
+    #[test]
+    fn an_override_is_recorded_alerted_once_lifts_the_windows_and_is_loaded_again() {
+        let mut store = Store::open_in_memory(Default::default()).expect("store");
+        let mut alerts = alerts();
+        let mut w = windows(&store);
+        let now = t("2026-03-14T12:00:00Z");
+        let request = WindowOverride {
+            until: t("2026-03-14T14:00:00Z"),
+            reason: "hotfix".into(),
+            by: "alice".into(),
+        };
+        let cx = OverrideContext {
+            store: &mut store,
+            alerts: &mut alerts,
+            commit: Some("c1"),
+            now,
+        };
+        let answer = w.apply_override(cx, &request).expect("recorded");
+        assert_eq!((answer.until, answer.at), (request.until, now));
+        // One alert, naming the override, who and why.
+        let due = store.due_alerts(now, 10).expect("outbox");
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            due[0].delivery_id.as_str(),
+            format!("window_override:{}:ops", answer.id)
+        );
+        let body: serde_json::Value = serde_json::from_str(&due[0].body).expect("json");
+        assert_eq!(body["event"], "window_override");
+        let message = body["message"].as_str().expect("message");
+        assert!(
+            message.contains("2026-03-14T14:00:00Z") && message.contains("alice: hotfix"),
+            "{message}"
+        );
+        // Lifted for the planner, the gate and the view while it lasts.
+        assert_eq!(w.memory_override(now).map(|o| o.until), Some(request.until));
+        assert_eq!(w.memory_override(request.until), None, "not once it ended");
+        let groups = names(&["web-eu"]);
+        let view = w.view(groups.iter(), now);
+        assert_eq!(view.status.blocked_groups, 0);
+        assert_eq!(view.status.next_change, Some(request.until));
+        assert_eq!(
+            view.status.lifted.as_ref().map(|o| o.by.as_str()),
+            Some("alice")
+        );
+        let after = w.view(groups.iter(), request.until);
+        assert_eq!(after.status.blocked_groups, 1, "the window holds again");
+        assert_eq!(after.status.lifted, None);
+        // A restart loads it from the store.
+        let reloaded = windows(&store);
+        assert_eq!(
+            reloaded.memory_override(now).map(|o| o.reason),
+            Some("hotfix".into())
+        );
+        // A refused override lifts nothing and alerts nothing.
+        let late = WindowOverride {
+            until: now,
+            ..request
+        };
+        let cx = OverrideContext {
+            store: &mut store,
+            alerts: &mut alerts,
+            commit: None,
+            now,
+        };
+        assert!(matches!(
+            w.apply_override(cx, &late),
+            Err(WindowOverrideError::Store { .. })
+        ));
+        assert_eq!(store.due_alerts(now, 10).expect("outbox").len(), 1);
+        assert_eq!(
+            w.memory_override(now).map(|o| o.until),
+            Some(t("2026-03-14T14:00:00Z"))
+        );
+    }
+
     #[test]
     fn no_window_blocks_nothing_and_changes_only_when_an_override_ends() {
         let store = Store::open_in_memory(Default::default()).expect("store");

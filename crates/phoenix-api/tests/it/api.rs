@@ -975,6 +975,17 @@ async fn openapi_lists_every_path() {
         assert!(status_props.contains(&field), "{status_props:?}");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // The group detail is the group (with history) plus its window standing.
+    let detail = &doc["components"]["schemas"]["GroupDetail"];
+    let text = detail.to_string();
+    assert!(
+        text.contains("#/components/schemas/Group\"") && text.contains("window"),
+        "{detail}"
+    );
+    let window = keys(&doc["components"]["schemas"]["GroupWindow"]["properties"]);
+    assert_eq!(window, ["blocked", "until"]);
+    let windows = keys(&doc["components"]["schemas"]["WindowsStatus"]["properties"]);
+    assert_eq!(windows, ["blocked_groups", "next_change", "override"]);
 }
 
 #[tokio::test]
