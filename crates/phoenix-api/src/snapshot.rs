@@ -20,9 +20,9 @@ use phoenix_core::{SpecHash, Text};
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
-/// Serialises a `SystemTime` as RFC 3339 (UTC, whole seconds).
+/// Serialises a `SystemTime` as RFC 3339 (UTC, whole seconds; `phoenix_core::time`).
 pub(crate) fn rfc3339<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&humantime::format_rfc3339_seconds(*time))
+    s.collect_str(&phoenix_core::time::display_rfc3339(*time))
 }
 
 /// Serialises an optional `SystemTime` as RFC 3339 or `null`.

@@ -126,7 +126,7 @@ mod rfc3339_option {
 
     pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
         match t {
-            Some(t) => s.collect_str(&humantime::format_rfc3339_seconds(*t)),
+            Some(t) => s.collect_str(&crate::time::display_rfc3339(*t)),
             None => s.serialize_none(),
         }
     }
@@ -196,7 +196,7 @@ impl Violation {
 }
 
 fn time(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    crate::time::rfc3339(t)
 }
 
 impl fmt::Display for Violation {

@@ -37,7 +37,13 @@ fn clamped(t: SystemTime) -> SystemTime {
 
 /// RFC 3339 in UTC with whole seconds, e.g. `2026-03-29T01:00:00Z`.
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(clamped(t)).to_string()
+    display_rfc3339(t).to_string()
+}
+
+/// [`rfc3339`] as a `Display` value, for writing into a buffer without a `String` of its
+/// own (serialisers writing many times).
+pub fn display_rfc3339(t: SystemTime) -> impl std::fmt::Display {
+    humantime::format_rfc3339_seconds(clamped(t))
 }
 
 /// RFC 3339 in UTC with milliseconds, e.g. `2026-03-29T01:00:00.250Z`.
@@ -71,7 +77,7 @@ pub mod serde_rfc3339 {
 
     /// Serialize.
     pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_rfc3339_seconds(super::clamped(*t)))
+        s.collect_str(&super::display_rfc3339(*t))
     }
 
     /// Deserialize.

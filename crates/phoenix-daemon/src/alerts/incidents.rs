@@ -33,8 +33,8 @@ use tokio::sync::Notify;
 
 use super::receiver::{Receiver, Receivers};
 use super::render::{
-    AlertNotice, AlertmanagerStyle, IncidentRef, alertmanager_body, event_name, rfc3339,
-    slack_body, webhook_body,
+    AlertNotice, AlertmanagerStyle, IncidentRef, alertmanager_body, event_name, slack_body,
+    webhook_body,
 };
 use super::{AlertError, KIND_PLAN_FAILED, KIND_ROLLBACK, KIND_SOURCE_ERROR, is_drift_kind};
 
@@ -553,7 +553,7 @@ impl Alerts {
             let mut notice = single_notice(&incident, event, None, now);
             notice.message = format!(
                 "still open since {}: {}",
-                rfc3339(incident.opened_at),
+                phoenix_core::time::rfc3339_millis(incident.opened_at),
                 incident.message.as_deref().unwrap_or(&incident.kind)
             );
             let id = format!(
@@ -1178,8 +1178,14 @@ mod tests {
             let body: serde_json::Value = serde_json::from_str(&entry.body).expect("json");
             body[0]["endsAt"].as_str().expect("endsAt").to_string()
         };
-        assert_eq!(ends_at(&entries[0]), rfc3339(t(2 * 3600)));
-        assert_eq!(ends_at(&entries[1]), rfc3339(t(3 * 3600)));
+        assert_eq!(
+            ends_at(&entries[0]),
+            phoenix_core::time::rfc3339_millis(t(2 * 3600))
+        );
+        assert_eq!(
+            ends_at(&entries[1]),
+            phoenix_core::time::rfc3339_millis(t(3 * 3600))
+        );
     }
 
     /// Only groups with findings or open incidents matter, among many that are in sync;

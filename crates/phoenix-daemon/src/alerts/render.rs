@@ -6,6 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use phoenix_core::config::AlertEvent;
+use phoenix_core::time::rfc3339_millis;
 use phoenix_core::{GroupName, SpecHash};
 use phoenix_store::{DeliveryId, IncidentId};
 use serde_json::{Value, json};
@@ -89,11 +90,6 @@ impl AlertNotice {
     }
 }
 
-/// RFC 3339 UTC with milliseconds, e.g. `2026-11-26T15:56:33.120Z`.
-pub fn rfc3339(at: SystemTime) -> String {
-    humantime::format_rfc3339_millis(at).to_string()
-}
-
 fn to_string(value: &Value) -> String {
     serde_json::to_string(value).expect("a serde_json::Value always serialises")
 }
@@ -128,7 +124,7 @@ pub fn webhook_body(notice: &AlertNotice, delivery_id: &DeliveryId) -> String {
         ),
         ("commit", json!(notice.commit)),
         ("message", json!(notice.message)),
-        ("timestamp", json!(rfc3339(notice.at))),
+        ("timestamp", json!(rfc3339_millis(notice.at))),
     ];
     let mut body = String::from("{");
     for (i, (key, value)) in fields.iter().enumerate() {
@@ -186,7 +182,7 @@ pub fn slack_body(notice: &AlertNotice, owner: &str) -> String {
     if let Some(hash) = &notice.desired_hash {
         context.push(format!("desired `{}`", hash.short()));
     }
-    context.push(rfc3339(notice.at));
+    context.push(rfc3339_millis(notice.at));
     let body = json!({
         "text": headline,
         "blocks": [
@@ -262,8 +258,8 @@ pub fn alertmanager_body(notice: &AlertNotice, style: &AlertmanagerStyle<'_>) ->
             let mut alert = json!({
                 "labels": labels,
                 "annotations": annotations,
-                "startsAt": rfc3339(incident.opened_at),
-                "endsAt": rfc3339(ends_at),
+                "startsAt": rfc3339_millis(incident.opened_at),
+                "endsAt": rfc3339_millis(ends_at),
             });
             if let (Some(base), Some(object)) = (style.external_url, alert.as_object_mut()) {
                 let base = base.trim_end_matches('/');
