@@ -462,13 +462,6 @@ pub struct Operation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Seconds(u64);
 
-impl Seconds {
-    /// Whole seconds since the Unix epoch.
-    pub fn since_epoch(self) -> u64 {
-        self.0
-    }
-}
-
 impl From<SystemTime> for Seconds {
     /// The time to the second below it.
     fn from(time: SystemTime) -> Self {

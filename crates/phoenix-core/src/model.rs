@@ -230,13 +230,6 @@ impl Tags {
         Some(old)
     }
 
-    /// A plain map copy (for callers that build or compare whole tag maps).
-    pub fn to_map(&self) -> BTreeMap<String, String> {
-        self.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     /// Whether this is the only handle on its allocation.
     pub(crate) fn is_unique(&self) -> bool {
         Arc::strong_count(&self.0) == 1

@@ -335,11 +335,6 @@ impl ImageVerdicts {
             .insert((provider.to_string(), image.to_string()), verdict);
     }
 
-    /// Whether a policy is in force.
-    pub fn is_enforced(&self) -> bool {
-        self.enforced
-    }
-
     /// Why `image` on `provider` must not be launched, or `None` when it may be.
     /// Under a policy, an image whose lookup is missing or failed may not be launched:
     /// `Some(Err(reason))`. A broken rule is `Some(Ok(violation))`.

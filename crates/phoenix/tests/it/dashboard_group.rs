@@ -215,10 +215,13 @@ fn group_page_shows_history_drift_and_operation_in_a_real_browser() {
             .as_array()
             .is_some_and(|f| f.iter().any(|f| f["kind"] == "modified"))
     });
-    browser.eval("location.reload(); true");
+    // The old document is marked, so the wait below cannot pass on it before the reload
+    // has replaced it (the old page may already show the finding, from its own refresh).
+    browser.eval("window.phoenixOldPage = true; location.reload(); true");
     browser.wait_for(
         "the mid-rollout group page",
-        "document.getElementById('g-drift').innerText.includes('t3.large') \
+        "window.phoenixOldPage === undefined \
+         && document.getElementById('g-drift').innerText.includes('t3.large') \
          && document.getElementById('g-op').innerText.includes('bake') \
          && document.getElementById('g-chart-svg') !== null",
         Duration::from_secs(30),
