@@ -59,9 +59,9 @@ async fn every_bad_field_is_a_400_naming_it_and_nothing_reaches_the_loop() {
     let far = phoenix_core::time::rfc3339(SystemTime::now() + Duration::from_secs(8 * 86_400));
     let soon = in_an_hour();
     let cases = [
-        (format!(r#"{{"reason": "r"}}"#), "invalid_field", "`until`"),
+        (r#"{"reason": "r"}"#.to_owned(), "invalid_field", "`until`"),
         (
-            format!(r#"{{"until": "next friday", "reason": "r"}}"#),
+            r#"{"until": "next friday", "reason": "r"}"#.to_owned(),
             "invalid_field",
             "`until`",
         ),
