@@ -405,6 +405,23 @@ pub enum AlertEvent {
 }
 
 impl AlertEvent {
+    /// The snake_case wire name (config `events`, the alert body's `event`, the store's
+    /// `outbox.event`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertEvent::DriftDetected => "drift_detected",
+            AlertEvent::DriftResolved => "drift_resolved",
+            AlertEvent::PlanStarted => "plan_started",
+            AlertEvent::PlanSucceeded => "plan_succeeded",
+            AlertEvent::PlanFailed => "plan_failed",
+            AlertEvent::Rollback => "rollback",
+            AlertEvent::SourceError => "source_error",
+            AlertEvent::SourceRecovered => "source_recovered",
+            AlertEvent::PolicyViolation => "policy_violation",
+            AlertEvent::WindowOverride => "window_override",
+        }
+    }
+
     /// Every event, in documentation order.
     pub const ALL: [AlertEvent; 10] = [
         AlertEvent::DriftDetected,

@@ -31,7 +31,7 @@ pub use incidents::{
 pub use receiver::{ALERTMANAGER_PATH, Receiver, Receivers, Secret, signature};
 pub use render::{
     AlertNotice, AlertmanagerStyle, IncidentRef, WEBHOOK_BODY_VERSION, alertmanager_body,
-    event_name, slack_body, webhook_body,
+    slack_body, webhook_body,
 };
 
 use phoenix_core::drift::DriftKind;

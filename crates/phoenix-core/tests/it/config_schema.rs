@@ -134,3 +134,11 @@ policy:
     .expect_err("unknown key");
     assert!(errors[0].message.contains("owner"), "{errors:?}");
 }
+
+#[test]
+fn alert_event_names_are_their_config_spelling() {
+    for event in phoenix_core::config::AlertEvent::ALL {
+        let yaml = serde_json::to_string(&event).expect("serialises");
+        assert_eq!(yaml, format!("\"{}\"", event.as_str()));
+    }
+}

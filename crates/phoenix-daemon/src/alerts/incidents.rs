@@ -33,8 +33,7 @@ use tokio::sync::Notify;
 
 use super::receiver::{Receiver, Receivers};
 use super::render::{
-    AlertNotice, AlertmanagerStyle, IncidentRef, alertmanager_body, event_name, slack_body,
-    webhook_body,
+    AlertNotice, AlertmanagerStyle, IncidentRef, alertmanager_body, slack_body, webhook_body,
 };
 use super::{AlertError, KIND_PLAN_FAILED, KIND_ROLLBACK, KIND_SOURCE_ERROR, is_drift_kind};
 
@@ -403,7 +402,7 @@ impl Alerts {
         };
         match event.kind {
             PlanAlertKind::Started => {
-                let id = format!("{}:{}", event.plan_id, event_name(notice.event));
+                let id = format!("{}:{}", event.plan_id, notice.event.as_str());
                 self.enqueue(store, &notice, &id, None, now)?;
             }
             PlanAlertKind::Succeeded => {
@@ -422,7 +421,7 @@ impl Alerts {
                     .filter(|i| i.last_notified_at.is_some())
                     .map(|i| incident_ref(i, Some(now)))
                     .collect();
-                let id = format!("{}:{}", event.plan_id, event_name(notice.event));
+                let id = format!("{}:{}", event.plan_id, notice.event.as_str());
                 self.enqueue(store, &notice, &id, None, now)?;
                 for incident in &open {
                     self.resolve(store, incident, now)?;
@@ -454,7 +453,7 @@ impl Alerts {
                     .clone();
                 self.held.remove(&record.id);
                 notice.incidents = vec![incident_ref(&record, None)];
-                let id = format!("{}:{}", event.plan_id, event_name(alert));
+                let id = format!("{}:{}", event.plan_id, alert.as_str());
                 self.announce(store, &notice, &id, now)?;
             }
         }
@@ -559,7 +558,7 @@ impl Alerts {
             let id = format!(
                 "{}:{}:renotify-{}",
                 incident.id,
-                event_name(event),
+                event.as_str(),
                 millis(now)
             );
             let receivers = self.receivers.clone();
@@ -802,7 +801,7 @@ fn first_id(notice: &AlertNotice) -> String {
         .incident_id()
         .map(IncidentId::as_str)
         .unwrap_or("none");
-    format!("{incident}:{}", event_name(notice.event))
+    format!("{incident}:{}", notice.event.as_str())
 }
 
 fn incident_ref(record: &IncidentRecord, resolved_at: Option<SystemTime>) -> IncidentRef {
@@ -972,7 +971,7 @@ mod tests {
     fn events(store: &Store) -> Vec<String> {
         outbox(store)
             .into_iter()
-            .map(|e| format!("{}:{}", e.receiver, event_name(e.event)))
+            .map(|e| format!("{}:{}", e.receiver, e.event.as_str()))
             .collect()
     }
 

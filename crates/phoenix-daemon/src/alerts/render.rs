@@ -14,22 +14,6 @@ use serde_json::{Value, json};
 /// The version of the webhook body (`"version"`).
 pub const WEBHOOK_BODY_VERSION: &str = "1";
 
-/// The snake_case wire name of an event.
-pub fn event_name(event: AlertEvent) -> &'static str {
-    match event {
-        AlertEvent::DriftDetected => "drift_detected",
-        AlertEvent::DriftResolved => "drift_resolved",
-        AlertEvent::PlanStarted => "plan_started",
-        AlertEvent::PlanSucceeded => "plan_succeeded",
-        AlertEvent::PlanFailed => "plan_failed",
-        AlertEvent::Rollback => "rollback",
-        AlertEvent::SourceError => "source_error",
-        AlertEvent::SourceRecovered => "source_recovered",
-        AlertEvent::PolicyViolation => "policy_violation",
-        AlertEvent::WindowOverride => "window_override",
-    }
-}
-
 /// One incident an alert is about: Alertmanager gets one alert per incident.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncidentRef {
@@ -101,7 +85,7 @@ pub fn webhook_body(notice: &AlertNotice, delivery_id: &DeliveryId) -> String {
     let fields: [(&str, Value); 11] = [
         ("version", json!(WEBHOOK_BODY_VERSION)),
         ("delivery_id", json!(delivery_id.as_str())),
-        ("event", json!(event_name(notice.event))),
+        ("event", json!(notice.event.as_str())),
         (
             "incident_id",
             json!(notice.incident_id().map(IncidentId::as_str)),
@@ -172,7 +156,7 @@ pub fn slack_body(notice: &AlertNotice, owner: &str) -> String {
         ":rotating_light:"
     };
     let headline = format!("{icon} {}", summary(notice, owner));
-    let mut context = vec![format!("event `{}`", event_name(notice.event))];
+    let mut context = vec![format!("event `{}`", notice.event.as_str())];
     if let Some(id) = notice.incident_id() {
         context.push(format!("incident `{id}`"));
     }
