@@ -208,6 +208,15 @@ fn an_override_lifts_the_window_is_alerted_once_and_survives_a_restart() {
     let group = daemon.json("/api/v1/groups/web");
     assert_eq!(group["window"]["blocked"], true, "{group}");
     assert_eq!(blocked_metric(&daemon), Some(1));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
+        .args(["status", "--server", &format!("http://{}", daemon.addr)])
+        .output()
+        .expect("run phoenix status");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("windows   1 group(s) blocked, next change 20"),
+        "{printed}"
+    );
     let held = instance_ids(&daemon);
     assert_eq!(
         held.iter().filter(|(_, h)| *h != desired).count(),
