@@ -5,6 +5,13 @@
 set -euo pipefail
 
 PHOENIX_VENV="${PHOENIX_VENV:-$HOME/.cache/phoenix/venv}"
+# The test venv is pinned (issue 17): moto's behaviour (docs/providers.md, the shared
+# services notes) changes between releases, so an unpinned install could change what
+# the tests see from one day to the next. To upgrade: bump both versions here, run
+# `scripts/setup.sh` (it reinstalls when the venv differs), then the whole suite, and
+# note any moto behaviour change in docs/providers.md.
+MOTO_VERSION=5.2.5
+BOTO3_VERSION=1.44.8
 
 need_apt=()
 command -v git >/dev/null || need_apt+=(git)
@@ -18,6 +25,8 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 # Commit-signing tests (issue 18) make keys and signed commits with the real tools.
 command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 command -v gpg >/dev/null || need_apt+=(gnupg)
+# sqlite3 lets a test break the state database under a running daemon.
+command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
@@ -32,9 +41,13 @@ fi
 # git daemon serves test repositories over git:// on loopback.
 git daemon --help >/dev/null 2>&1 || { echo "setup: 'git daemon' is not available" >&2; exit 1; }
 
-if [ ! -x "$PHOENIX_VENV/bin/moto_server" ] || ! "$PHOENIX_VENV/bin/python" -c 'import boto3, moto' 2>/dev/null; then
-  echo "setup: creating Python venv with moto[server] and boto3 in $PHOENIX_VENV"
+installed_versions() {
+  "$PHOENIX_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"), m.version("boto3"))' 2>/dev/null
+}
+if [ ! -x "$PHOENIX_VENV/bin/moto_server" ] || [ "$(installed_versions)" != "$MOTO_VERSION $BOTO3_VERSION" ]; then
+  echo "setup: installing moto[server]==$MOTO_VERSION and boto3==$BOTO3_VERSION in $PHOENIX_VENV"
   python3 -m venv "$PHOENIX_VENV"
-  "$PHOENIX_VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' boto3
+  "$PHOENIX_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "moto[server]==$MOTO_VERSION" "boto3==$BOTO3_VERSION"
 fi
 echo "setup: ok (venv: $PHOENIX_VENV)"

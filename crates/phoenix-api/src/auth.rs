@@ -10,7 +10,7 @@ use std::fmt;
 
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::command::Forge;
@@ -27,9 +27,12 @@ impl Secret {
         (!bytes.is_empty()).then_some(Secret(bytes))
     }
 
-    /// Constant-time comparison with `candidate`.
+    /// Constant-time comparison with `candidate`, whose length leaks nothing either
+    /// (issue 17): both sides are hashed to 32 bytes and the digests compared.
     pub fn matches(&self, candidate: &[u8]) -> bool {
-        bool::from(self.0.as_slice().ct_eq(candidate))
+        let ours = Sha256::digest(&self.0);
+        let theirs = Sha256::digest(candidate);
+        bool::from(ours.as_slice().ct_eq(theirs.as_slice()))
     }
 
     fn hmac_sha256(&self, body: &[u8]) -> Hmac<Sha256> {
@@ -243,6 +246,23 @@ mod tests {
             .expect("json");
         assert_eq!(p.after.as_deref(), Some("abc"));
         assert!(parse_push(b"not json").is_err());
+    }
+
+    /// Issue 17, defect 9: a token of another length is refused like any wrong token
+    /// (the comparison is between fixed-length digests, so it takes the same time).
+    #[test]
+    fn token_comparison_is_by_fixed_length_digest() {
+        let secret = Secret::new("s3cret-token").expect("non-empty");
+        assert!(secret.matches(b"s3cret-token"));
+        for wrong in [
+            &b""[..],
+            b"s",
+            b"s3cret-toke",
+            b"s3cret-token!",
+            &[b'x'; 4096],
+        ] {
+            assert!(!secret.matches(wrong));
+        }
     }
 
     #[test]

@@ -77,6 +77,19 @@ pub enum ApiError {
     /// The loop is gone (shutting down) or did not answer in time.
     #[error("the daemon loop is unavailable")]
     LoopUnavailable,
+    /// Too many open connections or event streams (`server.max_connections`,
+    /// `server.max_sse_subscribers`); `/healthz` keeps answering.
+    #[error("too many {what}; retry later")]
+    Overloaded {
+        /// What is over its cap.
+        what: &'static str,
+    },
+    /// The request took longer than `server.request_timeout`.
+    #[error("the request took longer than {seconds} s")]
+    Timeout {
+        /// The limit, in seconds.
+        seconds: u64,
+    },
 }
 
 impl ApiError {
@@ -100,7 +113,10 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadRequest { .. } | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Busy | ApiError::LoopUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy
+            | ApiError::LoopUnavailable
+            | ApiError::Overloaded { .. }
+            | ApiError::Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -124,6 +140,8 @@ impl ApiError {
             ApiError::BadRequest { .. } => "bad_request",
             ApiError::Busy => "busy",
             ApiError::LoopUnavailable => "loop_unavailable",
+            ApiError::Overloaded { .. } => "overloaded",
+            ApiError::Timeout { .. } => "timeout",
         }
     }
 }

@@ -16,9 +16,12 @@ mod auth;
 mod command;
 mod dashboard;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 mod metrics;
 mod operator;
 mod routes;
+mod server;
 mod snapshot;
 mod sse;
 mod state;
@@ -32,6 +35,7 @@ pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use metrics::{Histogram, Metrics, PlanResult, RECONCILE_BUCKETS, WebhookOutcome};
 pub use operator::{RetryAnswer, RetryError, RetryReply};
 pub use routes::{ApiDoc, build_router, serve};
+pub use server::{ServerLimits, serve as serve_with_limits};
 pub use snapshot::{
     AlertCounts, BlockedGroup, DriftFinding, Group, GroupCounts, GroupDetail, GroupDriftFinding,
     GroupHealth, GroupInstance, GroupSummary, GroupWindow, HashText, HistoryEntry, HistoryOutcome,

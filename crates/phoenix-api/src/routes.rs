@@ -421,6 +421,7 @@ async fn limit_declared_length(
 /// Builds the router with every endpoint of design section 9.
 pub fn build_router(state: ApiState) -> Router {
     let limit = state.inner.config.max_body_bytes;
+    let timeout = state.inner.config.request_timeout;
     Router::new()
         .route("/", get(dashboard))
         .route("/healthz", get(healthz))
@@ -447,16 +448,19 @@ pub fn build_router(state: ApiState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(limit, limit_declared_length))
+        .layer(middleware::from_fn_with_state(
+            timeout,
+            crate::server::request_timeout,
+        ))
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains open requests.
+/// Serves `router` on `listener` with the default [`crate::ServerLimits`] until
+/// `shutdown` completes, then drains open requests. See [`crate::serve_with_limits`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::server::serve(listener, router, crate::ServerLimits::default(), shutdown).await
 }

@@ -38,14 +38,15 @@ fn to_event(result: Result<crate::ApiEvent, RecvError>) -> Option<Event> {
 )]
 pub async fn events(
     State(state): State<ApiState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, crate::ApiError> {
+    let subscriber = Subscriber::join(&state)?;
     let events = state.inner.events.subscribe();
     let snapshots = state.inner.snapshots.clone();
     let closing = state.inner.closing.subscribe();
     let keep_alive = state.inner.config.sse_keep_alive;
     let stream = futures::stream::unfold(
-        (events, snapshots, closing),
-        |(mut events, mut snapshots, mut closing)| async move {
+        (events, snapshots, closing, subscriber),
+        |(mut events, mut snapshots, mut closing, subscriber)| async move {
             loop {
                 if *closing.borrow_and_update() {
                     return None;
@@ -64,11 +65,37 @@ pub async fn events(
                     }
                     received = events.recv() => {
                         return to_event(received)
-                            .map(|e| (Ok(e), (events, snapshots, closing)));
+                            .map(|e| (Ok(e), (events, snapshots, closing, subscriber)));
                     }
                 }
             }
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive)))
+}
+
+/// One open event stream, counted against `max_sse_subscribers` until dropped (issue
+/// 17: without a cap, clients could hold any number of streams open).
+struct Subscriber(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Subscriber {
+    fn join(state: &ApiState) -> Result<Subscriber, crate::ApiError> {
+        use std::sync::atomic::Ordering;
+        let count = &state.inner.sse_subscribers;
+        let cap = state.inner.config.max_sse_subscribers;
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .map_err(|_| crate::ApiError::Overloaded {
+                what: "event streams",
+            })?;
+        Ok(Subscriber(std::sync::Arc::clone(count)))
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }

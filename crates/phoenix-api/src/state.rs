@@ -30,6 +30,10 @@ pub struct ApiConfig {
     pub command_timeout: Duration,
     /// SSE keep-alive comment interval.
     pub sse_keep_alive: Duration,
+    /// Longest time a request other than the event stream may take (503 after).
+    pub request_timeout: Duration,
+    /// Most event streams open at once (503 past it).
+    pub max_sse_subscribers: usize,
 }
 
 impl Default for ApiConfig {
@@ -41,6 +45,8 @@ impl Default for ApiConfig {
             webhook_dedup_capacity: 1024,
             command_timeout: Duration::from_secs(10),
             sse_keep_alive: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(30),
+            max_sse_subscribers: 64,
         }
     }
 }
@@ -61,6 +67,8 @@ pub(crate) struct Inner {
     pub(crate) deliveries: Mutex<RecentDeliveries>,
     /// Set to true by [`ApiState::close_streams`]; SSE streams end on it.
     pub(crate) closing: watch::Sender<bool>,
+    /// Event streams open now (at most `config.max_sse_subscribers`).
+    pub(crate) sse_subscribers: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ApiState {
@@ -82,6 +90,7 @@ impl ApiState {
                 metrics,
                 deliveries,
                 closing: watch::Sender::new(false),
+                sse_subscribers: Arc::default(),
             }),
         }
     }

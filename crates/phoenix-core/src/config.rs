@@ -308,6 +308,9 @@ pub struct StateConfig {
     /// (relative to the config file's folder).
     #[serde(default = "default_state_path")]
     pub path: PathBuf,
+    /// How long finished state is kept (design section 16).
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 fn default_state_path() -> PathBuf {
@@ -318,6 +321,45 @@ impl Default for StateConfig {
     fn default() -> Self {
         Self {
             path: default_state_path(),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+/// `state.retention`: how long finished records are kept before they are pruned, so the
+/// database stays bounded under continuous commits (design section 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Finished plans and their steps. Default 30d.
+    #[serde(default = "default_retention_long", with = "crate::duration")]
+    pub plans: Duration,
+    /// Revisions last seen this long ago (the one in force and the newest stay). Default 30d.
+    #[serde(default = "default_retention_long", with = "crate::duration")]
+    pub revisions: Duration,
+    /// Delivered or expired alerts. Default 7d.
+    #[serde(default = "default_retention_alerts", with = "crate::duration")]
+    pub alerts: Duration,
+    /// Resolved incidents. Default 30d.
+    #[serde(default = "default_retention_long", with = "crate::duration")]
+    pub incidents: Duration,
+}
+
+fn default_retention_long() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+
+fn default_retention_alerts() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            plans: default_retention_long(),
+            revisions: default_retention_long(),
+            alerts: default_retention_alerts(),
+            incidents: default_retention_long(),
         }
     }
 }
@@ -333,10 +375,38 @@ pub struct ServerConfig {
     /// Without it, mutating endpoints are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_env: Option<String>,
+    /// Longest wait for a request's headers. Default 10s.
+    #[serde(default = "default_header_read_timeout", with = "crate::duration")]
+    pub header_read_timeout: Duration,
+    /// Longest time a request may take (not the event stream). Default 30s.
+    #[serde(default = "default_request_timeout", with = "crate::duration")]
+    pub request_timeout: Duration,
+    /// Most connections served at once; past it 503 (`/healthz` still answers). Default 256.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Most `GET /api/v1/events` streams open at once; past it 503. Default 64.
+    #[serde(default = "default_max_sse_subscribers")]
+    pub max_sse_subscribers: usize,
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_max_sse_subscribers() -> usize {
+    64
 }
 
 impl Default for ServerConfig {
@@ -344,6 +414,10 @@ impl Default for ServerConfig {
         Self {
             listen: default_listen(),
             token_env: None,
+            header_read_timeout: default_header_read_timeout(),
+            request_timeout: default_request_timeout(),
+            max_connections: default_max_connections(),
+            max_sse_subscribers: default_max_sse_subscribers(),
         }
     }
 }
@@ -548,6 +622,14 @@ impl Config {
         let mut problems = Vec::new();
         if self.owner.is_empty() || self.owner.len() > 128 {
             problems.push(ConfigError::field("owner", "must be 1 to 128 characters"));
+        }
+        if let Some(bad) = self.owner.chars().find(|c| matches!(c, '*' | '?' | '\\')) {
+            // EC2 tag filters treat these as wildcards: `acme-*` would claim (and
+            // terminate) every other owner's instances (issue 17).
+            problems.push(ConfigError::field(
+                "owner",
+                format!("must not contain `{bad}` (a wildcard in EC2 tag filters)"),
+            ));
         }
         if self.providers.is_empty() {
             problems.push(ConfigError::field(

@@ -9,20 +9,18 @@
 pub mod alerts;
 pub mod daemon;
 pub mod executor;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod policy;
+pub mod reload;
+pub mod retention;
 pub mod retry;
+pub mod supervise;
 pub mod view;
 pub mod windows;
 
 /// An error with its whole source chain, `outer: cause: cause`, for logs and the API:
 /// the one formatter every error site of the daemon uses.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    phoenix_core::chain(err).to_string()
 }

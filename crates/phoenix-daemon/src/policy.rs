@@ -53,7 +53,7 @@ pub async fn image_verdicts(
                 Err(reason) => Verdict::Unknown(reason.clone()),
             };
             if let Verdict::Unknown(reason) = &verdict {
-                tracing::warn!(provider = name, image = %id, error = %reason, "cannot check the image against policy.images; not launching it");
+                tracing::warn!(provider = name, image = %id, reason = %reason, "cannot check the image against policy.images; not launching it");
             }
             verdicts.insert(name, id, verdict);
         }

@@ -120,7 +120,7 @@ impl Histories {
                     }
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, group = %group, "cannot read group history");
+                    tracing::warn!(error = %phoenix_core::chain(&err), group = %group, "cannot read group history");
                     self.loaded = false;
                 }
             }
@@ -151,7 +151,9 @@ impl Histories {
                 self.by_group = by_group;
                 self.loaded = true;
             }
-            Err(err) => tracing::warn!(error = %err, "cannot read group history"),
+            Err(err) => {
+                tracing::warn!(error = %phoenix_core::chain(&err), "cannot read group history")
+            }
         }
         self.forget_unused_commits();
     }
@@ -299,7 +301,7 @@ fn load_plans(store: &Store) -> Vec<PlanWithSteps> {
     let records = match store.recent_plans(None, 200) {
         Ok(records) => records,
         Err(err) => {
-            tracing::warn!(error = %err, "cannot read plans for the status view");
+            tracing::warn!(error = %phoenix_core::chain(&err), "cannot read plans for the status view");
             return Vec::new();
         }
     };
@@ -311,7 +313,7 @@ fn load_plans(store: &Store) -> Vec<PlanWithSteps> {
                 steps,
             }),
             Err(err) => {
-                tracing::warn!(error = %err, plan = %record.id, "cannot read plan steps");
+                tracing::warn!(error = %phoenix_core::chain(&err), plan = %record.id, "cannot read plan steps");
                 None
             }
         })

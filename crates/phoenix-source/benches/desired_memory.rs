@@ -107,10 +107,7 @@ fn run_case(case: &str, count: usize) {
     } else {
         let mut loader = Loader::new();
         let changes: Vec<Change> = (0..count)
-            .map(|i| Change {
-                path: format!("s{:03}/g-{i:06}.yaml", i / 1000),
-                blob: Some(blob_of(i)),
-            })
+            .map(|i| Change::new(format!("s{:03}/g-{i:06}.yaml", i / 1000), Some(blob_of(i))))
             .collect();
         loader
             .update(changes, |_, blob| {

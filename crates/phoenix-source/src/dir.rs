@@ -9,6 +9,7 @@
 //! are debounced on a small thread and wake [`WatchSignal::changed`]; the daemon then
 //! polls. The periodic rescan (`interval`) is the backstop for lost events.
 
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -21,7 +22,10 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::error::SourceError;
-use crate::loader::{BlobId, Change, Loader, Verdict, is_spec_file};
+use crate::loader::{
+    BlobId, Change, Loader, MAX_FILE_BYTES, Verdict, escape_file_name, is_spec_file, non_utf8_name,
+    refused_blob,
+};
 use crate::revision::{PollOutcome, Rejection, Revision, RevisionId};
 
 /// Quiet time after the last file event before the signal fires.
@@ -127,10 +131,10 @@ impl DirSource {
         let loader = &self.loader;
         let mut files = scan(&self.root, |path, blob| loader.blob(path) != Some(blob))?;
         let mut hasher = Sha256::new();
-        for (path, (blob, _)) in &files {
+        for (path, found) in &files {
             hasher.update(path.as_bytes());
             hasher.update([0]);
-            hasher.update(blob.as_bytes());
+            hasher.update(found.blob.as_bytes());
         }
         let id = RevisionId::new(format!("sha256:{}", hex::encode(hasher.finalize())));
         if self.seen.as_ref() == Some(&id) {
@@ -138,27 +142,25 @@ impl DirSource {
         }
         let mut changes: Vec<Change> = files
             .iter()
-            .filter(|(path, (blob, _))| self.loader.blob(path) != Some(*blob))
-            .map(|(path, (blob, _))| Change {
+            .filter(|(path, found)| self.loader.blob(path) != Some(found.blob))
+            .map(|(path, found)| Change {
                 path: path.clone(),
-                blob: Some(*blob),
+                blob: Some(found.blob),
+                refused: found.refused.clone(),
             })
             .collect();
         changes.extend(
             self.loader
                 .paths()
                 .filter(|path| !files.contains_key(*path))
-                .map(|path| Change {
-                    path: path.to_string(),
-                    blob: None,
-                }),
+                .map(|path| Change::new(path.to_string(), None)),
         );
         let reparsed = self.loader.update(changes, |path, _| {
             // Each changed file is read once; hand its bytes over instead of copying.
             Ok::<_, SourceError>(
                 files
                     .get_mut(path)
-                    .and_then(|(_, bytes)| bytes.take())
+                    .and_then(|found| found.bytes.take())
                     .unwrap_or_default(),
             )
         })?;
@@ -199,56 +201,166 @@ impl DirSource {
     }
 }
 
-/// What [`scan`] found: path -> (blob id, content when kept), sorted by path.
-type Scanned = std::collections::BTreeMap<String, (BlobId, Option<Vec<u8>>)>;
+/// One spec path found by [`scan`]: its blob id, its content when kept, or why it is
+/// refused without being read.
+#[derive(Debug)]
+struct Found {
+    blob: BlobId,
+    bytes: Option<Vec<u8>>,
+    refused: Option<String>,
+}
 
-/// Every spec file below `root`: relative path (with `/`) -> (blob id, content), sorted.
+/// What [`scan`] found, sorted by path.
+type Scanned = std::collections::BTreeMap<String, Found>;
+
+/// Every spec file below `root`: relative path (with `/`) -> what was found, sorted.
 /// The content is kept only where `keep(path, blob)` says so (the files the loader must
 /// parse); a rescan of an unchanged 100,000-file folder then holds no file content.
+///
+/// Hostile folders (issue 17): a symbolic link is followed only when its target stays
+/// inside the folder; one leading outside (a file or a folder), a broken one, or a
+/// folder link leading back to a folder above it (a loop) or to a folder already
+/// scanned is refused, naming the link. A file over [`MAX_FILE_BYTES`] is refused from
+/// its size without being read, and at most the limit is ever read. A name that is not
+/// UTF-8 is refused too. Refused paths reject the revision.
 fn scan(root: &Path, keep: impl Fn(&str, BlobId) -> bool) -> Result<Scanned, SourceError> {
-    let mut files = std::collections::BTreeMap::new();
-    let mut stack = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, prefix)) = stack.pop() {
-        let io = |source| SourceError::Io {
-            path: dir.clone(),
-            source,
-        };
-        for entry in std::fs::read_dir(&dir).map_err(io)? {
-            let entry = entry.map_err(io)?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else {
-                warn!(path = %entry.path().display(), "skipping a file name that is not UTF-8");
-                continue;
-            };
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SourceError::Io { path, source }
+    };
+    let base = std::fs::canonicalize(root).map_err(io(root))?;
+    let mut files = Scanned::new();
+    let mut visited = std::collections::HashSet::from([base.clone()]);
+    // (real folder, its canonical path, relative prefix, whether a parent name was bad)
+    let mut stack = vec![(base.clone(), String::new(), false)];
+    while let Some((dir, prefix, bad_parent)) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            let (name, bad_name) = escape_file_name(entry.file_name().as_bytes());
             if name.starts_with('.') {
                 continue;
             }
-            let path = entry.path();
-            // Follows symlinks, like a user would expect from a plain folder.
-            let metadata = std::fs::metadata(&path).map_err(|source| SourceError::Io {
-                path: path.clone(),
-                source,
-            })?;
             let relative = format!("{prefix}{name}");
+            let path = entry.path();
+            let kind = entry.file_type().map_err(io(&path))?;
+            let refuse = |files: &mut Scanned, reason: String| {
+                files.insert(
+                    relative.clone(),
+                    Found {
+                        blob: refused_blob(&reason),
+                        bytes: None,
+                        refused: Some(reason),
+                    },
+                );
+            };
+            let (target, metadata) = if kind.is_symlink() {
+                match follow(&base, &dir, &path) {
+                    Ok(found) => found,
+                    Err(reason) => {
+                        refuse(&mut files, reason);
+                        continue;
+                    }
+                }
+            } else {
+                (path.clone(), entry.metadata().map_err(io(&path))?)
+            };
             if metadata.is_dir() {
-                stack.push((path, format!("{relative}/")));
+                if kind.is_symlink() && !visited.insert(target.clone()) {
+                    refuse(
+                        &mut files,
+                        "symbolic link leads to a folder already scanned through another path; remove the link".into(),
+                    );
+                    continue;
+                }
+                stack.push((target, format!("{relative}/"), bad_parent || bad_name));
             } else if metadata.is_file() && is_spec_file(&relative) {
-                let bytes = std::fs::read(&path).map_err(|source| SourceError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                let blob = git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)
-                    .map(BlobId::from_oid)
-                    .map_err(|_| SourceError::Io {
-                        path: path.clone(),
-                        source: std::io::Error::other("cannot hash file content"),
-                    })?;
-                let bytes = keep(&relative, blob).then_some(bytes);
-                files.insert(relative, (blob, bytes));
+                if bad_name || bad_parent {
+                    refuse(&mut files, non_utf8_name());
+                    continue;
+                }
+                match read_limited(&target, &relative, &keep)? {
+                    Ok(found) => {
+                        files.insert(relative, found);
+                    }
+                    Err(reason) => refuse(&mut files, reason),
+                }
             }
         }
     }
     Ok(files)
+}
+
+/// Where a symbolic link in `dir` leads, when it stays inside `base` (the canonical
+/// folder): its canonical target and metadata. Otherwise why it is refused.
+fn follow(base: &Path, dir: &Path, link: &Path) -> Result<(PathBuf, std::fs::Metadata), String> {
+    let target = match std::fs::canonicalize(link) {
+        Ok(target) => target,
+        Err(err) if err.raw_os_error() == Some(40) => {
+            return Err("symbolic link loop (the link resolves to itself); remove the link".into());
+        }
+        Err(_) => {
+            return Err(
+                "broken symbolic link (its target does not exist or cannot be read)".into(),
+            );
+        }
+    };
+    if !target.starts_with(base) {
+        return Err(
+            "symbolic link leads outside the desired-state folder; links are followed only inside it".into(),
+        );
+    }
+    let metadata = std::fs::metadata(&target)
+        .map_err(|_| "symbolic link target cannot be read".to_string())?;
+    if metadata.is_dir() && dir.starts_with(&target) {
+        return Err(
+            "symbolic link loop: it leads back to a folder that contains it; remove the link"
+                .into(),
+        );
+    }
+    Ok((target, metadata))
+}
+
+/// Read a spec file of at most [`MAX_FILE_BYTES`]: the size is checked on the open
+/// file before reading, and no more than the limit plus one byte is ever read (a file
+/// that grows meanwhile, or one that reports no size, cannot make it read more).
+/// `Ok(Err(reason))` refuses the file.
+fn read_limited(
+    path: &Path,
+    relative: &str,
+    keep: &impl Fn(&str, BlobId) -> bool,
+) -> Result<Result<Found, String>, SourceError> {
+    use std::io::Read as _;
+    let io = |source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let too_big = |size: u64| {
+        format!("file is {size} bytes; desired-state files are limited to {MAX_FILE_BYTES} bytes")
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > MAX_FILE_BYTES as u64 {
+        return Ok(Err(too_big(size)));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Ok(Err(too_big(bytes.len() as u64)));
+    }
+    let blob = git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)
+        .map(BlobId::from_oid)
+        .map_err(|_| SourceError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other("cannot hash file content"),
+        })?;
+    let bytes = keep(relative, blob).then_some(bytes);
+    Ok(Ok(Found {
+        blob,
+        bytes,
+        refused: None,
+    }))
 }
 
 /// Start a recursive watcher whose events, debounced, wake the returned signal.

@@ -28,11 +28,14 @@ use git2::{
     RemoteCallbacks, Repository, Tree,
 };
 use phoenix_core::config::{GitAuthConfig, GitSourceConfig, GitVerifyConfig, VerifyMode};
+use phoenix_core::redact::{redact_url, redact_urls_in, url_host};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use crate::error::SourceError;
-use crate::loader::{BlobId, Change, Loader, Verdict, is_spec_file};
+use crate::loader::{
+    BlobId, Change, Loader, Verdict, escape_file_name, is_spec_file, non_utf8_name,
+};
 use crate::revision::{CommitInfo, PollOutcome, Problem, Rejection, Revision, RevisionId};
 use crate::verify::{Signature, SignatureFailure, TrustedKeys, trust_stamp, verify_signature};
 
@@ -113,7 +116,7 @@ pub struct GitSource {
 impl std::fmt::Debug for GitSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GitSource")
-            .field("url", &self.url)
+            .field("url", &redact_url(&self.url))
             .field("target", &self.target)
             .field("subdir", &self.subdir)
             .field("clone_dir", &self.clone_dir)
@@ -146,6 +149,9 @@ impl GitSource {
                     config.path
                 ),
             });
+        }
+        if token_over_plain_http(&config.url, &config.auth) {
+            warn!(url = %redact_url(&config.url), "source.git.auth.token_env is set but the URL is plain http://: the token would cross the network unencrypted; use https://");
         }
         let digest = Sha256::digest(config.url.as_bytes());
         let clone_dir = cache_root.join(format!("{}.git", hex::encode(&digest[..8])));
@@ -230,7 +236,7 @@ impl GitSource {
                 Ok(outcome) => return Ok(outcome),
                 Err(err @ SourceError::NotYetAdvertised { .. }) => return Err(err),
                 Err(err) => {
-                    debug!(error = %err, "fetching the pushed ref directly failed; listing the remote's refs first");
+                    debug!(error = %phoenix_core::chain(&err), "fetching the pushed ref directly failed; listing the remote's refs first");
                 }
             }
         }
@@ -248,7 +254,7 @@ impl GitSource {
         }
         match self.fetch_and_load(&tip) {
             Err(err) if is_local_damage(&err) => {
-                warn!(clone = %self.clone_dir.display(), error = %err, "local git clone is damaged; removing it and cloning again");
+                warn!(clone = %self.clone_dir.display(), error = %phoenix_core::chain(&err), "local git clone is damaged; removing it and cloning again");
                 self.reset_clone()?;
                 self.fetch_and_load(&tip)
             }
@@ -312,13 +318,14 @@ impl GitSource {
             .remote_anonymous(&url)
             .map_err(|source| SourceError::Config {
                 message: format!(
-                    "source.git.url: `{url}` is not usable ({})",
-                    source.message()
+                    "source.git.url: `{}` is not usable ({})",
+                    redact_url(&url),
+                    redact_urls_in(source.message())
                 ),
             })?;
         let attempts = Cell::new(0u32);
         let heads: Vec<(String, Oid)> = {
-            let callbacks = callbacks(&auth, &attempts)?;
+            let callbacks = callbacks(&url, &auth, &attempts)?;
             let connection = remote
                 .connect_auth(Direction::Fetch, Some(callbacks), None)
                 .map_err(|source| classify_network(&url, source, attempts.get()))?;
@@ -346,7 +353,7 @@ impl GitSource {
             }
         }
         Err(SourceError::RefNotFound {
-            url,
+            url: redact_url(&url).into_owned(),
             reference: target.describe(),
         })
     }
@@ -397,15 +404,16 @@ impl GitSource {
                 .remote_anonymous(&url)
                 .map_err(|source| SourceError::Config {
                     message: format!(
-                        "source.git.url: `{url}` is not usable ({})",
-                        source.message()
+                        "source.git.url: `{}` is not usable ({})",
+                        redact_url(&url),
+                        redact_urls_in(source.message())
                     ),
                 })?;
             let mut options = FetchOptions::new();
-            options.remote_callbacks(callbacks(&auth, &attempts)?);
+            options.remote_callbacks(callbacks(&url, &auth, &attempts)?);
             options.download_tags(AutotagOption::None);
             options.update_fetchhead(false);
-            debug!(url = %url, reference = %reference, "fetching");
+            debug!(url = %redact_url(&url), reference = %reference, "fetching");
             let started = std::time::Instant::now();
             remote
                 .fetch(&refspecs, Some(&mut options), None)
@@ -430,7 +438,7 @@ impl GitSource {
                     Ok(tip.commit_hint)
                 } else {
                     Err(SourceError::CommitNotFound {
-                        url,
+                        url: redact_url(&url).into_owned(),
                         commit: tip.commit_hint.to_string(),
                     })
                 }
@@ -619,7 +627,7 @@ impl GitSource {
                     self.init_clone()?
                 }
                 Err(err) => {
-                    warn!(clone = %self.clone_dir.display(), error = %err, "cannot open the local git clone; removing it and cloning again");
+                    warn!(clone = %self.clone_dir.display(), error = %phoenix_core::chain(&err), "cannot open the local git clone; removing it and cloning again");
                     self.reset_clone_dir()?;
                     self.init_clone()?
                 }
@@ -734,7 +742,7 @@ fn read_tree(
     let changes = match &old_tree {
         Some(old) if old.id() == new_tree.id() => Vec::new(),
         Some(old) => diff_changes(repo, old, &new_tree, prefix).map_err(err("the tree diff"))?,
-        None => full_changes(loader, &new_tree, prefix).map_err(err("the tree"))?,
+        None => full_changes(repo, loader, &new_tree, prefix).map_err(err("the tree"))?,
     };
     Ok(TreeRead {
         info,
@@ -774,6 +782,7 @@ fn is_local_damage(err: &SourceError) -> bool {
 }
 
 fn classify_network(url: &str, source: git2::Error, auth_attempts: u32) -> SourceError {
+    let (url, source) = (&*redact_url(url), redact_error(source));
     if source.code() == ErrorCode::Auth || auth_attempts > 1 {
         SourceError::AuthFailed {
             url: url.to_string(),
@@ -793,6 +802,7 @@ fn classify_fetch(
     source: git2::Error,
     auth_attempts: u32,
 ) -> SourceError {
+    let (url, source) = (&*redact_url(url), redact_error(source));
     if source.code() == ErrorCode::Auth || auth_attempts > 1 {
         return SourceError::AuthFailed {
             url: url.to_string(),
@@ -812,6 +822,35 @@ fn classify_fetch(
             source,
         },
     }
+}
+
+/// `err` with any URL in its message redacted (libgit2 quotes the URL it was given).
+fn redact_error(err: git2::Error) -> git2::Error {
+    match redact_urls_in(err.message()) {
+        std::borrow::Cow::Borrowed(_) => err,
+        std::borrow::Cow::Owned(message) => git2::Error::new(err.code(), err.class(), message),
+    }
+}
+
+/// Whether a credential request for `request_url` may be answered: only when it goes
+/// to the host of the configured URL (a redirect to another host gets no credentials).
+pub fn credentials_allowed_for(configured_url: &str, request_url: &str) -> bool {
+    match (url_host(configured_url), url_host(request_url)) {
+        (Some(configured), Some(requested)) => configured == requested,
+        // scp-like `user@host:path` URLs: libgit2 asks with the same form.
+        (None, None) => scp_host(configured_url) == scp_host(request_url),
+        _ => false,
+    }
+}
+
+fn scp_host(url: &str) -> Option<&str> {
+    let (before, _) = url.split_once(':')?;
+    Some(before.rsplit_once('@').map_or(before, |(_, host)| host))
+}
+
+/// Whether a token would be sent in clear text: `auth.token_env` with an `http://` URL.
+pub fn token_over_plain_http(url: &str, auth: &GitAuthConfig) -> bool {
+    auth.token_env.is_some() && url.trim_start().to_ascii_lowercase().starts_with("http://")
 }
 
 /// What to answer a credential request with. Pure, so it is tested without a server.
@@ -906,6 +945,7 @@ pub fn plan_credentials(
 /// requests: libgit2 asks again after a refusal, so more than one means refused, and
 /// the fourth request is answered with an error to stop the loop.
 fn callbacks<'a>(
+    configured_url: &'a str,
     auth: &'a GitAuthConfig,
     attempts: &'a Cell<u32>,
 ) -> Result<RemoteCallbacks<'a>, SourceError> {
@@ -915,8 +955,18 @@ fn callbacks<'a>(
         return Err(SourceError::MissingToken { env: name.clone() });
     }
     let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(move |_url, username, allowed| {
+    callbacks.credentials(move |request_url, username, allowed| {
         attempts.set(attempts.get() + 1);
+        if !credentials_allowed_for(configured_url, request_url) {
+            return Err(git2::Error::new(
+                ErrorCode::Auth,
+                ErrorClass::Callback,
+                format!(
+                    "credentials are offered only to the configured host, not to `{}`",
+                    redact_url(request_url)
+                ),
+            ));
+        }
         if attempts.get() > 3 {
             return Err(git2::Error::new(
                 ErrorCode::Auth,
@@ -966,8 +1016,20 @@ fn diff_changes(
     prefix: &str,
 ) -> Result<Vec<Change>, git2::Error> {
     let mut changes = Vec::new();
-    diff_into(repo, old, new, prefix, &mut changes)?;
+    let level = Level {
+        prefix,
+        bad_prefix: false,
+    };
+    diff_into(repo, old, new, level, &mut changes)?;
     Ok(changes)
+}
+
+/// Where [`diff_into`] is in the tree: the path prefix, and whether a folder name on the
+/// way was not UTF-8.
+#[derive(Clone, Copy)]
+struct Level<'a> {
+    prefix: &'a str,
+    bad_prefix: bool,
 }
 
 /// A tree entry reduced to what the diff compares: spec candidates (regular and
@@ -1014,10 +1076,21 @@ fn tree_order(a: &Slot<'_>, b: &Slot<'_>) -> std::cmp::Ordering {
     })
 }
 
-fn slot_path(prefix: &str, slot: &Slot<'_>) -> Result<String, git2::Error> {
-    let name = std::str::from_utf8(slot.name)
-        .map_err(|_| git2::Error::from_str("a file name is not valid UTF-8"))?;
-    Ok(format!("{prefix}{name}"))
+/// The path of a tree entry under `prefix`, its bytes escaped when they are not UTF-8
+/// (see [`escape_file_name`]), and whether they were.
+fn slot_path(prefix: &str, slot: &Slot<'_>) -> (String, bool) {
+    let (name, escaped) = escape_file_name(slot.name);
+    (format!("{prefix}{name}"), escaped)
+}
+
+/// A spec file found in a tree: upserted with its blob, refused when its name (or a
+/// folder's above it) is not UTF-8 (issue 17: a rejection, as in a folder source).
+fn found_change(path: String, id: Oid, bad_name: bool) -> Change {
+    Change {
+        path,
+        blob: Some(BlobId::from_oid(id)),
+        refused: bad_name.then(non_utf8_name),
+    }
 }
 
 /// One level of the tree diff: a merge of the two sorted entry lists, so its cost is the
@@ -1027,54 +1100,53 @@ fn diff_into(
     repo: &Repository,
     old: &Tree<'_>,
     new: &Tree<'_>,
-    prefix: &str,
+    level: Level<'_>,
     changes: &mut Vec<Change>,
 ) -> Result<(), git2::Error> {
+    let Level { prefix, bad_prefix } = level;
     let old_entries: Vec<git2::TreeEntry<'_>> = old.iter().collect();
     let new_entries: Vec<git2::TreeEntry<'_>> = new.iter().collect();
     let old_slots = slots(&old_entries);
     let new_slots = slots(&new_entries);
     let removed = |slot: &Slot<'_>, changes: &mut Vec<Change>| -> Result<(), git2::Error> {
-        let path = slot_path(prefix, slot)?;
+        let (path, _) = slot_path(prefix, slot);
         if slot.is_tree {
             walk_blobs(
+                repo,
                 &repo.find_tree(slot.id)?,
                 &format!("{path}/"),
-                &mut |path, _| {
-                    changes.push(Change { path, blob: None });
+                &mut |path, _, _| {
+                    changes.push(Change::new(path, None));
                 },
             )
         } else {
             if is_spec_file(&path) {
-                changes.push(Change { path, blob: None });
+                changes.push(Change::new(path, None));
             }
             Ok(())
         }
     };
-    let added = |slot: &Slot<'_>, changes: &mut Vec<Change>| -> Result<(), git2::Error> {
-        let path = slot_path(prefix, slot)?;
-        if slot.is_tree {
-            walk_blobs(
-                &repo.find_tree(slot.id)?,
-                &format!("{path}/"),
-                &mut |path, id| {
-                    changes.push(Change {
-                        path,
-                        blob: Some(id),
-                    });
-                },
-            )
-        } else {
-            // A new blob, or one whose content or mode changed: upserted.
-            if is_spec_file(&path) {
-                changes.push(Change {
-                    path,
-                    blob: Some(BlobId::from_oid(slot.id)),
-                });
+    let added =
+        |slot: &Slot<'_>, bad_parent: bool, changes: &mut Vec<Change>| -> Result<(), git2::Error> {
+            let (path, bad_name) = slot_path(prefix, slot);
+            let bad = bad_parent || bad_name;
+            if slot.is_tree {
+                walk_blobs(
+                    repo,
+                    &repo.find_tree(slot.id)?,
+                    &format!("{path}/"),
+                    &mut |path, id, bad_below| {
+                        changes.push(found_change(path, id, bad || bad_below));
+                    },
+                )
+            } else {
+                // A new blob, or one whose content or mode changed: upserted.
+                if is_spec_file(&path) {
+                    changes.push(found_change(path, slot.id, bad));
+                }
+                Ok(())
             }
-            Ok(())
-        }
-    };
+        };
     let (mut i, mut j) = (0, 0);
     loop {
         match (old_slots.get(i), new_slots.get(j)) {
@@ -1084,7 +1156,7 @@ fn diff_into(
                 i += 1;
             }
             (None, Some(n)) => {
-                added(n, changes)?;
+                added(n, bad_prefix, changes)?;
                 j += 1;
             }
             (Some(o), Some(n)) => match tree_order(o, n) {
@@ -1093,18 +1165,22 @@ fn diff_into(
                     i += 1;
                 }
                 std::cmp::Ordering::Greater => {
-                    added(n, changes)?;
+                    added(n, bad_prefix, changes)?;
                     j += 1;
                 }
                 // Same name and kind (a file that became a folder sorts apart).
                 std::cmp::Ordering::Equal => {
                     if o.id != n.id || o.mode != n.mode {
                         if o.is_tree {
-                            let path = slot_path(prefix, o)?;
+                            let (path, bad_name) = slot_path(prefix, o);
                             let (old_sub, new_sub) = (repo.find_tree(o.id)?, repo.find_tree(n.id)?);
-                            diff_into(repo, &old_sub, &new_sub, &format!("{path}/"), changes)?;
+                            let sub = Level {
+                                prefix: &format!("{path}/"),
+                                bad_prefix: bad_prefix || bad_name,
+                            };
+                            diff_into(repo, &old_sub, &new_sub, sub, changes)?;
                         } else {
-                            added(n, changes)?;
+                            added(n, bad_prefix, changes)?;
                         }
                     }
                     i += 1;
@@ -1115,57 +1191,56 @@ fn diff_into(
     }
 }
 
-/// Call `found` for every spec file below `tree`.
+/// Call `found(path, blob, name_not_utf8)` for every spec file below `tree`. Walks
+/// the entries itself (libgit2's walk gives up on a folder name that is not UTF-8),
+/// with an explicit stack, so a deep hostile tree cannot overflow the thread's stack.
 fn walk_blobs(
+    repo: &Repository,
     tree: &Tree<'_>,
     prefix: &str,
-    found: &mut dyn FnMut(String, BlobId),
+    found: &mut dyn FnMut(String, Oid, bool),
 ) -> Result<(), git2::Error> {
-    let mut failure = None;
-    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-        if entry.kind() != Some(git2::ObjectType::Blob) || !is_blob_mode(entry.filemode()) {
-            return git2::TreeWalkResult::Ok;
+    let mut stack = vec![(tree.clone(), prefix.to_string(), false)];
+    while let Some((tree, prefix, bad_prefix)) = stack.pop() {
+        for entry in tree.iter() {
+            let (name, bad_name) = escape_file_name(entry.name_bytes());
+            let path = format!("{prefix}{name}");
+            let bad = bad_prefix || bad_name;
+            match entry.kind() {
+                Some(git2::ObjectType::Tree) => {
+                    stack.push((repo.find_tree(entry.id())?, format!("{path}/"), bad));
+                }
+                Some(git2::ObjectType::Blob)
+                    if is_blob_mode(entry.filemode()) && is_spec_file(&path) =>
+                {
+                    found(path, entry.id(), bad);
+                }
+                _ => {}
+            }
         }
-        let Ok(name) = entry.name() else {
-            failure = Some(git2::Error::from_str("a file name is not valid UTF-8"));
-            return git2::TreeWalkResult::Abort;
-        };
-        let path = format!("{prefix}{dir}{name}");
-        if is_spec_file(&path) {
-            found(path, BlobId::from_oid(entry.id()));
-        }
-        git2::TreeWalkResult::Ok
-    })?;
-    match failure {
-        Some(err) => Err(err),
-        None => Ok(()),
     }
+    Ok(())
 }
 
 /// Changed spec files between the index and a tree, comparing blob ids: used for the
 /// first load and whenever the previous tree is not available.
 fn full_changes(
+    repo: &Repository,
     loader: &Loader,
     tree: &Tree<'_>,
     prefix: &str,
 ) -> Result<Vec<Change>, git2::Error> {
     let mut changes = Vec::new();
     let mut present = std::collections::HashSet::new();
-    walk_blobs(tree, prefix, &mut |path, id| {
-        if loader.blob(&path) != Some(id) {
-            changes.push(Change {
-                path: path.clone(),
-                blob: Some(id),
-            });
+    walk_blobs(repo, tree, prefix, &mut |path, id, bad_name| {
+        if loader.blob(&path) != Some(BlobId::from_oid(id)) {
+            changes.push(found_change(path.clone(), id, bad_name));
         }
         present.insert(path);
     })?;
     for path in loader.paths() {
         if !present.contains(path) {
-            changes.push(Change {
-                path: path.to_string(),
-                blob: None,
-            });
+            changes.push(Change::new(path.to_string(), None));
         }
     }
     Ok(changes)
@@ -1218,6 +1293,44 @@ mod tests {
             Target::from_config(&config(None, Some(" "))),
             Err(SourceError::Config { .. })
         ));
+    }
+
+    /// Issue 17, defect 4: credentials go only to the configured host.
+    #[test]
+    fn credentials_only_to_the_configured_host() {
+        let configured = "https://x-token@git.example.com/infra.git";
+        assert!(credentials_allowed_for(
+            configured,
+            "https://git.example.com/infra.git"
+        ));
+        assert!(credentials_allowed_for(
+            configured,
+            "https://GIT.example.com:443/other.git"
+        ));
+        assert!(!credentials_allowed_for(
+            configured,
+            "https://evil.example.net/infra.git"
+        ));
+        assert!(!credentials_allowed_for(
+            configured,
+            "git@git.example.com:infra.git"
+        ));
+        assert!(credentials_allowed_for("git@host:a.git", "git@host:a.git"));
+        assert!(!credentials_allowed_for(
+            "git@host:a.git",
+            "git@other:a.git"
+        ));
+    }
+
+    /// Issue 17, defect 4: a token over plain http is detected (and warned about).
+    #[test]
+    fn token_over_plain_http_is_detected() {
+        let mut auth = GitAuthConfig::default();
+        assert!(!token_over_plain_http("http://h/x.git", &auth));
+        auth.token_env = Some("GIT_TOKEN".into());
+        assert!(token_over_plain_http("http://h/x.git", &auth));
+        assert!(token_over_plain_http("HTTP://h/x.git", &auth));
+        assert!(!token_over_plain_http("https://h/x.git", &auth));
     }
 
     #[test]

@@ -89,6 +89,50 @@ pub struct Change {
     pub path: String,
     /// The new blob, or `None` when the file is gone.
     pub blob: Option<BlobId>,
+    /// Why the source refuses this path without reading it (a link leaving the folder,
+    /// a link loop, a file over the size limit, a name that is not UTF-8): the path is
+    /// then invalid with this message and its content is never read.
+    pub refused: Option<String>,
+}
+
+impl Change {
+    /// A path added or modified (`Some`) or deleted (`None`), to be read and parsed.
+    pub fn new(path: String, blob: Option<BlobId>) -> Change {
+        Change {
+            path,
+            blob,
+            refused: None,
+        }
+    }
+}
+
+/// A file name as text: UTF-8 names unchanged, and in any other each byte that is not
+/// part of valid UTF-8 written as `\xNN`. The flag says whether escaping was needed.
+pub fn escape_file_name(bytes: &[u8]) -> (String, bool) {
+    if let Ok(name) = std::str::from_utf8(bytes) {
+        return (name.to_string(), false);
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    (out, true)
+}
+
+/// The refusal of a path whose name is not UTF-8.
+pub fn non_utf8_name() -> String {
+    "file name is not valid UTF-8 (shown with its bytes escaped); rename the file".to_string()
+}
+
+/// The blob id standing for a refused path's content (a hash of the refusal), so the
+/// revision id changes when the reason does.
+pub fn refused_blob(reason: &str) -> BlobId {
+    git2::Oid::hash_object(git2::ObjectType::Blob, reason.as_bytes())
+        .map(BlobId::from_oid)
+        .expect("hashing bytes in memory cannot fail")
 }
 
 /// A repository-relative path, stored once and shared.
@@ -276,9 +320,14 @@ impl Loader {
             if self.blob(&path) == Some(blob) {
                 continue;
             }
-            let parsed = match leaving.get(&blob) {
-                Some(parsed) => parsed.at(&path),
-                None => {
+            let parsed = match (change.refused, leaving.get(&blob)) {
+                (Some(reason), _) => Parsed::Invalid(Box::new(SpecError {
+                    line: None,
+                    column: None,
+                    message: reason,
+                })),
+                (None, Some(parsed)) => parsed.at(&path),
+                (None, None) => {
                     let bytes = read(&path, blob)?;
                     reparsed.push(path.to_string());
                     parse_bytes(&bytes, &path, &mut self.strings)
@@ -430,7 +479,11 @@ fn parse_bytes(bytes: &[u8], path: &Path, strings: &mut Interner) -> Parsed {
             hash: parsed.hash,
             group: parsed.group,
         })),
-        Err(err) => Parsed::Invalid(Box::new(err)),
+        // Only a short, escaped excerpt of the file's own text may leave the daemon.
+        Err(err) => Parsed::Invalid(Box::new(SpecError {
+            message: phoenix_core::redact::excerpt(&err.message),
+            ..err
+        })),
     }
 }
 
@@ -488,10 +541,7 @@ mod tests {
     ) -> Vec<String> {
         let changes = changes
             .iter()
-            .map(|(path, blob)| Change {
-                path: (*path).to_string(),
-                blob: *blob,
-            })
+            .map(|(path, blob)| Change::new((*path).to_string(), *blob))
             .collect();
         loader
             .update(changes, |_, blob| {
@@ -774,14 +824,8 @@ mod tests {
         let b = store.put(&spec("b", "ami-1"));
         let result = loader.update(
             vec![
-                Change {
-                    path: "a.yaml".into(),
-                    blob: None,
-                },
-                Change {
-                    path: "b.yaml".into(),
-                    blob: Some(b),
-                },
+                Change::new("a.yaml".into(), None),
+                Change::new("b.yaml".into(), Some(b)),
             ],
             |_, _| Err("disk on fire"),
         );

@@ -117,6 +117,36 @@ pub struct Store {
     history_changed: BTreeSet<GroupName>,
 }
 
+/// Issue 17: the state folder is created `0700` and the database `0600` (SQLite gives
+/// its `-wal` and `-shm` files the database's mode), so other local users cannot read
+/// plans, incidents or alert payloads.
+mod private {
+    use std::io;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+    use std::path::Path;
+
+    /// Create `dir` and missing parents with mode `0700` (an existing folder is kept).
+    pub(super) fn create_dir(dir: &Path) -> io::Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+
+    /// Create `file` with mode `0600` if missing; an existing one is made `0600`.
+    pub(super) fn create_file(file: &Path) -> io::Result<()> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(file)?;
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+    }
+}
+
 impl Store {
     /// Open (creating if needed) the store in `state_dir`, which is created when missing,
     /// and bring its schema up to date.
@@ -124,11 +154,15 @@ impl Store {
     /// Fails with [`StoreError::SchemaTooNew`] when the database was written by a newer
     /// Phoenix whose schema this binary does not know.
     pub fn open(state_dir: &Path, options: StoreOptions) -> Result<Store> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::CreateDir {
+        private::create_dir(state_dir).map_err(|source| StoreError::CreateDir {
             path: state_dir.to_path_buf(),
             source,
         })?;
         let path = state_dir.join(DB_FILE_NAME);
+        private::create_file(&path).map_err(|source| StoreError::CreateDir {
+            path: path.clone(),
+            source,
+        })?;
         let open_err = |source| StoreError::Open {
             path: path.clone(),
             source,

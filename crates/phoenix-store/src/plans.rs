@@ -716,16 +716,42 @@ impl Store {
     }
 
     /// Delete finished plans (and their steps) last updated before `before`; returns how
-    /// many plans were deleted. Active plans are never deleted.
+    /// many plans were deleted. Active plans are never deleted. Each deleted plan's id is
+    /// kept in `pruned_plan_ids`, so [`Store::plan_id_used`] still knows it (its launch
+    /// tokens must never be issued again).
     pub fn prune_finished_plans(&mut self, before: SystemTime) -> Result<usize> {
         let before = millis(before)?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(StoreError::sqlite("prune plans"))?;
+        let finished =
+            "updated_at < ?1 AND status NOT IN ('pending', 'awaiting_approval', 'running')";
+        tx.execute(
+            &format!(
+                "INSERT OR IGNORE INTO pruned_plan_ids (id, pruned_at) \
+                 SELECT id, ?1 FROM plans WHERE {finished}"
+            ),
+            [before],
+        )
+        .map_err(StoreError::sqlite("prune plans"))?;
+        let deleted = tx
+            .execute(&format!("DELETE FROM plans WHERE {finished}"), [before])
+            .map_err(StoreError::sqlite("prune plans"))?;
+        tx.commit().map_err(StoreError::sqlite("prune plans"))?;
+        Ok(deleted)
+    }
+
+    /// Whether `plan` names a plan that exists or existed and was pruned: such an id is
+    /// never given to a new plan (design section 16).
+    pub fn plan_id_used(&self, plan: &PlanId) -> Result<bool> {
         self.conn
-            .execute(
-                "DELETE FROM plans WHERE updated_at < ?1 \
-                 AND status NOT IN ('pending', 'awaiting_approval', 'running')",
-                [before],
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM plans WHERE id = ?1) \
+                 OR EXISTS (SELECT 1 FROM pruned_plan_ids WHERE id = ?1)",
             )
-            .map_err(StoreError::sqlite("prune plans"))
+            .and_then(|mut stmt| stmt.query_row([plan], |row| row.get(0)))
+            .map_err(StoreError::sqlite("read plan ids"))
     }
 }
 

@@ -178,4 +178,21 @@ impl Store {
             .and_then(Iterator::collect)
             .map_err(StoreError::sqlite("list revisions"))
     }
+
+    /// Delete revisions last seen before `before`, except the newest accepted one (in
+    /// force, restored after a restart) and the newest of all (the status API's); returns
+    /// how many were deleted (design section 16).
+    pub fn prune_revisions(&mut self, before: SystemTime) -> Result<usize> {
+        let before = millis(before)?;
+        self.conn
+            .execute(
+                "DELETE FROM revisions WHERE last_seen_at < ?1 \
+                 AND seq NOT IN (SELECT seq FROM revisions WHERE status = 'accepted' \
+                                 ORDER BY last_seen_at DESC, seq DESC LIMIT 1) \
+                 AND seq NOT IN (SELECT seq FROM revisions \
+                                 ORDER BY last_seen_at DESC, seq DESC LIMIT 1)",
+                [before],
+            )
+            .map_err(StoreError::sqlite("prune revisions"))
+    }
 }

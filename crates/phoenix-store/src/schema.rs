@@ -39,6 +39,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0004_step_action_check.sql"),
     },
     Migration {
+        version: 5,
+        name: "ids of pruned plans, never reused",
+        sql: include_str!("migrations/0005_pruned_plan_ids.sql"),
+    },
+    Migration {
         version: 7,
         name: "change-window overrides",
         sql: include_str!("migrations/0007_window_overrides.sql"),

@@ -174,6 +174,13 @@ pub enum Fault {
     /// Forward the request (so it takes effect), then answer HTTP 500 `InternalError`:
     /// the answer got lost. A retried launch must not launch twice.
     InternalErrorAfterForward,
+    /// Forward the request (so it takes effect), then close the connection without an
+    /// answer (a reset in the middle of the response).
+    ResetAfterForward,
+    /// Close the connection without forwarding or answering.
+    Reset,
+    /// Wait this many milliseconds, then forward and answer normally (a slow answer).
+    Slow(u64),
 }
 
 impl Fault {
@@ -189,6 +196,9 @@ impl Fault {
                 "InternalError",
                 "An internal error has occurred.",
             ),
+            Fault::Reset | Fault::ResetAfterForward | Fault::Slow(_) => {
+                unreachable!("served without a canned answer")
+            }
             Fault::Unavailable => {
                 return b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec();
             }
@@ -282,6 +292,11 @@ impl FaultProxy {
             times,
             after: 0,
         });
+    }
+
+    /// Drop every rule not yet used up: from now on every request is forwarded.
+    pub fn clear(&self) {
+        self.state.rules.lock().expect("rules lock").clear();
     }
 
     /// Requests seen (forwarded or failed).
@@ -394,6 +409,19 @@ fn serve(conn: TcpStream, upstream: SocketAddr, state: &ProxyState) {
             fault
         };
         let response = match fault {
+            Some(Fault::Reset | Fault::ResetAfterForward) => {
+                state.faults.fetch_add(1, Ordering::SeqCst);
+                if fault == Some(Fault::ResetAfterForward) {
+                    let _ = forward(upstream, &head, &body);
+                }
+                let _ = writer.shutdown(Shutdown::Both);
+                return;
+            }
+            Some(Fault::Slow(millis)) => {
+                state.faults.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(millis));
+                forward(upstream, &head, &body).unwrap_or_else(|| Fault::Unavailable.response())
+            }
             Some(fault) => {
                 state.faults.fetch_add(1, Ordering::SeqCst);
                 if fault == Fault::InternalErrorAfterForward {
@@ -435,4 +463,53 @@ fn forward(upstream: SocketAddr, head: &[u8], body: &[u8]) -> Option<Vec<u8>> {
     let mut response = Vec::new();
     stream.read_to_end(&mut response).ok()?;
     Some(response)
+}
+
+#[cfg(test)]
+mod tests {
+    /// `NAME=value` from scripts/setup.sh.
+    fn pinned(setup: &str, name: &str) -> String {
+        setup
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("scripts/setup.sh pins no {name}"))
+            .trim()
+            .to_string()
+    }
+
+    /// Issue 17, defect 9: the test venv is pinned, and the venv in use has exactly the
+    /// pinned versions (scripts/setup.sh reinstalls it otherwise).
+    #[test]
+    fn moto_and_boto3_are_pinned_and_installed_as_pinned() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let setup = std::fs::read_to_string(root.join("scripts/setup.sh")).expect("read setup.sh");
+        let moto = pinned(&setup, "MOTO_VERSION");
+        let boto3 = pinned(&setup, "BOTO3_VERSION");
+        assert!(
+            setup.contains("\"moto[server]==$MOTO_VERSION\""),
+            "moto is installed pinned"
+        );
+        assert!(
+            setup.contains("\"boto3==$BOTO3_VERSION\""),
+            "boto3 is installed pinned"
+        );
+        let venv = std::env::var("PHOENIX_VENV").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/phoenix/venv",
+                std::env::var("HOME").expect("HOME is set")
+            )
+        });
+        let output = std::process::Command::new(format!("{venv}/bin/python"))
+            .args([
+                "-c",
+                "import importlib.metadata as m; print(m.version('moto'), m.version('boto3'))",
+            ])
+            .output()
+            .expect("the test venv exists (run scripts/setup.sh)");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            format!("{moto} {boto3}"),
+            "the venv differs from the pins: run scripts/setup.sh"
+        );
+    }
 }

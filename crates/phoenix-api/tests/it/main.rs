@@ -3,5 +3,7 @@
 
 mod api;
 mod dashboard_page;
+mod fuzz_bodies;
 mod monitoring;
+mod server_limits;
 mod windows_override;

@@ -111,6 +111,16 @@ pub struct PlanMemory {
     /// window is lifted before this instant (`crate::window`). Kept while in the future.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_override: Option<crate::window::Override>,
+    /// The desired group names of the last pass, sorted: what the next revision's
+    /// removals from Git are counted against (the mass-removal hold). `None` before the
+    /// first pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_groups: Option<Vec<String>>,
+    /// The mass-removal hold in force. It sticks to the revision that caused it: every
+    /// plan stays held (approved one by one) until each removed group is back in Git or
+    /// has no instance left on a complete inventory, whatever the fraction is by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
 }
 
 /// How often in a row an orphaned instance was seen on a complete inventory.
@@ -200,7 +210,7 @@ pub struct Budget {
 }
 
 /// Why a revision is held for approval.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     /// For humans.
     pub reason: String,
@@ -358,7 +368,9 @@ pub fn plan_checked(checked: Checked<'_, '_>) -> PlanOutcome {
     let parts = partition::partition(input);
     let mut memory = orphans::remember(&parts.orphans, input.memory);
     memory.window_override = crate::window::lasting_override(input.memory, input.now);
-    let hold = holds::mass_removal_hold(&parts.removed_groups(), input.groups.len(), input.config);
+    let hold = holds::mass_removal_hold(input, &parts);
+    memory.desired_groups = Some(holds::desired_names(&parts));
+    memory.hold.clone_from(&hold);
     let mut providers = groups::ProviderTexts::default();
     let (mut reports, pending) = groups::classify(input, &parts, &mut providers);
     let mut budget = budget::Ledger::new(budget_limit(input.config, parts.fleet));

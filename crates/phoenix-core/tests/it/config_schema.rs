@@ -135,6 +135,23 @@ policy:
     assert!(errors[0].message.contains("owner"), "{errors:?}");
 }
 
+/// Issue 17, defect 9: `owner` is matched by EC2 tag filters, where `*` and `?` are
+/// wildcards: `acme-*` would claim every `acme-...` owner's instances.
+#[test]
+fn owner_with_filter_wildcards_is_refused() {
+    for owner in ["acme-*", "acme?", "*", "a\\\\b"] {
+        let text = format!(
+            "owner: '{owner}'\nsource: {{dir: {{path: desired}}}}\nproviders: [{{name: local, type: sim}}]\n"
+        );
+        let err = Config::parse(&text).expect_err("a wildcard owner is refused");
+        assert!(
+            err.iter()
+                .any(|e| e.message.contains("owner") && e.message.contains("wildcard")),
+            "{owner}: {err:?}"
+        );
+    }
+}
+
 #[test]
 fn alert_event_names_are_their_config_spelling() {
     for event in phoenix_core::config::AlertEvent::ALL {

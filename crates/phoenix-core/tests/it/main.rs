@@ -3,6 +3,8 @@
 
 mod config_schema;
 mod drift_classify;
+mod fuzz_bodies;
+mod mass_removal;
 mod planner_cases;
 mod planner_markdown;
 mod planner_policy;

@@ -212,7 +212,9 @@ impl Delivery {
                         worker_of.insert(worker.id(), name);
                     }
                 }
-                Err(error) => warn!(error = %error, "cannot read the alert outbox; will retry"),
+                Err(error) => {
+                    warn!(error = %phoenix_core::chain(&error), "cannot read the alert outbox; will retry")
+                }
             }
 
             // A retry time at or before the read was served by it (or its alert
@@ -245,7 +247,7 @@ impl Delivery {
                             // A worker that died never reported `Idle`: free its
                             // receiver, whose unsent alerts are still pending.
                             if let Some(name) = worker_of.remove(&error.id()) {
-                                warn!(receiver = %name, error = %error, "alert delivery worker died");
+                                warn!(receiver = %name, error = %phoenix_core::chain(&error), "alert delivery worker died");
                                 busy.remove(&name);
                             }
                         }
@@ -278,7 +280,7 @@ impl Delivery {
                     .await
                 {
                     // Not recorded: it will be sent again, and de-duplicated by its id.
-                    warn!(delivery_id = %delivery, error = %error, "cannot record an alert delivery");
+                    warn!(delivery_id = %delivery, error = %phoenix_core::chain(&error), "cannot record an alert delivery");
                 }
             }
             Report::Failed {
@@ -293,7 +295,7 @@ impl Delivery {
                     delivery_id = %delivery,
                     attempt = attempts + 1,
                     retry_in = ?delay,
-                    error = %error,
+                    error = error.as_str(), // already the whole chain, rendered where the send failed
                     "alert delivery failed; will retry"
                 );
                 // One millisecond more than the stored time (milliseconds), so the entry
@@ -304,7 +306,7 @@ impl Delivery {
                     .with_store(move |s| s.mark_alert_failed(&id, &error, now + delay))
                     .await
                 {
-                    warn!(delivery_id = %delivery, error = %store_error, "cannot record an alert failure");
+                    warn!(delivery_id = %delivery, error = %phoenix_core::chain(&store_error), "cannot record an alert failure");
                 }
             }
             Report::Idle { receiver } => {

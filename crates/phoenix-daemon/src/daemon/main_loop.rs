@@ -51,8 +51,15 @@ impl Wants {
     }
 }
 
+/// Whether the loop goes on after a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
 impl Daemon {
-    /// Run until `shutdown` resolves. A pass under way is finished first.
+    /// Run until `shutdown` resolves. A pass under way stops at its next checkpoint.
     pub(super) async fn main_loop(&mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut wants = Wants {
@@ -60,7 +67,10 @@ impl Daemon {
             ..Wants::default()
         };
         loop {
-            self.act(wants).await;
+            if self.act(wants, shutdown.as_mut()).await == Flow::Stop {
+                tracing::info!("shutting down");
+                return;
+            }
             wants = Wants::default();
             let event = self.next_event(shutdown.as_mut(), wants.timers()).await;
             self.handle(event, &mut wants).await;
@@ -84,17 +94,44 @@ impl Daemon {
         }
     }
 
-    /// Do what a turn asked for: start the poll, then run the pass.
-    async fn act(&mut self, wants: Wants) {
+    /// Do what a turn asked for: start the poll, then run the pass. A shutdown that
+    /// arrives during the pass cancels [`Daemon::stop`]: the pass returns at its next
+    /// checkpoint and the loop ends ([`Flow::Stop`]).
+    async fn act(
+        &mut self,
+        wants: Wants,
+        shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Flow {
         if let Some(request) = wants.poll {
             if wants.webhooks > 0 {
                 tracing::info!(webhooks = wants.webhooks, after = ?request.after, "push webhook");
             }
             self.start_poll(request);
         }
-        if let Some(reason) = wants.pass {
-            let wait = self.pass(reason).await;
-            self.next_pass = Instant::now() + wait;
+        let Some(reason) = wants.pass else {
+            return Flow::Continue;
+        };
+        let stop = self.stop.clone();
+        let finished = {
+            let pass = self.pass(reason);
+            tokio::pin!(pass);
+            tokio::select! {
+                biased;
+                wait = &mut pass => Some(wait),
+                () = shutdown => {
+                    tracing::info!("shutdown asked for during a pass: stopping at its next checkpoint (a step in flight finishes)");
+                    stop.cancel();
+                    pass.await;
+                    None
+                }
+            }
+        };
+        match finished {
+            Some(wait) => {
+                self.next_pass = Instant::now() + wait;
+                Flow::Continue
+            }
+            None => Flow::Stop,
         }
     }
 

@@ -24,8 +24,9 @@
 //! ([`source`]: the source slot is idle, polling or lost), followed by a pass when it
 //! brought something new, so a remote that accepts a connection and never answers
 //! stalls only the source (reported on the status API once overdue), never the fleet or
-//! shutdown. A pass under way is finished before shutdown returns (an executor step is
-//! never cut halfway). A failure never ends the loop: it is logged, shown on the status
+//! shutdown. Shutdown is seen during a pass too: the pass stops at its next checkpoint
+//! (an inventory still being collected is abandoned, no further plan is driven), but an
+//! executor step in flight is never cut halfway. A failure never ends the loop: it is logged, shown on the status
 //! API and retried.
 //!
 //! The store is one SQLite connection called inline from the loop task (short local
@@ -140,6 +141,8 @@ struct Daemon {
     alerts: Alerts,
     /// When the executor wants to be called again (a plan is running).
     executor_wake: Option<Duration>,
+    /// When old state was last pruned (design section 16).
+    retention: crate::retention::Retention,
     revision: Option<Arc<Revision>>,
     /// Change windows and the operator's override (crate::windows).
     windows: crate::windows::LoopWindows,
@@ -156,6 +159,9 @@ struct Daemon {
     histories: view::Histories,
     ready: bool,
     channels: Channels,
+    /// Cancelled when shutdown is asked for during a pass: the pass stops at its next
+    /// checkpoint (inventory abandoned, no further plan driven) instead of running on.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 /// Run the daemon until `shutdown` resolves. Returns an error only if it cannot start.
@@ -230,19 +236,53 @@ pub async fn run_with(
         },
     )
     .map_err(DaemonError::Alerts)?;
-    let delivery = Delivery::new(
-        open_store()?,
-        alerts.receivers(),
-        DeliveryOptions {
-            metrics: Some(channels.metrics.clone()),
-            ..DeliveryOptions::default()
-        },
-    )
-    .map_err(DaemonError::Alerts)?;
-    let (delivery_stop, mut delivery_stopped) = watch::channel(false);
-    let delivery_task = tokio::spawn(delivery.run(alerts.delivery_wake(), async move {
-        let _ = delivery_stopped.wait_for(|stop| *stop).await;
-    }));
+    let (delivery_stop, delivery_stopped) = watch::channel(false);
+    let delivery_task = {
+        // The first delivery is built here, so a bad receiver stops the start; after a
+        // panic the supervisor builds the next one from a fresh store connection.
+        let mut first = Some(
+            Delivery::new(
+                open_store()?,
+                alerts.receivers(),
+                DeliveryOptions {
+                    metrics: Some(channels.metrics.clone()),
+                    ..DeliveryOptions::default()
+                },
+            )
+            .map_err(DaemonError::Alerts)?,
+        );
+        let receivers = alerts.receivers();
+        let metrics = channels.metrics.clone();
+        let wake = alerts.delivery_wake();
+        let state_dir = state_dir.clone();
+        let start = move |mut stop: watch::Receiver<bool>| {
+            let delivery = first.take().or_else(|| {
+                let store = Store::open(&state_dir, StoreOptions::default())
+                    .inspect_err(|err| tracing::error!(error = %error_chain(err), "alert delivery: cannot open the store"))
+                    .ok()?;
+                let options = DeliveryOptions {
+                    metrics: Some(metrics.clone()),
+                    ..DeliveryOptions::default()
+                };
+                Delivery::new(store, receivers.clone(), options)
+                    .inspect_err(|err| tracing::error!(error = %error_chain(err), "alert delivery: cannot start"))
+                    .ok()
+            })?;
+            let wake = Arc::clone(&wake);
+            Some(async move {
+                delivery
+                    .run(wake, async move {
+                        let _ = stop.wait_for(|stop| *stop).await;
+                    })
+                    .await;
+            })
+        };
+        tokio::spawn(crate::supervise::supervise(
+            "alert delivery",
+            start,
+            delivery_stopped,
+        ))
+    };
     let source = backends
         .open_source(&config.source, &state_dir)
         .map_err(DaemonError::Source)?;
@@ -257,7 +297,11 @@ pub async fn run_with(
         providers.clone(),
         options.executor.clone(),
     );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut executor = executor;
+    executor.set_stop(stop.clone());
     let mut daemon = Daemon {
+        stop,
         config,
         options,
         backends,
@@ -271,6 +315,7 @@ pub async fn run_with(
         executor,
         alerts,
         executor_wake: None,
+        retention: crate::retention::Retention::default(),
         revision: None,
         accepted_at: None,
         rejection: None,
@@ -327,6 +372,10 @@ impl Daemon {
     /// changed; a part that cannot be built keeps the whole old config in force.
     async fn reload(&mut self, config: Config) {
         tracing::info!("reloading the configuration");
+        if let Err(err) = crate::reload::check(&self.config, &config) {
+            tracing::error!(error = %error_chain(&err), "config reload refused");
+            return;
+        }
         if config.providers != self.config.providers {
             match self
                 .backends

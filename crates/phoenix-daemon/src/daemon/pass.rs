@@ -42,6 +42,10 @@ impl Daemon {
         phases.end("source");
         self.collect_inventories().await;
         phases.end("inventory");
+        if self.stop.is_cancelled() {
+            // Shutting down: an inventory abandoned halfway must not be planned on.
+            return Duration::ZERO;
+        }
         let now = SystemTime::now();
         self.images = crate::policy::image_verdicts(
             self.config.policy.images.as_deref(),
@@ -67,6 +71,9 @@ impl Daemon {
         }
         self.publish(SystemTime::now());
         phases.end("publish");
+        let retention = self.config.state.retention;
+        self.retention
+            .due(&mut self.store, &retention, SystemTime::now());
         self.channels.metrics.observe_reconcile(started.elapsed());
         tracing::debug!(phases = %phases, "pass finished");
         let interval = jitter(self.config.reconcile.interval);
@@ -93,7 +100,7 @@ impl Daemon {
             document,
         };
         if let Err(err) = self.alerts.observe_drift(&mut self.store, &pass, now) {
-            tracing::error!(error = %err, "cannot record drift incidents");
+            tracing::error!(error = %error_chain(&err), "cannot record drift incidents");
         }
     }
 
@@ -126,7 +133,7 @@ impl Daemon {
             .submit(&mut self.store, document, groups, &commit, now)
         {
             Ok(transitions) => self.transitions(&transitions, now),
-            Err(err) => tracing::error!(error = %err, "cannot submit plans"),
+            Err(err) => tracing::error!(error = %error_chain(&err), "cannot submit plans"),
         }
         self.executor.set_windows(self.windows.gate());
         match self.executor.advance(&mut self.store, now).await {
@@ -135,7 +142,7 @@ impl Daemon {
                 self.executor_wake = progress.wake_after;
             }
             Err(err) => {
-                tracing::error!(error = %err, "executor failed; retrying next pass");
+                tracing::error!(error = %error_chain(&err), "executor failed; retrying next pass");
                 self.executor_wake = Some(self.options.busy_interval);
             }
         }
@@ -153,7 +160,15 @@ impl Daemon {
             let owner = owner.clone();
             async move { provider.inventory(&owner).await }
         });
-        for inventory in futures::future::join_all(passes).await {
+        let stop = self.stop.clone();
+        let all = tokio::select! {
+            all = futures::future::join_all(passes) => all,
+            () = stop.cancelled() => {
+                tracing::info!("inventory abandoned: shutting down");
+                return;
+            }
+        };
+        for inventory in all {
             if !inventory.complete {
                 tracing::warn!(provider = %inventory.provider, error = ?inventory.error, "inventory incomplete");
             }
@@ -179,8 +194,10 @@ impl Daemon {
         let mut memory: PlanMemory = match self.store.load_planner_memory() {
             Ok(memory) => memory.unwrap_or_default(),
             Err(err) => {
-                tracing::error!(error = %err, "cannot load the planner memory; starting empty");
-                PlanMemory::default()
+                // Planning from an empty memory would drop a mass-removal hold in force
+                // (it sticks in the memory): this pass plans nothing instead.
+                tracing::error!(error = %error_chain(&err), "cannot load the planner memory; skipping this pass");
+                return groups;
             }
         };
         // The store's override record is the truth (crate::windows), not the memory.
@@ -195,8 +212,10 @@ impl Daemon {
                 })
                 .collect(),
             Err(err) => {
-                tracing::error!(error = %err, "cannot load failed generations");
-                Vec::new()
+                // Planning as if none had failed would launch a failed generation again
+                // (issue 17): this pass plans nothing and keeps the last document.
+                tracing::error!(error = %error_chain(&err), "cannot load failed generations; skipping this pass");
+                return groups;
             }
         };
         let input = PlanInput {
@@ -216,14 +235,14 @@ impl Daemon {
         let checked = match phoenix_core::plan::check(&input) {
             Ok(checked) => checked,
             Err(err) => {
-                tracing::error!(error = %err, "planning failed");
+                tracing::error!(error = %error_chain(&err), "planning failed");
                 return groups;
             }
         };
         self.document = None;
         let outcome = plan_checked(checked);
         if let Err(err) = self.store.save_planner_memory(&outcome.memory, now) {
-            tracing::error!(error = %err, "cannot save the planner memory");
+            tracing::error!(error = %error_chain(&err), "cannot save the planner memory");
         }
         self.track_findings(&outcome.document, now);
         if self.inventories.iter().all(|inv| inv.complete) && !self.inventories.is_empty() {

@@ -239,7 +239,7 @@ impl Daemon {
         let (source, restored) = match source.restore(RevisionId::new(last.id.clone())).await {
             Ok(pair) => pair,
             Err(err) => {
-                tracing::error!(error = %err, "restore task failed; reopening the source");
+                tracing::error!(error = %error_chain(&err), "restore task failed; reopening the source");
                 if let Some(source) = self.open_source() {
                     self.source = SourceSlot::Idle(source);
                 }
@@ -326,7 +326,7 @@ impl Daemon {
         let (source, outcome) = match joined {
             Ok(pair) => pair,
             Err(err) => {
-                tracing::error!(error = %err, "source poll task failed; reopening the source");
+                tracing::error!(error = %error_chain(&err), "source poll task failed; reopening the source");
                 if let Some(source) = self.open_source() {
                     self.source = SourceSlot::Idle(source);
                 }

@@ -96,7 +96,7 @@ impl Daemon {
                     message: transition.message().to_string(),
                 };
                 if let Err(err) = self.alerts.plan_event(&mut self.store, alert, now) {
-                    tracing::error!(error = %err, "cannot record the plan alert");
+                    tracing::error!(error = %phoenix_core::chain(&err), "cannot record the plan alert");
                 }
             }
         }
@@ -121,7 +121,9 @@ impl Daemon {
                 });
             }
             Ok(None) => {}
-            Err(err) => tracing::error!(error = %err, plan = %id, "cannot read the plan"),
+            Err(err) => {
+                tracing::error!(error = %phoenix_core::chain(&err), plan = %id, "cannot read the plan")
+            }
         }
     }
 }
@@ -204,7 +206,7 @@ pub(super) fn plan_reply(
             state: view::plan_state(status),
         })),
         Err(err) => {
-            tracing::error!(error = %err, plan = %plan_id, "plan command failed");
+            tracing::error!(error = %phoenix_core::chain(&err), plan = %plan_id, "plan command failed");
             None
         }
     }

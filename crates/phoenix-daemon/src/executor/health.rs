@@ -82,7 +82,7 @@ pub(crate) async fn judge(
             Err(err) => {
                 // A probe task only ends abnormally if it panicked or was cancelled;
                 // its instance then has no verdict (it stays Unknown below).
-                tracing::warn!(error = %err, "health probe task failed");
+                tracing::warn!(error = %phoenix_core::chain(&err), "health probe task failed");
             }
         }
     }
@@ -107,16 +107,25 @@ pub(crate) fn probe_url(ip: IpAddr, port: u16, path: &str) -> String {
     format!("http://{host}:{port}{path}")
 }
 
+/// The longest any probe may take, whatever the client (issue 17: the fallback client
+/// of [`client`] has no timeout of its own, and a target that accepts and never answers
+/// must not hold the pass forever).
+pub(crate) const PROBE_CEILING: Duration = Duration::from_secs(30);
+
 /// One GET; 2xx is healthy, anything else (status, refusal, timeout) unhealthy.
 async fn probe(client: &reqwest::Client, url: &str) -> Verdict {
-    match client.get(url).send().await {
+    let Ok(sent) = tokio::time::timeout(PROBE_CEILING, client.get(url).send()).await else {
+        tracing::debug!(url, "health probe timed out");
+        return Verdict::Unhealthy;
+    };
+    match sent {
         Ok(resp) if resp.status().is_success() => Verdict::Healthy,
         Ok(resp) => {
             tracing::debug!(url, status = %resp.status(), "health probe failed");
             Verdict::Unhealthy
         }
         Err(err) => {
-            tracing::debug!(url, error = %err, "health probe failed");
+            tracing::debug!(url, error = %phoenix_core::chain(&err), "health probe failed");
             Verdict::Unhealthy
         }
     }
@@ -133,7 +142,7 @@ pub(crate) fn client(timeout: Duration) -> reqwest::Client {
         .unwrap_or_else(|err| {
             // Building only fails if the TLS backend cannot initialise; probes are
             // plain HTTP, so the default client is an acceptable fallback.
-            tracing::warn!(error = %err, "health probe client with options failed; using defaults");
+            tracing::warn!(error = %phoenix_core::chain(&err), "health probe client with options failed; using defaults");
             reqwest::Client::new()
         })
 }
@@ -147,7 +156,7 @@ mod tests {
     use phoenix_core::spec::{Health, HealthCheck, HttpCheck};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    use super::{Verdict, client, judge, probe_url};
+    use super::{Verdict, client, judge, probe, probe_url};
 
     fn instance(id: &str, state: InstanceState, ip: Option<&str>) -> Instance {
         Instance {
@@ -201,6 +210,32 @@ mod tests {
             }
         });
         port
+    }
+
+    /// Issue 17, defect 9: even a client without a timeout of its own (the fallback of
+    /// `client`) cannot hang a probe on a target that accepts and never answers.
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_ends_even_with_a_client_without_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let verdict = tokio::time::timeout(
+            Duration::from_secs(3600),
+            probe(
+                &reqwest::Client::new(),
+                &format!("http://127.0.0.1:{port}/healthz"),
+            ),
+        )
+        .await
+        .expect("the probe ends by itself");
+        assert_eq!(verdict, Verdict::Unhealthy);
     }
 
     #[tokio::test]

@@ -75,7 +75,7 @@ impl Executor {
                     prior.extend(found);
                 }
                 Err(err) => {
-                    tracing::warn!(plan = %id, error = %err, "lookup of an earlier launch attempt failed");
+                    tracing::warn!(plan = %id, error = %phoenix_core::chain(&err), "lookup of an earlier launch attempt failed");
                     return Ok(StepOutcome::Wait(self.options.poll_interval));
                 }
             }
@@ -141,7 +141,7 @@ impl Executor {
                     .map_err(store_err("mark launch failed", id))?;
                 if attempt < self.options.launch_attempts && retry_worth(&err) {
                     let delay = self.schedule_retry(id, attempt, pass.now);
-                    tracing::warn!(plan = %id, step = step.index, attempt, error = %err, "launch failed; retrying");
+                    tracing::warn!(plan = %id, step = step.index, attempt, error = %phoenix_core::chain(&err), "launch failed; retrying");
                     Ok(StepOutcome::Wait(delay))
                 } else {
                     Ok(StepOutcome::Failed(why))

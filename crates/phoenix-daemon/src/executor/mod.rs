@@ -42,7 +42,7 @@
 //! and [`health`].
 
 mod context;
-mod doc;
+pub(crate) mod doc;
 mod drive;
 mod error;
 mod fleet;
@@ -153,6 +153,9 @@ pub struct Executor {
     windows: WindowGate,
     /// `policy.images`, re-checked just before every launch (crate::policy::recheck).
     image_policy: Option<phoenix_core::policy::ImagePolicy>,
+    /// Cancelled when the daemon is asked to stop: `advance` drives no further plan (the
+    /// step in flight finishes; the rest resumes after the restart, as after a crash).
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl Executor {
@@ -173,7 +176,13 @@ impl Executor {
             desired: None,
             windows: WindowGate::default(),
             image_policy: None,
+            stop: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// The token whose cancellation stops later `advance` calls between plans.
+    pub fn set_stop(&mut self, stop: tokio_util::sync::CancellationToken) {
+        self.stop = stop;
     }
 
     /// The `policy.images` rules launches are re-checked against (the daemon sets them
@@ -207,6 +216,11 @@ impl Executor {
         let mut pass = Pass::new(store, now);
         for plan in plans {
             live.insert(plan.plan.id.clone());
+            if self.stop.is_cancelled() {
+                // Shutting down: no further plan starts a step (the runtime of the ones
+                // not reached stays, `live` keeps it).
+                continue;
+            }
             let prune = matches!(plan.plan.kind, PlanKind::Prune);
             if plan.plan.status != PlanStatus::Running
                 && !(prune && plan.plan.status == PlanStatus::AwaitingApproval)
@@ -225,7 +239,7 @@ impl Executor {
                 // edited by hand) must not stop every other plan: it is left alone and
                 // reported on every pass.
                 Err(err @ ExecutorError::BadDocument { .. }) => {
-                    tracing::error!(plan = %id, error = %err, "plan skipped");
+                    tracing::error!(plan = %id, error = %phoenix_core::chain(&err), "plan skipped");
                     None
                 }
                 Err(err) => return Err(err),

@@ -424,25 +424,107 @@ fn announce(sub: &Submission<'_>, proposed: &Proposed<'_>, new: &NewPlan) -> Tra
 /// - it succeeded or was superseded and the same steps are needed again (an instance
 ///   vanished twice at the same revision, say), or it failed or rolled back and an
 ///   explicit retry dropped the failure record (until then the planner blocks that hash
-///   and never proposes it): run it again as `<id>.r<k>`.
+///   and never proposes it): run it again as `<id>.r<k>`, at most [`MAX_RERUNS`] times
+///   after a success;
+/// - its id, or a re-run's, belonged to a plan that retention pruned: take the next one.
 fn fresh_plan_id(store: &Store, proposed: &str) -> Result<Option<PlanId>, ExecutorError> {
     let mut id = PlanId::new(proposed);
+    // Re-runs after a success (or supersession) at this revision: something keeps undoing
+    // the plan's work (another owner's tags, say), and relaunching without end would only
+    // grow the fleet's bill (issue 17, defect 1).
+    let mut reruns = 0u32;
     for k in 1u32.. {
         let existing = store.plan(&id).map_err(store_err("read plan", &id))?;
         match existing.map(|p| p.plan.status) {
+            // A pruned plan's id stays taken (retention): its launch tokens may still tag
+            // instances, so a new plan under it could adopt them as its own launches.
+            None if store
+                .plan_id_used(&id)
+                .map_err(store_err("read plan ids", &id))? => {}
             None => return Ok(Some(id)),
+            Some(PlanStatus::Succeeded | PlanStatus::Superseded) => {
+                reruns += 1;
+                if reruns > MAX_RERUNS {
+                    tracing::warn!(plan = %proposed, reruns = MAX_RERUNS, "the same plan was needed again too often at this revision; not running it again until the revision or the observation changes");
+                    return Ok(None);
+                }
+            }
             // A failed or rolled-back plan is proposed again only once its failure record
             // is gone, that is after an explicit retry (crate::retry): a fresh id runs it.
-            Some(
-                PlanStatus::Succeeded
-                | PlanStatus::Superseded
-                | PlanStatus::Failed
-                | PlanStatus::RolledBack,
-            ) => {
-                id = PlanId::new(format!("{proposed}.r{k}"));
-            }
+            // Operator-driven, so not counted against the cap.
+            Some(PlanStatus::Failed | PlanStatus::RolledBack) => {}
             Some(_) => return Ok(None),
         }
+        id = PlanId::new(format!("{proposed}.r{k}"));
     }
     Ok(None)
+}
+
+/// How often one plan may run again at the same revision after it succeeded
+/// (`<id>.r1` ... `.r<N>`); explicit retries of a failed plan are not counted.
+pub(crate) const MAX_RERUNS: u32 = 3;
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use phoenix_store::StoreOptions;
+
+    use super::*;
+
+    fn t(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    fn insert(store: &mut Store, id: &PlanId, status: PlanStatus) {
+        let plan = NewPlan {
+            id: id.clone(),
+            group: GroupName::new("web").expect("a valid name"),
+            kind: PlanKind::Prune,
+            commit: "c".into(),
+            status: PlanStatus::Running,
+            doc: serde_json::json!({}),
+            steps: Vec::new(),
+        };
+        store.insert_plan(&plan, t(0)).expect("insert");
+        store.set_plan_status(id, status, t(1)).expect("status");
+    }
+
+    /// Issue 17, defect 1: the same plan needed again and again at one revision after
+    /// succeeding (something keeps undoing it) runs `.r1` to `.r3`, then no more.
+    #[test]
+    fn reruns_after_success_are_capped() {
+        let mut store = Store::open_in_memory(StoreOptions::default()).expect("open");
+        let mut issued = Vec::new();
+        while let Some(id) = fresh_plan_id(&store, "p").expect("read") {
+            insert(&mut store, &id, PlanStatus::Succeeded);
+            issued.push(id.to_string());
+            assert!(issued.len() <= 10, "no cap: {issued:?}");
+        }
+        assert_eq!(issued, ["p", "p.r1", "p.r2", "p.r3"]);
+    }
+
+    /// Explicit retries of a failed plan are the operator's and are not capped.
+    #[test]
+    fn retries_after_failure_are_not_counted() {
+        let mut store = Store::open_in_memory(StoreOptions::default()).expect("open");
+        for _ in 0..6 {
+            let id = fresh_plan_id(&store, "p").expect("read").expect("an id");
+            insert(&mut store, &id, PlanStatus::Failed);
+        }
+        let next = fresh_plan_id(&store, "p").expect("read");
+        assert_eq!(next.map(|id| id.to_string()).as_deref(), Some("p.r6"));
+    }
+
+    /// Retention: the id of a pruned plan is never issued again.
+    #[test]
+    fn a_pruned_plan_id_is_skipped() {
+        let mut store = Store::open_in_memory(StoreOptions::default()).expect("open");
+        insert(&mut store, &PlanId::new("p"), PlanStatus::Cancelled);
+        let pruned = store.prune_finished_plans(t(100)).expect("prune");
+        assert_eq!(pruned, 1);
+        assert!(store.plan(&PlanId::new("p")).expect("read").is_none());
+        let next = fresh_plan_id(&store, "p").expect("read");
+        assert_eq!(next.map(|id| id.to_string()).as_deref(), Some("p.r1"));
+    }
 }

@@ -159,7 +159,7 @@ pub(super) async fn terminate_recorded(
             Ok(())
         }
         Err(err) if err.kind() == ErrorKind::NotFound => {
-            tracing::info!(plan = %id, error = %err, "instances already gone");
+            tracing::info!(plan = %id, error = %phoenix_core::chain(&err), "instances already gone");
             fleet.terminated(ids);
             Ok(())
         }

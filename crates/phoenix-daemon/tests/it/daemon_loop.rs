@@ -2,7 +2,8 @@
 //! provider (issue 15): bursts of webhooks, watcher signals and requests coalesce into
 //! one poll or pass, a poll that brings something new is followed by a pass and a push
 //! during a poll by one more poll, polling keeps its own interval, a poll that never
-//! returns stalls only the source, and shutdown during a pass finishes the pass first.
+//! returns stalls only the source, and shutdown during a pass stops it at its next
+//! checkpoint.
 //!
 //! Time is tokio's paused clock: when every task waits, it jumps to the next timer, so
 //! `settle` means "let the loop do everything it can, then a moment more". Passes are
@@ -460,36 +461,29 @@ async fn a_poll_that_never_returns_stalls_only_the_source() {
     daemon.shut_down().await;
 }
 
+/// Issue 17, defect 9: SIGTERM is seen during a long pass. An inventory that does not
+/// come back is abandoned (and not planned on), and no other pass starts.
 #[tokio::test(start_paused = true)]
-async fn shutdown_during_a_pass_finishes_the_pass_and_starts_no_other() {
-    let (release, gate) = oneshot::channel();
+async fn shutdown_during_a_pass_stops_it_at_its_next_checkpoint_and_starts_no_other() {
+    let (_release, gate) = oneshot::channel::<()>();
     let (answer, held) = oneshot::channel();
     let mut daemon = Harness::start(Duration::from_secs(3600), vec![Step::Wait(held)]);
     *daemon.provider.gate.lock().expect("test lock") = Some(gate);
-    // Hold the first pass in its inventory...
+    // Hold the first pass in its inventory, which never answers...
     daemon.passes_reach(1).await;
     // ...and while it is held: a request, a new revision, then shutdown.
     daemon.burst([ApiCommand::Reconcile]);
     answer.send(accepted("r1")).expect("poll waiting");
     let _ = daemon.stop.take().expect("not stopped yet").send(());
-    settle().await;
     let task = daemon.task.take().expect("running");
-    assert!(!task.is_finished(), "the pass under way is not cut short");
-    assert!(
-        daemon.snapshots.borrow().inventory().is_empty(),
-        "nothing published yet"
-    );
-
-    release.send(()).expect("inventory waiting");
     tokio::time::timeout(PATIENCE, task)
         .await
-        .expect("the loop returns once the pass is done")
+        .expect("the loop returns without waiting for the inventory")
         .expect("loop task did not panic")
         .expect("the loop started");
-    assert_eq!(
-        daemon.snapshots.borrow().inventory().len(),
-        1,
-        "the pass published its inventory"
+    assert!(
+        daemon.snapshots.borrow().inventory().is_empty(),
+        "an abandoned inventory is not published or planned on"
     );
     assert_eq!(daemon.passes(), 1, "no pass after shutdown");
 }

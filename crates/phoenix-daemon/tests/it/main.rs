@@ -15,3 +15,4 @@ mod executor_recovery;
 mod executor_rollout;
 mod executor_support;
 mod executor_windows;
+mod fuzz_bodies;

@@ -1,5 +1,6 @@
 //! The integration tests of `phoenix-source`, one binary whose modules are the test files
 //! (each test binary links the whole dependency tree, so one per crate keeps builds short).
 
+mod hostile_source;
 mod signatures;
 mod sources;

@@ -107,6 +107,7 @@ fn migrates_an_empty_directory_to_the_current_schema_in_wal_mode() {
             "kv",
             "outbox",
             "plans",
+            "pruned_plan_ids",
             "revisions",
             "schema_migrations",
             "steps",

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use phoenix_api::{ApiConfig, ApiState, Metrics, Secret, Snapshot, build_router, serve};
+use phoenix_api::{
+    ApiConfig, ApiState, Metrics, Secret, ServerLimits, Snapshot, build_router, serve_with_limits,
+};
 use phoenix_core::config::Config;
 use phoenix_daemon::daemon::{Channels, LoopOptions};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -139,6 +141,8 @@ async fn run_async(config: Config, config_path: PathBuf) -> Result<()> {
         ApiConfig {
             token,
             webhook_secret,
+            request_timeout: config.server.request_timeout,
+            max_sse_subscribers: config.server.max_sse_subscribers,
             ..ApiConfig::default()
         },
         snapshot_rx,
@@ -151,11 +155,17 @@ async fn run_async(config: Config, config_path: PathBuf) -> Result<()> {
     let server = {
         let mut stop = stop_rx.clone();
         let router = build_router(api.clone());
+        let limits = ServerLimits {
+            header_read_timeout: config.server.header_read_timeout,
+            request_timeout: config.server.request_timeout,
+            max_connections: config.server.max_connections,
+            max_sse_subscribers: config.server.max_sse_subscribers,
+        };
         tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             };
-            serve(listener, router, shutdown).await
+            serve_with_limits(listener, router, limits, shutdown).await
         })
     };
     tokio::spawn(watch_for_reloads(config_path, reload_tx, stop_rx.clone()));
@@ -181,8 +191,12 @@ async fn run_async(config: Config, config_path: PathBuf) -> Result<()> {
     api.close_streams();
     match tokio::time::timeout(DRAIN_GRACE, server).await {
         Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(err))) => tracing::error!(error = %err, "HTTP server failed"),
-        Ok(Err(err)) => tracing::error!(error = %err, "HTTP server task failed"),
+        Ok(Ok(Err(err))) => {
+            tracing::error!(error = %phoenix_core::chain(&err), "HTTP server failed")
+        }
+        Ok(Err(err)) => {
+            tracing::error!(error = %phoenix_core::chain(&err), "HTTP server task failed")
+        }
         Err(_) => tracing::warn!("HTTP server did not drain within {DRAIN_GRACE:?}"),
     }
     outcome.context("the daemon could not start")?;

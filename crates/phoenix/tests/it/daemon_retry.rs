@@ -125,3 +125,57 @@ fn retry_lifts_the_failed_generation_block() {
         plans(d).len() >= 3
     });
 }
+
+/// Run `sql` on the daemon's state database with the sqlite3 command line (installed by
+/// scripts/setup.sh), waiting out the daemon's own writes.
+fn sql(dir: &std::path::Path, sql: &str) {
+    let out = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
+        .arg(dir.join("state/phoenix.db"))
+        .arg(sql)
+        .output()
+        .expect("run sqlite3 (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "sqlite3 {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 17, defect 9: when the failed generations cannot be read, the pass plans
+/// nothing; it used to plan as if none had failed, launching the failed generation again.
+#[test]
+fn an_unreadable_failure_record_plans_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("desired")).expect("mkdir");
+    std::fs::write(dir.path().join("desired/web.yaml"), WEB).expect("write group");
+    let daemon = Daemon::start(dir.path(), CONFIG, &[("PHX_TOKEN", "s3cret")]);
+    wait_rolled_back(&daemon, 1);
+    daemon.wait_for("web to show as failed", Duration::from_secs(30), |d| {
+        d.json("/api/v1/groups/web")["sync"] == "failed"
+    });
+    // The record no longer decodes: every read of the failed generations fails.
+    sql(
+        dir.path(),
+        "UPDATE failed_hashes SET spec_hash = 'not-a-hash:' || spec_hash;",
+    );
+    daemon.wait_for("the read error in the log", Duration::from_secs(30), |d| {
+        d.log_text()
+            .contains("cannot load failed generations; skipping this pass")
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        plans(&daemon).len(),
+        1,
+        "no plan while the failures cannot be read: {:?}",
+        plans(&daemon)
+    );
+    // Readable again: still blocked (the failure stands), still one plan.
+    sql(
+        dir.path(),
+        "UPDATE failed_hashes SET spec_hash = substr(spec_hash, 12);",
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(plans(&daemon).len(), 1, "{:?}", plans(&daemon));
+    assert_eq!(daemon.json("/api/v1/groups/web")["sync"], "failed");
+}

@@ -204,6 +204,38 @@ fn config_reload_applies_a_valid_config_and_refuses_a_bad_one() {
     );
 }
 
+/// Issue 17, defect 1: an owner change on reload launched without end (the executor
+/// kept the old owner tag, so every pass saw nothing and launched again). It is refused
+/// with an error naming the key, and the daemon keeps converging under its owner.
+#[test]
+fn config_reload_refuses_an_owner_change() {
+    let dir = setup();
+    let config = CONFIG.replace("mode: observe", "mode: enforce");
+    let daemon = Daemon::start(dir.path(), &config, &[]);
+    let config_path = dir.path().join("phoenix.yaml");
+    let running = std::fs::read_to_string(&config_path).expect("read config");
+    std::fs::write(
+        &config_path,
+        running.replace("owner: e2e", "owner: e2e-other"),
+    )
+    .expect("write");
+    daemon.wait_for("the refusal in the log", Duration::from_secs(30), |d| {
+        d.log_text()
+            .contains("owner cannot change while the daemon runs")
+    });
+    daemon.wait_for("the group to converge", Duration::from_secs(60), |d| {
+        let group = d.json("/api/v1/groups/web");
+        group["sync"] == "in_sync" && group["instances"].as_array().is_some_and(|i| i.len() == 2)
+    });
+    // Still two: nothing was launched under a second owner.
+    let group = daemon.json("/api/v1/groups/web");
+    assert_eq!(
+        group["instances"].as_array().map(Vec::len),
+        Some(2),
+        "{group}"
+    );
+}
+
 #[test]
 fn manual_approval_waits_for_an_authorised_approve() {
     let dir = setup();

@@ -215,12 +215,12 @@ fn group_page_shows_history_drift_and_operation_in_a_real_browser() {
             .as_array()
             .is_some_and(|f| f.iter().any(|f| f["kind"] == "modified"))
     });
-    // The old document is marked, so the wait below cannot pass on it before the reload
-    // has replaced it (the old page may already show the finding, from its own refresh).
-    browser.eval("window.phoenixOldPage = true; location.reload(); true");
+    // The marker goes with the old document, so the wait below cannot be satisfied by
+    // the page as it was before the reload took effect (reload() returns at once).
+    browser.eval("window.staleDocument = true; location.reload(); true");
     browser.wait_for(
         "the mid-rollout group page",
-        "window.phoenixOldPage === undefined \
+        "window.staleDocument === undefined \
          && document.getElementById('g-drift').innerText.includes('t3.large') \
          && document.getElementById('g-op').innerText.includes('bake') \
          && document.getElementById('g-chart-svg') !== null",

@@ -2,6 +2,7 @@
 //! (each test binary links the whole dependency tree, so one per crate keeps builds short).
 
 mod cli;
+mod daemon_chaos_moto;
 mod daemon_git_moto;
 mod daemon_observe;
 mod daemon_prune;

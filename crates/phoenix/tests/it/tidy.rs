@@ -158,6 +158,16 @@ const HOMES: &[(&str, &str, &str)] = &[
         "the only crate that knows HTTP server types",
     ),
     (
+        "hyper",
+        "phoenix-api",
+        "the only crate that runs the HTTP server loop",
+    ),
+    (
+        "hyper-util",
+        "phoenix-api",
+        "the only crate that runs the HTTP server loop",
+    ),
+    (
         "utoipa",
         "phoenix-api",
         "the only crate that knows the OpenAPI wire types",
@@ -425,4 +435,39 @@ fn manifest_reader_sees_every_form() {
     let names: Vec<&str> = m.deps.iter().map(|(_, d)| d.as_str()).collect();
     assert_eq!(names, ["git2", "serde", "aws-sdk-s3", "axum", "rusqlite"]);
     assert!(matches("aws-sdk-ec2", "aws-sdk") && !matches("aws-sdkx", "aws-sdk"));
+}
+
+/// Issue 17, defect 10: every logged error carries its whole source chain: a
+/// `error = %x` field must go through `phoenix_core::chain` (or anyhow's `{:#}`), never
+/// print the outer message alone.
+#[test]
+fn every_logged_error_carries_its_source_chain() {
+    let mut files = Vec::new();
+    rust_files(&repo().join("crates"), &mut files);
+    let mut offenders = Vec::new();
+    for file in files
+        .into_iter()
+        .filter(|f| !f.ends_with("tests/it/tidy.rs"))
+    {
+        let text = std::fs::read_to_string(&file).expect("read a source file");
+        for (index, line) in text.lines().enumerate() {
+            let mut rest = line;
+            while let Some(at) = rest.find("error = %") {
+                let value = &rest[at + "error = %".len()..];
+                if !(value.starts_with("phoenix_core::chain(")
+                    || value.starts_with("error_chain(")
+                    || value.starts_with("chain(")
+                    || value.starts_with("format!(\"{err:#}\")"))
+                {
+                    offenders.push(format!("{}:{}: {}", file.display(), index + 1, line.trim()));
+                }
+                rest = value;
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "errors logged without their cause:\n{}",
+        offenders.join("\n")
+    );
 }
