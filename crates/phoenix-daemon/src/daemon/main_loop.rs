@@ -190,7 +190,20 @@ impl Daemon {
                     commit: self.revision.as_deref().map(|r| r.id.as_str()),
                     now: SystemTime::now(),
                 };
-                let _ = reply.send(self.windows.apply_override(cx, &request));
+                let answer = self.windows.apply_override(cx, &request);
+                if let Ok(a) = &answer {
+                    let _ = self
+                        .channels
+                        .events
+                        .send(phoenix_api::ApiEvent::WindowOverride {
+                            id: a.id,
+                            until: a.until,
+                            reason: a.reason.clone(),
+                            by: a.by.clone(),
+                            at: a.at,
+                        });
+                }
+                let _ = reply.send(answer);
                 return;
             }
             Command::Approve { plan_id, reply } => {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use phoenix_api::{ApiCommand, Forge, Metrics, Snapshot};
+use phoenix_api::{ApiCommand, ApiEvent, Forge, Metrics, Snapshot};
 use phoenix_cloud::{LaunchRequest, Provider, ProviderError};
 use phoenix_core::config::{Config, ProviderConfig, SourceConfig};
 use phoenix_core::model::{Instance, InstanceHealth, Inventory};
@@ -182,6 +182,8 @@ pub(crate) struct Harness {
     pub(crate) commands: mpsc::Sender<ApiCommand>,
     _reloads: mpsc::Sender<Config>,
     pub(crate) snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// The loop's event stream, to subscribe to.
+    pub(crate) events: broadcast::Sender<ApiEvent>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), DaemonError>>>,
 }
@@ -249,10 +251,11 @@ impl Harness {
         let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
         let (commands, command_rx) = mpsc::channel(256);
         let (reloads, reload_rx) = mpsc::channel(4);
+        let events = broadcast::channel(1024).0;
         let channels = Channels {
             snapshots: snapshot_tx,
             commands: command_rx,
-            events: broadcast::channel(1024).0,
+            events: events.clone(),
             metrics: Arc::new(Metrics::default()),
             reloads: reload_rx,
         };
@@ -279,6 +282,7 @@ impl Harness {
             commands,
             _reloads: reloads,
             snapshots,
+            events,
             stop: Some(stop),
             task: Some(task),
         }

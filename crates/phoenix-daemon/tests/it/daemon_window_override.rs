@@ -1,6 +1,7 @@
 //! The window override in the loop itself (design section 14, issue 21), in process on a
 //! paused clock with the fake source and provider of `daemon_loop`: the command reaches
-//! the loop and is answered with the stored record, a pass follows, the published status
+//! the loop and is answered with the stored record, streamed as a `window_override`
+//! event, a pass follows, the published status
 //! shows the override and the next change moves to its end, and a loop started again on
 //! the same state folder (a restart) shows the same override from the store.
 //!
@@ -10,7 +11,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use phoenix_api::{ApiCommand, WindowOverride};
+use phoenix_api::{ApiCommand, ApiEvent, WindowOverride};
 use tokio::sync::oneshot;
 
 use crate::daemon_loop::{Harness, Step, accepted, settle};
@@ -30,6 +31,7 @@ async fn an_override_reaches_the_loop_is_published_and_survives_a_restart() {
         .next_change
         .expect("the window closes or reopens within a day");
 
+    let mut events = loop1.events.subscribe();
     let until = SystemTime::now() + Duration::from_secs(3600);
     let (reply, answer) = oneshot::channel();
     let request = WindowOverride {
@@ -50,6 +52,20 @@ async fn an_override_reaches_the_loop_is_published_and_survives_a_restart() {
         (answer.reason.as_str(), answer.by.as_str()),
         ("hotfix", "alice")
     );
+    // The event stream tells the dashboard.
+    let event = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let e @ ApiEvent::WindowOverride { .. } = events.recv().await.expect("events open") {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("a window_override event");
+    let json = serde_json::to_value(&event).expect("serialises");
+    assert_eq!(json["type"], "window_override");
+    assert_eq!(json["id"], answer.id);
+    assert_eq!(json["by"], "alice");
     // A pass follows the command and publishes the override.
     loop1.passes_reach(2).await;
     settle().await;
