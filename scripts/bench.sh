@@ -11,7 +11,8 @@
 #        scaled-down inputs, and the debug build that `cargo test` has already made, so
 #        nothing heavy (the AWS SDK) is compiled again. Goals are not judged at this size.
 #
-# Environment: CARGO_TARGET_DIR (default ~/.cache/phoenix/target), PHOENIX_VENV (moto +
+# Environment: CARGO_TARGET_DIR (default ~/.cache/phoenix/target), PHOENIX_SOAK_MINUTES
+# (the soak: default 20 in full, 0.5 in small), PHOENIX_VENV (moto +
 # boto3; scripts/setup.sh makes it), BENCH_ONLY="spec_hash reconcile ..." (run only these
 # pieces; the others keep no row), BENCH_DOC (default docs/benchmarks.md),
 # BENCH_LOGS (default: a fresh temp dir, kept and printed at the end),
@@ -107,7 +108,7 @@ log "size $SIZE, $BUILD build, target dir $CARGO_TARGET_DIR, logs in $LOGS, load
 if want inventory; then scripts/setup.sh >"$LOGS/setup.log" 2>&1 || { log "setup failed"; cat "$LOGS/setup.log" >&2; }; fi
 
 # The binaries the whole-daemon benchmarks start.
-if want reconcile || want api; then
+if want reconcile || want api || want soak; then
     log "building phoenix and phoenix-bench ($BUILD)"
     if [ "$BUILD" = release ]; then
         cargo build -q --release -p phoenix -p phoenix-bench || { log "build failed"; exit 1; }
@@ -173,6 +174,10 @@ run reconcile "$BIN_DIR/phoenix-bench" reconcile --phoenix "$BIN_DIR/phoenix" \
 run api env PHOENIX_BIN="$BIN_DIR/phoenix" scripts/bench_api.sh "$SIZE"
 run step_write bench step_write
 run executor bench executor
+# The soak (issue 17): full runs it for 20 minutes (PHOENIX_SOAK_MINUTES overrides), small
+# for half a minute so it keeps working.
+if [ "$SIZE" = full ]; then SOAK_MINUTES=${PHOENIX_SOAK_MINUTES:-20}; else SOAK_MINUTES=${PHOENIX_SOAK_MINUTES:-0.5}; fi
+run soak "$BIN_DIR/phoenix-bench" soak --phoenix "$BIN_DIR/phoenix" --minutes "$SOAK_MINUTES"
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 machine_json "$BUILD" "$LOAD_BEFORE" "$LOAD_AFTER" "$((SECONDS - START))" >"$LOGS/machine.json"

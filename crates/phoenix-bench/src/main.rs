@@ -1,8 +1,10 @@
-//! `phoenix-bench`: the whole-daemon reconcile benchmark (issue 9).
+//! `phoenix-bench`: the whole-daemon reconcile benchmark (issue 9) and the soak
+//! (issue 17, [`soak`]).
 //!
 //! ```text
 //! phoenix-bench reconcile --phoenix PATH [--groups 1000,10000,100000] [--replicas 3]
 //!                         [--steady-passes 3] [--timeout-secs 900] [--keep]
+//! phoenix-bench soak --phoenix PATH [--minutes 20] [--keep]
 //! ```
 //!
 //! For each size N: write N desired-state files into a folder source, seed the sim's
@@ -28,6 +30,7 @@
 
 mod fleet;
 mod http;
+mod soak;
 
 use std::fs::File;
 use std::io::Read;
@@ -112,7 +115,50 @@ fn parse_args() -> Result<Args> {
     Ok(out)
 }
 
+/// `phoenix-bench soak ...`: run the soak and print its `RESULT`.
+fn soak_main(mut args: impl Iterator<Item = String>) -> ExitCode {
+    let mut soak = soak::SoakArgs {
+        phoenix: PathBuf::new(),
+        minutes: 20.0,
+        keep: false,
+    };
+    while let Some(flag) = args.next() {
+        if flag == "--keep" {
+            soak.keep = true;
+            continue;
+        }
+        match (flag.as_str(), args.next()) {
+            ("--phoenix", Some(v)) => soak.phoenix = PathBuf::from(v),
+            ("--minutes", Some(v)) if v.parse::<f64>().is_ok_and(|m| m > 0.0) => {
+                soak.minutes = v.parse().expect("checked");
+            }
+            _ => {
+                eprintln!("usage: phoenix-bench soak --phoenix PATH [--minutes 20] [--keep]");
+                return ExitCode::from(64);
+            }
+        }
+    }
+    if soak.phoenix.as_os_str().is_empty() {
+        eprintln!("phoenix-bench soak: --phoenix PATH is required");
+        return ExitCode::from(64);
+    }
+    match soak::run(&soak) {
+        Ok(result) => {
+            println!("RESULT {result}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("phoenix-bench: soak failed: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    let mut raw = std::env::args().skip(1);
+    if raw.next().as_deref() == Some("soak") {
+        return soak_main(raw);
+    }
     let args = match parse_args() {
         Ok(args) => args,
         Err(err) => {
@@ -177,6 +223,17 @@ struct Daemon {
 
 impl Daemon {
     fn start(phoenix: &Path, config: &Path, log: PathBuf, port: u16) -> Result<Daemon> {
+        Daemon::start_with_env(phoenix, config, log, port, &[])
+    }
+
+    /// [`Daemon::start`] with these extra environment variables.
+    fn start_with_env(
+        phoenix: &Path,
+        config: &Path,
+        log: PathBuf,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Result<Daemon> {
         let out = File::create(&log).with_context(|| format!("create {}", log.display()))?;
         let child = Command::new(phoenix)
             .args(["run", "--config"])
@@ -186,6 +243,7 @@ impl Daemon {
                 std::env::var("RUST_LOG").unwrap_or("warn".into()),
             )
             .env("PHX_BENCH_TOKEN", TOKEN)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

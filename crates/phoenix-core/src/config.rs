@@ -479,23 +479,6 @@ pub enum AlertEvent {
 }
 
 impl AlertEvent {
-    /// The snake_case wire name (config `events`, the alert body's `event`, the store's
-    /// `outbox.event`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertEvent::DriftDetected => "drift_detected",
-            AlertEvent::DriftResolved => "drift_resolved",
-            AlertEvent::PlanStarted => "plan_started",
-            AlertEvent::PlanSucceeded => "plan_succeeded",
-            AlertEvent::PlanFailed => "plan_failed",
-            AlertEvent::Rollback => "rollback",
-            AlertEvent::SourceError => "source_error",
-            AlertEvent::SourceRecovered => "source_recovered",
-            AlertEvent::PolicyViolation => "policy_violation",
-            AlertEvent::WindowOverride => "window_override",
-        }
-    }
-
     /// Every event, in documentation order.
     pub const ALL: [AlertEvent; 10] = [
         AlertEvent::DriftDetected,
@@ -509,6 +492,24 @@ impl AlertEvent {
         AlertEvent::PolicyViolation,
         AlertEvent::WindowOverride,
     ];
+
+    /// The event's one name: in config (`events:`), in the store's outbox, on the wire
+    /// (`X-Phoenix-Event`, the body's `event`) and in logs. Serde uses the same
+    /// (`snake_case`; a test keeps them equal).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AlertEvent::DriftDetected => "drift_detected",
+            AlertEvent::DriftResolved => "drift_resolved",
+            AlertEvent::PlanStarted => "plan_started",
+            AlertEvent::PlanSucceeded => "plan_succeeded",
+            AlertEvent::PlanFailed => "plan_failed",
+            AlertEvent::Rollback => "rollback",
+            AlertEvent::SourceError => "source_error",
+            AlertEvent::SourceRecovered => "source_recovered",
+            AlertEvent::PolicyViolation => "policy_violation",
+            AlertEvent::WindowOverride => "window_override",
+        }
+    }
 }
 
 /// One entry of `alerts`.

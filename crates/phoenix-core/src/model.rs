@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sorted_map::SortedMap;
 use crate::tags;
 use crate::text::Text;
 
@@ -156,14 +157,15 @@ impl Instance {
 
 /// An instance's tags: unique keys in sorted order, held in one shared allocation.
 ///
-/// Instances launched together carry the same set, and an [`Interner`] makes them share
-/// it; changing one instance's tags copies its set first (copy on write). Reads
-/// (`get`, `iter`) are what the planner and the snapshot do per instance, so the set is
-/// a sorted slice searched by bisection rather than a tree of nodes.
+/// The same [`SortedMap`] the spec's tag and label maps are, so tags have one sorted-map
+/// implementation. Instances launched together carry the same set, and an [`Interner`]
+/// makes them share it; changing one instance's tags copies its set first (copy on
+/// write). Reads (`get`, `iter`) are what the planner and the snapshot do per instance,
+/// so the set is a sorted slice searched by bisection rather than a tree of nodes.
 ///
 /// [`Interner`]: crate::text::Interner
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Tags(Arc<[(Text, Text)]>);
+pub struct Tags(SortedMap<Text, Text>);
 
 impl Tags {
     /// No tags.
@@ -171,23 +173,19 @@ impl Tags {
         Self::default()
     }
 
-    fn position(&self, key: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
-    }
-
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.position(key).ok().map(|i| self.0[i].1.as_str())
+        self.0.get(key).map(Text::as_str)
     }
 
     /// The shared value of `key`.
     pub fn get_text(&self, key: &str) -> Option<&Text> {
-        self.position(key).ok().map(|i| &self.0[i].1)
+        self.0.get(key)
     }
 
     /// Whether `key` is set.
     pub fn contains_key(&self, key: &str) -> bool {
-        self.position(key).is_ok()
+        self.0.contains_key(key)
     }
 
     /// How many tags there are.
@@ -207,37 +205,22 @@ impl Tags {
 
     /// Set `key` to `value`, returning the old value.
     pub fn insert(&mut self, key: impl Into<Text>, value: impl Into<Text>) -> Option<Text> {
-        let key = key.into();
-        let value = value.into();
-        let mut pairs = self.0.to_vec();
-        let old = match self.position(&key) {
-            Ok(i) => Some(std::mem::replace(&mut pairs[i].1, value)),
-            Err(i) => {
-                pairs.insert(i, (key, value));
-                None
-            }
-        };
-        self.0 = pairs.into();
-        old
+        self.0.insert(key.into(), value.into())
     }
 
     /// Remove `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Text> {
-        let i = self.position(key).ok()?;
-        let mut pairs = self.0.to_vec();
-        let (_, old) = pairs.remove(i);
-        self.0 = pairs.into();
-        Some(old)
+        self.0.remove(key)
     }
 
     /// Whether this is the only handle on its allocation.
     pub(crate) fn is_unique(&self) -> bool {
-        Arc::strong_count(&self.0) == 1
+        self.0.is_unique()
     }
 
     /// Whether two sets share one allocation (an interner made them).
     pub fn shares(&self, other: &Tags) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        self.0.shares(&other.0)
     }
 }
 
@@ -250,33 +233,23 @@ impl fmt::Debug for Tags {
 /// Later pairs win over earlier ones with the same key, as when collecting a map.
 impl<K: Into<Text>, V: Into<Text>> FromIterator<(K, V)> for Tags {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut pairs: Vec<(Text, Text)> = iter
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        // Stable: equal keys keep their order, so the last one is the one kept.
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut unique: Vec<(Text, Text)> = Vec::with_capacity(pairs.len());
-        for pair in pairs {
-            match unique.last_mut() {
-                Some(last) if last.0 == pair.0 => *last = pair,
-                _ => unique.push(pair),
-            }
-        }
-        Self(unique.into())
+        Self(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 
 impl From<BTreeMap<String, String>> for Tags {
     fn from(map: BTreeMap<String, String>) -> Self {
-        // Already sorted and unique.
-        Self(map.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        map.into_iter().collect()
     }
 }
 
 impl From<&BTreeMap<String, String>> for Tags {
     fn from(map: &BTreeMap<String, String>) -> Self {
-        Self(map.iter().map(|(k, v)| (k.into(), v.into())).collect())
+        map.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
     }
 }
 

@@ -18,25 +18,31 @@
 //!
 //! Lookups are binary searches; [`SortedMap::insert`] and [`SortedMap::remove`] copy the
 //! slice and are meant for tests and small edits, not bulk building (collect instead).
+//!
+//! The slice is shared (`Arc`): a clone is a reference count, so instance tag sets
+//! ([`crate::model::Tags`], the same map) can be interned and shared by every instance
+//! launched together, and an edit copies the slice first (copy on write). An empty map
+//! shares one static allocation.
 
 use std::borrow::Borrow;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-/// A map stored as a boxed slice of `(key, value)` pairs sorted by key, keys unique.
+/// A map stored as a shared slice of `(key, value)` pairs sorted by key, keys unique.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SortedMap<K, V> {
-    entries: Box<[(K, V)]>,
+    entries: Arc<[(K, V)]>,
 }
 
 impl<K, V> SortedMap<K, V> {
     /// An empty map (allocates nothing).
     pub fn new() -> Self {
         Self {
-            entries: Box::default(),
+            entries: Arc::default(),
         }
     }
 
@@ -72,10 +78,23 @@ impl<K, V> SortedMap<K, V> {
         &self.entries
     }
 
-    /// The entries, mutable. Crate-private because a caller must keep the keys in
-    /// order: it is for swapping a key or value for an equal one (a shared copy).
+    /// Whether two maps share one allocation (an interner made them).
+    pub fn shares(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.entries, &other.entries)
+    }
+
+    /// Whether this is the only handle on its allocation.
+    pub(crate) fn is_unique(&self) -> bool {
+        Arc::strong_count(&self.entries) == 1
+    }
+}
+
+impl<K: Clone, V: Clone> SortedMap<K, V> {
+    /// The entries, mutable (copied first if shared). Crate-private because a caller
+    /// must keep the keys in order: it is for swapping a key or value for an equal one
+    /// (a shared copy).
     pub(crate) fn entries_mut(&mut self) -> &mut [(K, V)] {
-        &mut self.entries
+        Arc::make_mut(&mut self.entries)
     }
 }
 
@@ -93,9 +112,9 @@ impl<K: Ord, V> SortedMap<K, V> {
                 false
             }
         });
-        // `into_boxed_slice` drops any spare capacity.
+        // Exactly the entries: the shared slice has no spare capacity.
         Self {
-            entries: entries.into_boxed_slice(),
+            entries: entries.into(),
         }
     }
 
@@ -136,17 +155,22 @@ impl<K: Ord, V> SortedMap<K, V> {
     {
         self.search(key).is_ok()
     }
+}
 
+impl<K: Ord + Clone, V: Clone> SortedMap<K, V> {
     /// Set `key` to `value`; returns the previous value. Like `BTreeMap::insert`, an
     /// existing key is kept and only its value replaced. Copies the slice when the key
-    /// is new.
+    /// is new (or the slice is shared).
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         match self.search(&key) {
-            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Ok(i) => Some(std::mem::replace(
+                &mut Arc::make_mut(&mut self.entries)[i].1,
+                value,
+            )),
             Err(i) => {
-                let mut entries = std::mem::take(&mut self.entries).into_vec();
+                let mut entries = self.entries.to_vec();
                 entries.insert(i, (key, value));
-                self.entries = entries.into_boxed_slice();
+                self.entries = entries.into();
                 None
             }
         }
@@ -159,9 +183,9 @@ impl<K: Ord, V> SortedMap<K, V> {
         Q: Ord + ?Sized,
     {
         let i = self.search(key).ok()?;
-        let mut entries = std::mem::take(&mut self.entries).into_vec();
+        let mut entries = self.entries.to_vec();
         let (_, value) = entries.remove(i);
-        self.entries = entries.into_boxed_slice();
+        self.entries = entries.into();
         Some(value)
     }
 }
@@ -247,12 +271,12 @@ impl<'a, K, V> IntoIterator for &'a SortedMap<K, V> {
     }
 }
 
-impl<K, V> IntoIterator for SortedMap<K, V> {
+impl<K: Clone, V: Clone> IntoIterator for SortedMap<K, V> {
     type Item = (K, V);
     type IntoIter = std::vec::IntoIter<(K, V)>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.into_vec().into_iter()
+        self.entries.to_vec().into_iter()
     }
 }
 

@@ -1,15 +1,30 @@
 //! Bounded state (design section 16, issue 17): finished plans, old revisions,
 //! delivered alerts and resolved incidents are pruned after `state.retention`, so the
 //! database stops growing under continuous commits. The daemon calls [`Retention::due`]
-//! after every pass; the pruning itself runs at most once per [`PRUNE_EVERY`].
+//! after every pass; the pruning itself runs at most once per [`period`]: hourly, or a
+//! quarter of the shortest retention when that is shorter (so a 2-minute retention is
+//! kept to about 2 minutes, not 62).
 
 use std::time::{Duration, SystemTime};
 
 use phoenix_core::config::RetentionConfig;
 use phoenix_store::{Store, StoreError};
 
-/// How often the pruning runs (each run is a few indexed DELETEs).
+/// How often the pruning runs at most (each run is a few indexed DELETEs).
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How often it may run at least apart, whatever the retention.
+const PRUNE_FLOOR: Duration = Duration::from_secs(10);
+
+/// How long apart two prunings are: [`PRUNE_EVERY`], or a quarter of the shortest
+/// retention when that is less (never under 10 s).
+pub fn period(config: &RetentionConfig) -> Duration {
+    let shortest = config
+        .plans
+        .min(config.revisions)
+        .min(config.alerts)
+        .min(config.incidents);
+    PRUNE_EVERY.min(shortest / 4).max(PRUNE_FLOOR)
+}
 
 /// What one run deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,7 +46,7 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// Prune if the last run is [`PRUNE_EVERY`] old (or there was none); `None` when it
+    /// Prune if the last run is [`period`] old (or there was none); `None` when it
     /// was not due. A store error is logged with its chain and retried at the next due
     /// time; it never stops the daemon.
     pub fn due(
@@ -41,7 +56,7 @@ impl Retention {
         now: SystemTime,
     ) -> Option<Pruned> {
         if let Some(last) = self.last
-            && now.duration_since(last).unwrap_or_default() < PRUNE_EVERY
+            && now.duration_since(last).unwrap_or_default() < period(config)
         {
             return None;
         }
@@ -88,7 +103,7 @@ mod tests {
     }
 
     /// Issue 17, defect 6: the daemon's retention prunes finished plans older than
-    /// `state.retention.plans`, at most once per `PRUNE_EVERY`, and keeps their ids used.
+    /// `state.retention.plans`, at most once per `period`, and keeps their ids used.
     #[test]
     fn retention_prunes_old_finished_plans_once_per_period() {
         let mut store = Store::open_in_memory(StoreOptions::default()).expect("open");
@@ -132,5 +147,16 @@ mod tests {
         );
         assert_eq!(store.plan(&id).expect("read"), None);
         assert!(store.plan_id_used(&id).expect("read"));
+    }
+
+    /// Short retentions are pruned often enough to be kept: a quarter of the shortest.
+    #[test]
+    fn the_period_follows_the_shortest_retention() {
+        let mut config = RetentionConfig::default();
+        assert_eq!(period(&config), PRUNE_EVERY);
+        config.alerts = Duration::from_secs(120);
+        assert_eq!(period(&config), Duration::from_secs(30));
+        config.incidents = Duration::from_secs(8);
+        assert_eq!(period(&config), PRUNE_FLOOR);
     }
 }
