@@ -115,11 +115,9 @@ mod rfc3339_option {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
         match Option::<String>::deserialize(d)? {
-            Some(text) => humantime::parse_rfc3339_weak(text.trim())
+            Some(text) => crate::time::parse_rfc3339_lenient(&text)
                 .map(Some)
-                .map_err(|err| {
-                    de::Error::custom(format!("`{text}` is not an RFC 3339 time: {err}"))
-                }),
+                .map_err(de::Error::custom),
             None => Ok(None),
         }
     }

@@ -3,7 +3,8 @@
 //! Every time Phoenix shows (the HTTP API, plan notes, alert bodies) is RFC 3339 in UTC:
 //! [`rfc3339`] writes whole seconds (`2026-03-29T01:00:00Z`), [`rfc3339_millis`]
 //! milliseconds (alert timestamps). [`parse_rfc3339`] reads what an operator writes,
-//! with any UTC offset (`2026-12-05T18:00:00+01:00`) or `Z`, and [`serde_rfc3339`] /
+//! with any UTC offset (`2026-12-05T18:00:00+01:00`) or `Z`; [`parse_rfc3339_lenient`]
+//! UTC times without `Z` or with a space (config values, EC2 dates); [`serde_rfc3339`] /
 //! [`serde_rfc3339_opt`] are the serde adapters. A time before the Unix epoch, which
 //! Phoenix never records, is written as the epoch rather than failing.
 //!
@@ -67,6 +68,17 @@ pub fn parse_rfc3339(text: &str) -> Result<SystemTime, TimeError> {
     SystemTime::UNIX_EPOCH
         .checked_add(Duration::new(secs, nanos))
         .ok_or_else(|| TimeError::Range { text: shown() })
+}
+
+/// Read an RFC 3339-like UTC time as people and some APIs write it: `T` or a space
+/// between date and time, `Z` optional, fractions allowed, no other offset
+/// (`2026-01-01 00:00:00`). For config values and provider timestamps; operator input on
+/// the API goes through [`parse_rfc3339`].
+pub fn parse_rfc3339_lenient(text: &str) -> Result<SystemTime, TimeError> {
+    humantime::parse_rfc3339_weak(text.trim()).map_err(|e| TimeError::Syntax {
+        text: text.chars().take(64).collect(),
+        reason: e.to_string(),
+    })
 }
 
 /// Serde adapter: a `SystemTime` as an RFC 3339 string (whole seconds).
@@ -147,5 +159,19 @@ mod tests {
             parse_rfc3339("1969-12-31T23:59:59Z"),
             Err(TimeError::Range { .. })
         ));
+    }
+
+    #[test]
+    fn the_lenient_reader_takes_utc_without_z_or_with_a_space() {
+        for text in [
+            "2026-03-29T01:00:00Z",
+            "2026-03-29T01:00:00",
+            "2026-03-29 01:00:00",
+            " 2026-03-29T01:00:00Z ",
+        ] {
+            assert_eq!(parse_rfc3339_lenient(text), Ok(at(1_774_746_000)), "{text}");
+        }
+        let err = parse_rfc3339_lenient("yesterday").expect_err("not a time");
+        assert!(err.to_string().contains("RFC 3339"), "{err}");
     }
 }
