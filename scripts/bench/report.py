@@ -148,6 +148,15 @@ def inventory(t, log_dir, small):
     if sim_n is not None and sim_ms is not None:
         t.add(f"sim inventory of {sim_n:,.0f} instances (one owner among more)", f"{f1(sim_ms)} ms", "", "",
               "< 200 ms at 300,000", sim_ms < 200, full_only=True)
+    for r in results(text, "scale_inventory"):
+        t.add(f"aws_ec2 inventory of {r['instances']:,} instances on the scale endpoint ({r['latency_ms']} ms per "
+              f"call, EC2's token buckets; issue 20)",
+              f"{r['seconds']:.1f} s, {r['calls']:,} calls ({r['calls_per_1000']:.1f} per 1,000), "
+              f"{r['throttled']} throttled",
+              f"floor from the buckets and latency: {r['floor_seconds']:.1f} s",
+              ratio(r["seconds"], r["floor_seconds"]),
+              "within 1.2x of the floor; <= 2 calls per 1,000",
+              r["complete"] and r["seconds"] <= 1.2 * r["floor_seconds"] and r["calls_per_1000"] <= 2)
 
 
 def plan(t, log_dir):

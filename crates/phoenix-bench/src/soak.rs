@@ -74,7 +74,7 @@ impl Receiver {
                 match listener.accept() {
                     Ok((conn, _)) => {
                         let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-                        let _ = answer(conn, n % 5 != 0, &ids);
+                        let _ = answer(conn, !n.is_multiple_of(5), &ids);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
@@ -286,7 +286,7 @@ alerts:
         }
         if now >= next_commit {
             commits += 1;
-            let api_image = if commits % 9 == 0 {
+            let api_image = if commits.is_multiple_of(9) {
                 "ami-broken".to_owned()
             } else {
                 format!("ami-api-{}", commits / 9)

@@ -7,6 +7,11 @@
 //!   paginator (scripts/bench_boto3_inventory.py) over the same server (goal: not
 //!   slower).
 //!
+//! - aws_ec2 on the scale endpoint (phoenix-testkit's in-memory EC2, issue 20): inventory
+//!   of 300,000 instances with 200 ms per call and EC2's token buckets, against the floor
+//!   those set (pages of 1,000: the first 100 calls at once, the rest at 20/s, plus one
+//!   call's latency), and the calls it spent per 1,000 instances.
+//!
 //! `PHOENIX_BENCH_SIZE=small` shrinks every size so CI runs it in seconds.
 //! Run: `cargo bench -p phoenix-cloud --bench inventory`.
 
@@ -24,6 +29,8 @@ use phoenix_core::{Template, spec_hash, tags};
 use phoenix_testkit::moto::{MotoServer, venv_bin};
 
 struct Sizes {
+    scale_instances: usize,
+    scale_latency: Duration,
     sim_owned: u32,
     sim_noise: u32,
     sim_reopen: u32,
@@ -34,6 +41,8 @@ struct Sizes {
 fn sizes() -> Sizes {
     if std::env::var("PHOENIX_BENCH_SIZE").as_deref() == Ok("small") {
         Sizes {
+            scale_instances: 5_000,
+            scale_latency: Duration::from_millis(20),
             sim_owned: 20_000,
             sim_noise: 2_000,
             sim_reopen: 50_000,
@@ -42,6 +51,8 @@ fn sizes() -> Sizes {
         }
     } else {
         Sizes {
+            scale_instances: 300_000,
+            scale_latency: Duration::from_millis(200),
             sim_owned: 300_000,
             sim_noise: 50_000,
             sim_reopen: 1_000_000,
@@ -305,6 +316,83 @@ async fn bench_moto(sizes: &Sizes) {
     }
 }
 
+/// Inventory on the scale endpoint against the floor its buckets and latency set.
+async fn bench_scale(sizes: &Sizes) {
+    use phoenix_testkit::scale_ec2::{Buckets, Latency, ScaleEc2};
+    let latency = Latency {
+        per_call: sizes.scale_latency,
+        per_instance: Duration::ZERO,
+    };
+    let buckets = Buckets::ec2_defaults();
+    let endpoint = ScaleEc2::start(latency, buckets);
+    let per_group = 100;
+    for g in 0..sizes.scale_instances / per_group {
+        let tags = [
+            (tags::OWNER, "scale"),
+            (tags::GROUP, &format!("g-{g:05}")),
+            (tags::SPEC_HASH, "v1:sha256:0"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+        endpoint.add_instances(per_group, "ami-12345678", Some("subnet-0a"), &tags);
+    }
+    let config = AwsEc2Config {
+        name: "aws".into(),
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(endpoint.endpoint_url()),
+        profile: None,
+        run_instances_per_second: 2.0,
+        describe_per_second: 20.0,
+        mutate_per_second: 5.0,
+        max_attempts: 8,
+    };
+    let options = AwsOptions {
+        static_credentials: Some(StaticCredentials {
+            access_key_id: "testing".into(),
+            secret_access_key: "testing".into(),
+        }),
+        ..AwsOptions::default()
+    };
+    let provider = AwsEc2Provider::connect(&config, &options)
+        .await
+        .expect("connect to the scale endpoint");
+    let started = Instant::now();
+    let inventory = provider.inventory("scale").await;
+    let took = started.elapsed();
+    let calls = endpoint.calls();
+    let total: u64 = calls.values().sum();
+    let describe = buckets.describe.expect("the describe bucket");
+    let pages = sizes.scale_instances.div_ceil(1000) as f64;
+    let floor = sizes.scale_latency.as_secs_f64()
+        + (pages - describe.capacity).max(0.0) / describe.refill_per_sec;
+    println!(
+        "scale inventory: {} instances, complete {}, {:.1} s; floor {:.1} s (ratio {:.2}); calls {total} ({:.1} per 1,000 instances: {calls:?}), throttled {}",
+        inventory.instances.len(),
+        inventory.complete,
+        took.as_secs_f64(),
+        floor,
+        took.as_secs_f64() / floor,
+        total as f64 * 1000.0 / sizes.scale_instances as f64,
+        endpoint.throttled(),
+    );
+    println!(
+        "RESULT {}",
+        serde_json::json!({
+            "bench": "scale_inventory",
+            "instances": sizes.scale_instances,
+            "seen": inventory.instances.len(),
+            "complete": inventory.complete,
+            "latency_ms": sizes.scale_latency.as_millis() as u64,
+            "seconds": took.as_secs_f64(),
+            "floor_seconds": floor,
+            "calls": total,
+            "calls_per_1000": total as f64 * 1000.0 / sizes.scale_instances as f64,
+            "throttled": endpoint.throttled(),
+        })
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing. Either way run.
     let sizes = sizes();
@@ -317,6 +405,7 @@ fn main() {
         tokio::time::timeout(Duration::from_secs(900), async {
             bench_sim(&sizes).await;
             bench_moto(&sizes).await;
+            bench_scale(&sizes).await;
         })
         .await
         .expect("benchmarks finish within 15 minutes");

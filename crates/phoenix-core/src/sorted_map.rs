@@ -276,7 +276,9 @@ impl<K: Clone, V: Clone> IntoIterator for SortedMap<K, V> {
     type IntoIter = std::vec::IntoIter<(K, V)>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.to_vec().into_iter()
+        // The slice may be shared, so its entries are cloned out.
+        let entries: Vec<(K, V)> = self.entries.iter().cloned().collect();
+        entries.into_iter()
     }
 }
 

@@ -360,6 +360,7 @@ impl GitSource {
 
     fn fetch_and_load(&mut self, tip: &Tip) -> Result<PollOutcome, SourceError> {
         let commit_id = self.fetch(tip)?;
+        self.consolidate_packs(commit_id)?;
         if self.seen.map(|(commit, _)| commit) == Some(commit_id) {
             return Ok(PollOutcome::Unchanged);
         }
@@ -615,6 +616,36 @@ impl GitSource {
             rejection,
             reparsed,
         }
+    }
+
+    /// One pack instead of many once fetches have piled them up ([`crate::repack`]). The
+    /// accepted commit and the fetched one are kept even if no reference names them.
+    /// Afterwards the clone is opened again, and the next load compares blob ids rather
+    /// than diffing against a tree read through the old handle. A failure to consolidate
+    /// only logs (the cache still works with its packs); one to reopen is the poll's error.
+    fn consolidate_packs(&mut self, fetched: Oid) -> Result<(), SourceError> {
+        let Some(repo) = self.repo.as_ref() else {
+            return Ok(());
+        };
+        if crate::repack::pack_count(repo) <= crate::repack::MAX_PACKS {
+            return Ok(());
+        }
+        let mut keep = vec![fetched];
+        keep.extend(self.seen.map(|(commit, _)| commit));
+        match crate::repack::consolidate(repo, &keep, crate::repack::MAX_PACKS) {
+            Ok(removed) => {
+                debug!(removed, "git cache packs consolidated into one");
+                self.repo = None;
+                if let Some((commit, _)) = self.seen {
+                    self.seen = Some((commit, None));
+                }
+                self.repo()?;
+            }
+            Err(err) => {
+                warn!(clone = %self.clone_dir.display(), error = %phoenix_core::chain(&err), "cannot consolidate the git cache's packs; keeping them");
+            }
+        }
+        Ok(())
     }
 
     /// The clone, opened (or created) on first use. A clone that cannot be opened is

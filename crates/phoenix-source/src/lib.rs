@@ -38,6 +38,7 @@ pub mod dir;
 pub mod error;
 pub mod git;
 pub mod loader;
+mod repack;
 pub mod revision;
 pub mod verify;
 

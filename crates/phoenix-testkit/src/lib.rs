@@ -10,4 +10,5 @@ pub mod git;
 pub mod moto;
 pub mod net;
 pub mod prometheus;
+pub mod scale_ec2;
 pub mod signing;

@@ -849,3 +849,33 @@ async fn sim_seed_creates_what_launch_would_and_persists_it() {
         .expect("lookup");
     assert_eq!(again.len(), 3);
 }
+
+/// Issue 20: the scale endpoint (phoenix-testkit's in-memory EC2, for benchmarks at
+/// 300,000 instances) passes the same contract as moto through the real SDK, so it
+/// cannot drift from what the provider sees. EC2's default token buckets are on; the
+/// provider's retries absorb any throttling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_aws_ec2_on_the_scale_endpoint() {
+    use phoenix_testkit::scale_ec2::{Buckets, Latency, ScaleEc2};
+    let endpoint = ScaleEc2::start(Latency::default(), Buckets::ec2_defaults());
+    // The provider's own rate budgets set to the buckets' refill rates, as an operator
+    // sharing an account would (RunInstances' bucket holds only 5).
+    let config = AwsEc2Config {
+        run_instances_per_second: 2.0,
+        describe_per_second: 20.0,
+        mutate_per_second: 5.0,
+        ..aws_config("aws", &endpoint.endpoint_url())
+    };
+    let provider = aws_provider(&config).await;
+    let subnets = vec!["subnet-0a".to_string(), "subnet-0b".to_string()];
+    contract(&provider, &template("ami-12345678", &subnets, "sg-0123")).await;
+    let calls = endpoint.calls();
+    assert!(
+        calls.get("RunInstances").copied().unwrap_or(0) > 0,
+        "{calls:?}"
+    );
+    assert!(
+        calls.get("DescribeInstances").copied().unwrap_or(0) > 0,
+        "{calls:?}"
+    );
+}

@@ -384,7 +384,7 @@ server: {{listen: \"{{LISTEN}}\"}}
     let mut generation = 1;
     let started = Instant::now();
     for kill in 0..kills {
-        if kill % 5 == 0 {
+        if kill.is_multiple_of(5) {
             generation += 1;
             write_generation(dir.path(), generation);
         }
