@@ -4,7 +4,7 @@
 //! ```text
 //! phoenix-bench reconcile --phoenix PATH [--groups 1000,10000,100000] [--replicas 3]
 //!                         [--steady-passes 3] [--timeout-secs 900] [--keep]
-//! phoenix-bench soak --phoenix PATH [--minutes 20] [--keep]
+//! phoenix-bench soak --phoenix PATH [--minutes 20] [--cloud sim|scale-ec2] [--keep]
 //! ```
 //!
 //! For each size N: write N desired-state files into a folder source, seed the sim's
@@ -121,6 +121,7 @@ fn soak_main(mut args: impl Iterator<Item = String>) -> ExitCode {
         phoenix: PathBuf::new(),
         minutes: 20.0,
         keep: false,
+        cloud: soak::Cloud::Sim,
     };
     while let Some(flag) = args.next() {
         if flag == "--keep" {
@@ -129,11 +130,15 @@ fn soak_main(mut args: impl Iterator<Item = String>) -> ExitCode {
         }
         match (flag.as_str(), args.next()) {
             ("--phoenix", Some(v)) => soak.phoenix = PathBuf::from(v),
+            ("--cloud", Some(v)) if v == "sim" => soak.cloud = soak::Cloud::Sim,
+            ("--cloud", Some(v)) if v == "scale-ec2" => soak.cloud = soak::Cloud::ScaleEc2,
             ("--minutes", Some(v)) if v.parse::<f64>().is_ok_and(|m| m > 0.0) => {
                 soak.minutes = v.parse().expect("checked");
             }
             _ => {
-                eprintln!("usage: phoenix-bench soak --phoenix PATH [--minutes 20] [--keep]");
+                eprintln!(
+                    "usage: phoenix-bench soak --phoenix PATH [--minutes 20] [--cloud sim|scale-ec2] [--keep]"
+                );
                 return ExitCode::from(64);
             }
         }

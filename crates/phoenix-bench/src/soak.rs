@@ -41,6 +41,19 @@ pub struct SoakArgs {
     pub minutes: f64,
     /// Keep the scratch folder.
     pub keep: bool,
+    /// The cloud: the built-in sim (in the daemon's process) or `aws_ec2` against the
+    /// in-memory scale EC2 endpoint (in this process), which takes the cloud's own
+    /// memory out of the daemon's RSS.
+    pub cloud: Cloud,
+}
+
+/// Where the soak's fleet lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cloud {
+    /// `type: sim`, with launch failures and a never-healthy image.
+    Sim,
+    /// `type: aws_ec2` on `phoenix_testkit::scale_ec2` (unlimited buckets, no latency).
+    ScaleEc2,
 }
 
 /// One sample of the daemon's footprint.
@@ -232,6 +245,22 @@ fn soak(args: &SoakArgs, root: &Path) -> Result<Value> {
 
     let receiver = Receiver::start()?;
     let port = free_port()?;
+    let scale = (args.cloud == Cloud::ScaleEc2).then(|| {
+        phoenix_testkit::scale_ec2::ScaleEc2::start(
+            phoenix_testkit::scale_ec2::Latency::default(),
+            phoenix_testkit::scale_ec2::Buckets::unlimited(),
+        )
+    });
+    let provider = match &scale {
+        None => {
+            "{name: local, type: sim, launch_failure_rate: 0.05, unhealthy_images: [ami-broken]}"
+                .to_owned()
+        }
+        Some(endpoint) => format!(
+            "{{name: local, type: aws_ec2, region: us-east-1, endpoint_url: \"{}\"}}",
+            endpoint.endpoint_url()
+        ),
+    };
     let config = root.join("phoenix.yaml");
     std::fs::write(
         &config,
@@ -239,7 +268,7 @@ fn soak(args: &SoakArgs, root: &Path) -> Result<Value> {
             "owner: soak
 source: {{git: {{url: \"file://{origin}\", branch: main, path: groups, interval: 5s}}}}
 providers:
-  - {{name: local, type: sim, launch_failure_rate: 0.05, unhealthy_images: [ami-broken]}}
+  - {provider}
 reconcile: {{interval: 2s, mode: enforce}}
 state:
   path: {state}
@@ -258,6 +287,9 @@ alerts:
         ("PHX_SOAK_TOKEN", TOKEN),
         ("PHX_SOAK_HOOK", HOOK),
         ("PHX_SOAK_ALERT", ALERT),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
     ];
     let mut daemon =
         Daemon::start_with_env(&args.phoenix, &config, root.join("daemon.log"), port, &env)?;
@@ -378,6 +410,7 @@ alerts:
     let lost = delivered - received;
     let result = json!({
         "bench": "soak",
+        "cloud": if args.cloud == Cloud::Sim { "sim" } else { "scale_ec2" },
         "minutes": args.minutes,
         "commits": commits,
         "webhooks": webhooks,

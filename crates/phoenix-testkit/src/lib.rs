@@ -6,6 +6,7 @@
 
 pub mod alertmanager;
 pub mod chromium;
+pub mod fuzz;
 pub mod git;
 pub mod moto;
 pub mod net;
