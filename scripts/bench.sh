@@ -124,7 +124,7 @@ fi
 # (CI) has already compiled; full: the bench profile. With BENCH_ONLY (full), only the
 # packages needed.
 PKGS=()
-want spec_hash || want plan && PKGS+=(-p phoenix-core)
+want spec_hash || want plan || want windows && PKGS+=(-p phoenix-core)
 want source_small || want source_full && PKGS+=(-p phoenix-source)
 want inventory && PKGS+=(-p phoenix-cloud)
 want step_write && PKGS+=(-p phoenix-store)
@@ -168,6 +168,7 @@ if [ "$SIZE" = full ]; then
 fi
 run inventory bench inventory
 run plan bench plan
+run windows bench windows
 run reconcile "$BIN_DIR/phoenix-bench" reconcile --phoenix "$BIN_DIR/phoenix" \
     --groups "$RECONCILE_GROUPS" --steady-passes 3 --timeout-secs "$RECONCILE_TIMEOUT"
 run api env PHOENIX_BIN="$BIN_DIR/phoenix" scripts/bench_api.sh "$SIZE"

@@ -85,6 +85,14 @@ pub enum ApiCommand {
         /// Where the loop answers.
         reply: oneshot::Sender<crate::operator::RetryReply>,
     },
+    /// `POST /api/v1/windows/override`: lift every change window until `request.until`
+    /// (record it, alert `window_override`), then run a pass.
+    WindowOverride {
+        /// The validated request.
+        request: crate::windows::WindowOverride,
+        /// Where the loop answers.
+        reply: oneshot::Sender<crate::windows::WindowOverrideReply>,
+    },
     /// `POST /api/v1/reconcile`: run a pass now (answered 202 before any work).
     Reconcile,
     /// `POST /api/v1/webhooks/git`: a verified, de-duplicated push. The loop coalesces
@@ -169,6 +177,23 @@ pub enum ApiEvent {
         #[schema(value_type = String, format = DateTime)]
         at: SystemTime,
     },
+    /// An operator lifted every change window (`POST /api/v1/windows/override`).
+    WindowOverride {
+        /// The override's store id.
+        id: i64,
+        /// Every window is lifted before this instant.
+        #[serde(serialize_with = "rfc3339")]
+        #[schema(value_type = String, format = DateTime)]
+        until: SystemTime,
+        /// Why.
+        reason: String,
+        /// Who asked.
+        by: String,
+        /// When it was recorded.
+        #[serde(serialize_with = "rfc3339")]
+        #[schema(value_type = String, format = DateTime)]
+        at: SystemTime,
+    },
     /// A plan step changed state.
     StepTransition {
         /// Plan id.
@@ -196,6 +221,7 @@ impl ApiEvent {
             ApiEvent::DriftResolved { .. } => "drift_resolved",
             ApiEvent::PlanTransition { .. } => "plan_transition",
             ApiEvent::StepTransition { .. } => "step_transition",
+            ApiEvent::WindowOverride { .. } => "window_override",
         }
     }
 }

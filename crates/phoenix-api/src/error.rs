@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use crate::command::PlanCommandError;
 use crate::operator::RetryError;
+use crate::windows::WindowOverrideError;
 
 /// An error answer. Messages never contain tokens or secrets.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,17 @@ pub enum ApiError {
     /// A retry the loop refused.
     #[error(transparent)]
     Retry(#[from] RetryError),
+    /// A window override the loop could not apply.
+    #[error(transparent)]
+    WindowOverride(#[from] WindowOverrideError),
+    /// A field of the request body is missing or wrong.
+    #[error("bad request body: `{field}` {reason}")]
+    InvalidField {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
@@ -92,12 +104,15 @@ impl ApiError {
             ApiError::Plan(PlanCommandError::WrongState { .. }) => StatusCode::CONFLICT,
             ApiError::Retry(RetryError::GroupNotFound { .. }) => StatusCode::NOT_FOUND,
             ApiError::Retry(RetryError::Store { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::WindowOverride(WindowOverrideError::Store { .. }) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             ApiError::Unauthorized | ApiError::BadSignature => StatusCode::UNAUTHORIZED,
             ApiError::TokenNotConfigured | ApiError::WebhookSecretNotConfigured => {
                 StatusCode::FORBIDDEN
             }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
             ApiError::Busy
             | ApiError::LoopUnavailable
             | ApiError::Overloaded { .. }
@@ -115,6 +130,8 @@ impl ApiError {
             ApiError::Plan(PlanCommandError::WrongState { .. }) => "plan_wrong_state",
             ApiError::Retry(RetryError::GroupNotFound { .. }) => "group_not_found",
             ApiError::Retry(RetryError::Store { .. }) => "retry_failed",
+            ApiError::WindowOverride(WindowOverrideError::Store { .. }) => "override_failed",
+            ApiError::InvalidField { .. } => "invalid_field",
             ApiError::Unauthorized => "unauthorized",
             ApiError::TokenNotConfigured => "token_not_configured",
             ApiError::WebhookSecretNotConfigured => "webhook_secret_not_configured",

@@ -127,6 +127,21 @@ impl WebhookOutcome {
     }
 }
 
+/// `phoenix_window_blocked_groups`: groups a change window blocks now (design section 14).
+fn windows(o: &mut String, snapshot: &Snapshot) {
+    header(
+        o,
+        "phoenix_window_blocked_groups",
+        "Instance groups a change window keeps from starting replacements and prunes now.",
+        "gauge",
+    );
+    let _ = writeln!(
+        o,
+        "phoenix_window_blocked_groups {}",
+        snapshot.windows().blocked_groups
+    );
+}
+
 /// Counters and histograms, shared as `Arc<Metrics>` between the loop and the API.
 /// Gauges (groups, drift, inventory age, plans) come from the snapshot at scrape time.
 #[derive(Debug)]
@@ -318,6 +333,7 @@ impl Metrics {
         }
 
         render_traffic(o, snapshot);
+        windows(o, snapshot);
 
         let mut plan_states: BTreeMap<&str, u64> =
             PlanState::ALL.iter().map(|s| (s.as_str(), 0)).collect();

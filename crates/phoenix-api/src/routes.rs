@@ -23,7 +23,7 @@ use crate::auth::{check_bearer, parse_push, verify_webhook};
 use crate::command::{ApiCommand, PlanReply};
 use crate::error::{ApiError, ErrorBody};
 use crate::metrics::WebhookOutcome;
-use crate::snapshot::{Group, GroupSummary, Plan, PlanState, Status};
+use crate::snapshot::{GroupDetail, GroupSummary, Plan, PlanState, Status};
 use crate::state::ApiState;
 
 const JSON: &str = "application/json";
@@ -97,14 +97,14 @@ pub async fn groups(State(state): State<ApiState>) -> Response {
 /// One group with history.
 #[utoipa::path(get, path = "/api/v1/groups/{name}", tag = "groups",
     params(("name" = String, Path, description = "group name")),
-    responses((status = 200, body = Group), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = GroupDetail), (status = 404, body = ErrorBody)))]
 pub async fn group(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let snapshot = state.snapshot();
     let group = snapshot
-        .group(&name)
+        .group_detail(&name)
         .ok_or(ApiError::GroupNotFound { name })?;
     Ok(axum::Json(group).into_response())
 }
@@ -314,7 +314,7 @@ pub async fn webhook(
     Ok(accepted(StatusCode::ACCEPTED, "accepted"))
 }
 
-fn body_error(state: &ApiState, e: BytesRejection) -> ApiError {
+pub(crate) fn body_error(state: &ApiState, e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge {
             limit: state.inner.config.max_body_bytes,
@@ -382,8 +382,8 @@ impl utoipa::Modify for BearerScheme {
 #[openapi(
     info(title = "Phoenix API", description = "Phoenix GitOps reconciliation daemon: status, plans, webhooks, events, metrics."),
     paths(healthz, readyz, status, groups, group, drift, plans, plan, approve, cancel,
-          reconcile, crate::operator::retry, webhook, crate::sse::events, openapi_json, metrics, dashboard),
-    components(schemas(crate::ApiEvent, ErrorBody, Status, GroupList, Group, DriftList, PlanList, PlanCommandAnswer, Accepted, crate::operator::RetryAnswer)),
+          reconcile, crate::operator::retry, crate::windows::override_windows, webhook, crate::sse::events, openapi_json, metrics, dashboard),
+    components(schemas(crate::ApiEvent, ErrorBody, Status, GroupList, crate::Group, GroupDetail, DriftList, PlanList, PlanCommandAnswer, Accepted, crate::operator::RetryAnswer, crate::windows::WindowOverrideBody, crate::windows::WindowOverrideAnswer)),
     modifiers(&BearerScheme)
 )]
 #[derive(Debug)]
@@ -431,6 +431,10 @@ pub fn build_router(state: ApiState) -> Router {
         .route("/api/v1/groups", get(groups))
         .route("/api/v1/groups/{name}", get(group))
         .route("/api/v1/groups/{name}/retry", post(crate::operator::retry))
+        .route(
+            "/api/v1/windows/override",
+            post(crate::windows::override_windows),
+        )
         .route("/api/v1/drift", get(drift))
         .route("/api/v1/plans", get(plans))
         .route("/api/v1/plans/{id}", get(plan))

@@ -20,9 +20,9 @@ use phoenix_core::{SpecHash, Text};
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
-/// Serialises a `SystemTime` as RFC 3339 (UTC, whole seconds).
+/// Serialises a `SystemTime` as RFC 3339 (UTC, whole seconds; `phoenix_core::time`).
 pub(crate) fn rfc3339<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&humantime::format_rfc3339_seconds(*time))
+    s.collect_str(&phoenix_core::time::display_rfc3339(*time))
 }
 
 /// Serialises an optional `SystemTime` as RFC 3339 or `null`.
@@ -168,6 +168,70 @@ pub struct AlertCounts {
     pub failed: usize,
 }
 
+/// Change windows in `GET /api/v1/status` (design section 14).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct WindowsStatus {
+    /// Groups that may not start replacements or prunes now.
+    pub blocked_groups: usize,
+    /// The next instant a window opens or closes or the override in force ends (RFC
+    /// 3339), `null` when none comes within a year.
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_change: Option<SystemTime>,
+    /// The operator's override in force (`POST /api/v1/windows/override`), or `null`.
+    #[serde(rename = "override")]
+    pub lifted: Option<OverrideStatus>,
+}
+
+/// An override in force: every window is lifted until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct OverrideStatus {
+    /// Every window is lifted before this instant.
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub until: SystemTime,
+    /// Why, as the operator wrote it.
+    pub reason: String,
+    /// Who asked for it.
+    pub by: String,
+    /// When it was made.
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: SystemTime,
+}
+
+/// A group's change-window standing in `GET /api/v1/groups/{name}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct GroupWindow {
+    /// The group may not start replacements or prunes now.
+    pub blocked: bool,
+    /// When blocked: when it stops being blocked (RFC 3339), `null` when not blocked or
+    /// not within a year.
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub until: Option<SystemTime>,
+}
+
+/// A blocked group and when it stops being blocked, as the snapshot keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockedGroup {
+    /// The group's name.
+    pub name: Text,
+    /// When it stops being blocked, if within a year.
+    pub until: Option<Seconds>,
+}
+
+/// The change windows as the loop evaluated them for a snapshot: the status fields, and
+/// the blocked groups only (most groups are not blocked most of the time, and a window
+/// boundary changes no [`Group`], so unchanged groups stay shared between snapshots).
+#[derive(Debug, Clone, Default)]
+pub struct WindowsView {
+    /// What `GET /api/v1/status` shows.
+    pub status: WindowsStatus,
+    /// The blocked groups, any order (the snapshot sorts them by name).
+    pub blocked: Vec<BlockedGroup>,
+}
+
 /// The body of `GET /api/v1/status` (documentation schema; the server assembles it from
 /// pre-serialised parts).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -184,6 +248,8 @@ pub struct Status {
     pub plans: PlanCounts,
     /// Alert delivery state.
     pub alerts: AlertCounts,
+    /// Change windows.
+    pub windows: WindowsStatus,
 }
 
 /// Whether a group's fleet matches Git.
@@ -424,13 +490,6 @@ pub struct Operation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Seconds(u64);
 
-impl Seconds {
-    /// Whole seconds since the Unix epoch.
-    pub fn since_epoch(self) -> u64 {
-        self.0
-    }
-}
-
 impl From<SystemTime> for Seconds {
     /// The time to the second below it.
     fn from(time: SystemTime) -> Self {
@@ -558,6 +617,17 @@ pub struct Group {
     #[serde(serialize_with = "shared_slice")]
     #[schema(value_type = Vec<HistoryEntry>)]
     pub history: Arc<[HistoryEntry]>,
+}
+
+/// `GET /api/v1/groups/{name}`: the group with its history and its change-window
+/// standing.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GroupDetail<'a> {
+    /// The group.
+    #[serde(flatten)]
+    pub group: &'a Group,
+    /// Whether a change window blocks the group's replacements and prunes now.
+    pub window: GroupWindow,
 }
 
 /// The state of a plan.
@@ -719,6 +789,8 @@ pub struct SnapshotParts {
     pub plans: Vec<Plan>,
     /// Alert delivery state.
     pub alerts: AlertCounts,
+    /// Change windows.
+    pub windows: WindowsView,
 }
 
 /// An immutable view of the daemon state, published by the loop, read by the handlers.
@@ -729,7 +801,7 @@ pub struct Snapshot {
     plan_counts: PlanCounts,
     /// `{"ready":..,"revision":..,"groups":..,"inventory":` — the part before the inventory.
     status_head: Bytes,
-    /// `,"plans":..,"alerts":..}` — the part after the inventory.
+    /// `,"plans":..,"alerts":..,"windows":..}` — the part after the inventory.
     status_tail: Bytes,
     groups_body: OnceLock<Bytes>,
     drift_body: OnceLock<Bytes>,
@@ -770,6 +842,10 @@ impl Snapshot {
                 SyncState::Suspended => group_counts.suspended += 1,
             }
         }
+        parts
+            .windows
+            .blocked
+            .sort_unstable_by(|a, b| a.name.cmp(&b.name));
         let mut plan_counts = PlanCounts::default();
         for plan in &parts.plans {
             match plan.state {
@@ -789,6 +865,7 @@ impl Snapshot {
         struct Tail<'a> {
             plans: &'a PlanCounts,
             alerts: &'a AlertCounts,
+            windows: &'a WindowsStatus,
         }
         let mut head = serde_json::to_vec(&Head {
             ready: parts.ready,
@@ -802,6 +879,7 @@ impl Snapshot {
         let mut tail = serde_json::to_vec(&Tail {
             plans: &plan_counts,
             alerts: &parts.alerts,
+            windows: &parts.windows.status,
         })
         .expect("wire types always serialise to JSON");
         tail[0] = b',';
@@ -866,6 +944,35 @@ impl Snapshot {
     /// Alert delivery state.
     pub fn alerts(&self) -> AlertCounts {
         self.parts.alerts
+    }
+
+    /// Change windows as of the snapshot's pass.
+    pub fn windows(&self) -> &WindowsStatus {
+        &self.parts.windows.status
+    }
+
+    /// A group's change-window standing as of the snapshot's pass (not blocked for a
+    /// name the snapshot does not know).
+    pub fn group_window(&self, name: &str) -> GroupWindow {
+        self.parts
+            .windows
+            .blocked
+            .binary_search_by(|b| b.name.as_str().cmp(name))
+            .ok()
+            .map(|i| GroupWindow {
+                blocked: true,
+                until: self.parts.windows.blocked[i].until.map(SystemTime::from),
+            })
+            .unwrap_or_default()
+    }
+
+    /// One group by name with its window standing, as `GET /api/v1/groups/{name}`
+    /// serves it.
+    pub fn group_detail(&self, name: &str) -> Option<GroupDetail<'_>> {
+        self.group(name).map(|group| GroupDetail {
+            group,
+            window: self.group_window(name),
+        })
     }
 
     /// Group counts by sync state.

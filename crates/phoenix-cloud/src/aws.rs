@@ -869,8 +869,10 @@ const IMAGE_BATCH: usize = 200;
 fn image_info(image: &aws_sdk_ec2::types::Image) -> ImageInfo {
     let time = |text: Option<&str>| {
         text.and_then(|t| {
-            humantime::parse_rfc3339_weak(t.trim_end_matches('Z').split('.').next().unwrap_or(t))
-                .ok()
+            phoenix_core::time::parse_rfc3339_lenient(
+                t.trim_end_matches('Z').split('.').next().unwrap_or(t),
+            )
+            .ok()
         })
     };
     ImageInfo {

@@ -541,11 +541,14 @@ pub enum AlertEvent {
     SourceRecovered,
     /// A group names an image that breaks `policy.images` (once per group and image).
     PolicyViolation,
+    /// An operator lifted every change window (`POST /api/v1/windows/override`; once per
+    /// override).
+    WindowOverride,
 }
 
 impl AlertEvent {
     /// Every event, in documentation order.
-    pub const ALL: [AlertEvent; 9] = [
+    pub const ALL: [AlertEvent; 10] = [
         AlertEvent::DriftDetected,
         AlertEvent::DriftResolved,
         AlertEvent::PlanStarted,
@@ -555,6 +558,7 @@ impl AlertEvent {
         AlertEvent::SourceError,
         AlertEvent::SourceRecovered,
         AlertEvent::PolicyViolation,
+        AlertEvent::WindowOverride,
     ];
 
     /// The event's one name: in config (`events:`), in the store's outbox, on the wire
@@ -571,6 +575,7 @@ impl AlertEvent {
             AlertEvent::SourceError => "source_error",
             AlertEvent::SourceRecovered => "source_recovered",
             AlertEvent::PolicyViolation => "policy_violation",
+            AlertEvent::WindowOverride => "window_override",
         }
     }
 }

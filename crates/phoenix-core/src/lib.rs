@@ -22,6 +22,7 @@ pub mod sorted_map;
 pub mod spec;
 pub mod tags;
 pub mod text;
+pub mod time;
 pub mod traffic;
 pub mod window;
 pub mod yaml;

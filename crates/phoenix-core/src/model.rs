@@ -213,13 +213,6 @@ impl Tags {
         self.0.remove(key)
     }
 
-    /// A plain map copy (for callers that build or compare whole tag maps).
-    pub fn to_map(&self) -> BTreeMap<String, String> {
-        self.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     /// Whether this is the only handle on its allocation.
     pub(crate) fn is_unique(&self) -> bool {
         self.0.is_unique()

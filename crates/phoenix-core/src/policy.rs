@@ -115,18 +115,16 @@ mod rfc3339_option {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
         match Option::<String>::deserialize(d)? {
-            Some(text) => humantime::parse_rfc3339_weak(text.trim())
+            Some(text) => crate::time::parse_rfc3339_lenient(&text)
                 .map(Some)
-                .map_err(|err| {
-                    de::Error::custom(format!("`{text}` is not an RFC 3339 time: {err}"))
-                }),
+                .map_err(de::Error::custom),
             None => Ok(None),
         }
     }
 
     pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
         match t {
-            Some(t) => s.collect_str(&humantime::format_rfc3339_seconds(*t)),
+            Some(t) => s.collect_str(&crate::time::display_rfc3339(*t)),
             None => s.serialize_none(),
         }
     }
@@ -196,7 +194,7 @@ impl Violation {
 }
 
 fn time(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    crate::time::rfc3339(t)
 }
 
 impl fmt::Display for Violation {
@@ -333,11 +331,6 @@ impl ImageVerdicts {
     pub fn insert(&mut self, provider: &str, image: &str, verdict: Verdict) {
         self.verdicts
             .insert((provider.to_string(), image.to_string()), verdict);
-    }
-
-    /// Whether a policy is in force.
-    pub fn is_enforced(&self) -> bool {
-        self.enforced
     }
 
     /// Why `image` on `provider` must not be launched, or `None` when it may be.

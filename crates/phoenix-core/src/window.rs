@@ -16,6 +16,7 @@
 //! a repeated hour runs once, at its first occurrence). jiff's time zone database is
 //! compiled into the binary, so nothing here reads the disk.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use croner::Cron;
@@ -186,7 +187,10 @@ pub fn lasting_override(memory: &crate::plan::PlanMemory, now: SystemTime) -> Op
 /// "`what` held by a change window until <time>".
 pub fn held_note(what: &str, state: WindowState) -> String {
     match state.until {
-        Some(until) => format!("{what} held by a change window until {}", rfc3339(until)),
+        Some(until) => format!(
+            "{what} held by a change window until {}",
+            crate::time::rfc3339(until)
+        ),
         None => format!("{what} held by a change window"),
     }
 }
@@ -302,21 +306,63 @@ impl Windows {
 
     /// Whether `group` may not start replacements or prunes at `now`, and until when.
     /// `override_until` (an operator's override, when still in the future) lifts every
-    /// window before it.
+    /// window before it. For many groups at one instant, [`Windows::at`] evaluates each
+    /// distinct set of matching windows once.
     pub fn state(
         &self,
         group: &str,
         now: SystemTime,
         override_until: Option<SystemTime>,
     ) -> WindowState {
+        let mut set = MatchSet::default();
+        self.matching(group, &mut set);
+        self.state_of(&set, now, override_until)
+    }
+
+    /// The windows evaluated at `now` (with the override lifting them before
+    /// `override_until`), for asking about many groups.
+    pub fn at(&self, now: SystemTime, override_until: Option<SystemTime>) -> WindowsAt<'_> {
+        WindowsAt {
+            windows: self,
+            now,
+            override_until: override_until.filter(|o| *o > now),
+            set: MatchSet::default(),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// The next instant after `now` at which any window opens or closes.
+    pub fn next_change(&self, now: SystemTime) -> Option<SystemTime> {
+        self.next_boundary(None, now)
+            .filter(|n| *n <= now + HORIZON)
+    }
+
+    /// The windows matching `group`, as a bit per window, into `set` (cleared first).
+    fn matching(&self, group: &str, set: &mut MatchSet) {
+        set.0.clear();
+        set.0.resize(self.windows.len().div_ceil(64), 0);
+        for (i, w) in self.windows.iter().enumerate() {
+            if w.matches(group) {
+                set.0[i / 64] |= 1 << (i % 64);
+            }
+        }
+    }
+
+    /// [`Windows::state`] of a group matched by exactly the windows in `set`.
+    fn state_of(
+        &self,
+        set: &MatchSet,
+        now: SystemTime,
+        override_until: Option<SystemTime>,
+    ) -> WindowState {
         let lifted = |t: SystemTime| override_until.is_some_and(|o| t < o);
-        let blocked_at = |t: SystemTime| !lifted(t) && self.blocked_at(group, t);
+        let blocked_at = |t: SystemTime| !lifted(t) && self.blocked_at(set, t);
         if !blocked_at(now) {
             return WindowState::default();
         }
         let mut t = now;
         for _ in 0..MAX_STEPS {
-            let mut next = self.next_boundary(Some(group), t);
+            let mut next = self.next_boundary(Some(set), t);
             if let Some(o) = override_until.filter(|o| *o > t) {
                 next = Some(next.map_or(o, |n| n.min(o)));
             }
@@ -337,19 +383,13 @@ impl Windows {
         }
     }
 
-    /// The next instant after `now` at which any window opens or closes.
-    pub fn next_change(&self, now: SystemTime) -> Option<SystemTime> {
-        self.next_boundary(None, now)
-            .filter(|n| *n <= now + HORIZON)
-    }
-
-    fn blocked_at(&self, group: &str, t: SystemTime) -> bool {
+    fn blocked_at(&self, set: &MatchSet, t: SystemTime) -> bool {
         if self.closed {
             return true;
         }
         let mut allow_exists = false;
         let mut allow_open = false;
-        for w in self.windows.iter().filter(|w| w.matches(group)) {
+        for w in self.in_set(Some(set)) {
             let open = w.open_at(t).is_some();
             match w.kind {
                 WindowKind::Deny if open => return true,
@@ -363,16 +403,75 @@ impl Windows {
         allow_exists && !allow_open
     }
 
-    /// The earliest start or end after `t` of the windows matching `group` (all windows
-    /// for `None`).
-    fn next_boundary(&self, group: Option<&str>, t: SystemTime) -> Option<SystemTime> {
+    /// The windows in `set` (all windows for `None`).
+    fn in_set<'s>(&'s self, set: Option<&'s MatchSet>) -> impl Iterator<Item = &'s Window> + 's {
         self.windows
             .iter()
-            .filter(|w| group.is_none_or(|g| w.matches(g)))
+            .enumerate()
+            .filter(move |(i, _)| set.is_none_or(|s| s.contains(*i)))
+            .map(|(_, w)| w)
+    }
+
+    /// The earliest start or end after `t` of the windows in `set` (all windows for
+    /// `None`).
+    fn next_boundary(&self, set: Option<&MatchSet>, t: SystemTime) -> Option<SystemTime> {
+        self.in_set(set)
             .flat_map(|w| [w.open_at(t), w.next_start(t)])
             .flatten()
             .filter(|b| *b > t)
             .min()
+    }
+}
+
+/// Which windows match a group: bit `i` is set when window `i` does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+struct MatchSet(Vec<u64>);
+
+impl MatchSet {
+    fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+}
+
+/// The windows at one instant ([`Windows::at`]): a group's state is computed once per
+/// distinct set of windows matching it, so asking about 100,000 groups costs the glob
+/// matches plus one evaluation per distinct set (usually a handful), not one schedule
+/// walk per group.
+#[derive(Debug)]
+pub struct WindowsAt<'w> {
+    windows: &'w Windows,
+    now: SystemTime,
+    override_until: Option<SystemTime>,
+    /// Scratch set, reused from group to group.
+    set: MatchSet,
+    cache: HashMap<MatchSet, WindowState>,
+}
+
+impl WindowsAt<'_> {
+    /// Whether `group` is blocked now, and until when.
+    pub fn state(&mut self, group: &str) -> WindowState {
+        if self.windows.is_empty() {
+            return WindowState::default();
+        }
+        self.windows.matching(group, &mut self.set);
+        if let Some(state) = self.cache.get(&self.set) {
+            return *state;
+        }
+        let state = self
+            .windows
+            .state_of(&self.set, self.now, self.override_until);
+        self.cache.insert(self.set.clone(), state);
+        state
+    }
+
+    /// The next instant after now at which a window opens or closes, or the override in
+    /// force ends, whichever comes first (within a year).
+    pub fn next_change(&self) -> Option<SystemTime> {
+        let windows = self.windows.next_change(self.now);
+        match (windows, self.override_until) {
+            (Some(w), Some(o)) => Some(w.min(o)),
+            (w, o) => w.or(o),
+        }
     }
 }
 
@@ -398,14 +497,6 @@ impl Window {
     }
 }
 
-/// RFC 3339 in UTC with whole seconds, e.g. `2026-03-29T01:00:00Z`.
-pub fn rfc3339(t: SystemTime) -> String {
-    match to_timestamp(t) {
-        Some(ts) => ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        None => "(out of range)".to_owned(),
-    }
-}
-
 fn to_timestamp(t: SystemTime) -> Option<Timestamp> {
     Timestamp::try_from(t).ok()
 }
@@ -415,16 +506,25 @@ fn from_timestamp(t: Timestamp) -> Option<SystemTime> {
 }
 
 /// Shell-style glob on a group name: `*` any run of characters, `?` any one character.
+/// Allocates nothing for ASCII text (group names are ASCII).
 pub fn glob(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
+    if pattern.is_ascii() && name.is_ascii() {
+        glob_units(pattern.as_bytes(), name.as_bytes(), b'*', b'?')
+    } else {
+        let p: Vec<char> = pattern.chars().collect();
+        let n: Vec<char> = name.chars().collect();
+        glob_units(&p, &n, '*', '?')
+    }
+}
+
+fn glob_units<T: PartialEq + Copy>(p: &[T], n: &[T], many: T, one: T) -> bool {
     let (mut pi, mut ni) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+        if pi < p.len() && (p[pi] == one || p[pi] == n[ni]) {
             pi += 1;
             ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == many {
             star = Some((pi, ni));
             pi += 1;
         } else if let Some((sp, sn)) = star {
@@ -435,7 +535,7 @@ pub fn glob(pattern: &str, name: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| *c == many)
 }
 
 #[cfg(test)]
@@ -451,5 +551,8 @@ mod tests {
         assert!(glob("*-eu", "api-eu"));
         assert!(!glob("api", "api-eu"));
         assert!(glob("a*b*c", "aXbYbc"));
+        assert!(glob("wéb-?", "wéb-1"));
+        assert!(glob("w?b", "wéb"));
+        assert!(!glob("w?b", "wééb"));
     }
 }

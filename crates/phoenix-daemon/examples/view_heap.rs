@@ -132,6 +132,7 @@ fn main() {
     }))
     .expect("a plan document");
     let since = HashMap::new();
+    let windows = phoenix_daemon::windows::LoopWindows::default();
     let input = ViewInput {
         ready: true,
         revision: Some((commit, t0)),
@@ -144,6 +145,7 @@ fn main() {
         since: &since,
         alerts: AlertCounts::default(),
         previous: None,
+        windows: &windows,
     };
     let now = t0 + Duration::from_secs(600);
 

@@ -18,6 +18,7 @@
 
 mod delivery;
 mod incidents;
+mod overrides;
 mod policy;
 mod receiver;
 mod render;
@@ -30,7 +31,7 @@ pub use incidents::{
 pub use receiver::{ALERTMANAGER_PATH, Receiver, Receivers, Secret, signature};
 pub use render::{
     AlertNotice, AlertmanagerStyle, IncidentRef, WEBHOOK_BODY_VERSION, alertmanager_body,
-    event_name, rfc3339, slack_body, webhook_body,
+    slack_body, webhook_body,
 };
 
 use phoenix_core::drift::DriftKind;

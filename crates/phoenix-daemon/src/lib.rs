@@ -18,6 +18,7 @@ pub mod retry;
 pub mod supervise;
 pub mod traffic;
 pub mod view;
+pub mod windows;
 
 /// An error with its whole source chain, `outer: cause: cause`, for logs and the API:
 /// the one formatter every error site of the daemon uses.

@@ -67,6 +67,8 @@ pub struct ViewInput<'a> {
     /// The snapshot being replaced: its groups are reused where nothing changed, so the
     /// old and new snapshot share them instead of both holding a copy.
     pub previous: Option<&'a Snapshot>,
+    /// Change windows and the override, evaluated for every group at `now`.
+    pub windows: &'a crate::windows::LoopWindows,
 }
 
 /// Every group's history as the API shows it, kept between passes.
@@ -283,6 +285,9 @@ pub fn build(
         })
         .collect();
     let plans = plans_with_steps.iter().map(plan_view).collect();
+    let windows = input
+        .windows
+        .view(groups.iter().map(|g: &Arc<Group>| &g.summary.name), now);
     Arc::new(Snapshot::new(SnapshotParts {
         ready: input.ready,
         revision,
@@ -290,6 +295,7 @@ pub fn build(
         groups,
         plans,
         alerts: input.alerts,
+        windows,
     }))
 }
 
@@ -687,6 +693,7 @@ mod tests {
         let store = store(20);
         let histories = Histories::default();
         let since = HashMap::new();
+        let windows = crate::windows::LoopWindows::default();
         let input = |document, previous| ViewInput {
             ready: true,
             revision: Some(("c1", t(0))),
@@ -699,6 +706,7 @@ mod tests {
             since: &since,
             alerts: AlertCounts::default(),
             previous,
+            windows: &windows,
         };
         let first_doc = document(3);
         let first = build(&store, &input(&first_doc, None), &histories, t(10));
@@ -732,6 +740,7 @@ mod tests {
         let store = store(20);
         let doc = document(3);
         let since = HashMap::new();
+        let windows = crate::windows::LoopWindows::default();
         let input = ViewInput {
             ready: true,
             revision: Some(("c1", t(0))),
@@ -744,6 +753,7 @@ mod tests {
             since: &since,
             alerts: AlertCounts::default(),
             previous: None,
+            windows: &windows,
         };
         let snapshot = build(&store, &input, &Histories::default(), t(10));
         let a = snapshot.group("a").expect("group a");

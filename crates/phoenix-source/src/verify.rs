@@ -284,10 +284,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 fn format_time(secs: i64) -> String {
     u64::try_from(secs)
         .map(|s| {
-            humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
-            )
-            .to_string()
+            phoenix_core::time::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
         })
         .unwrap_or_else(|_| format!("{secs}s after the epoch"))
 }

@@ -221,6 +221,12 @@ pub enum StoreError {
         /// The delivery id.
         delivery: DeliveryId,
     },
+    /// A change-window override that cannot be recorded.
+    #[error("invalid window override: {reason}")]
+    InvalidWindowOverride {
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// No generation with this hash in the group's history.
     #[error("group {group} has no history entry for hash {hash}")]
     GenerationNotFound {

@@ -4,7 +4,7 @@
 //! (accepted or rejected), plans and their steps (with the "write intent before acting,
 //! mark done after" protocol the executor's crash recovery depends on), drift incidents,
 //! the alert outbox, per-group history of generations, hashes that failed and were rolled
-//! back, and the planner's memory as a JSON blob. The schema and the durability contract
+//! back, change-window overrides, and the planner's memory as a JSON blob. The schema and the durability contract
 //! are documented in `docs/store.md`.
 //!
 //! # Using it
@@ -27,6 +27,7 @@ mod history;
 mod incidents;
 mod kv;
 mod outbox;
+mod overrides;
 mod plans;
 mod revisions;
 mod schema;
@@ -45,6 +46,7 @@ pub use history::{FailedHash, GenerationOutcome, HistoryEntry};
 pub use incidents::{IncidentOpening, IncidentRecord, NewIncident};
 pub use kv::PLANNER_MEMORY_KEY;
 pub use outbox::{NewAlert, OutboxCounts, OutboxEntry};
+pub use overrides::{NewWindowOverride, WindowOverrideRecord};
 pub use plans::{NewPlan, NewStep, PlanKind, PlanRecord, PlanWithSteps, StepIntent, StepRecord};
 pub use revisions::{RevisionError, RevisionRecord, RevisionVerdict, SeenRevision};
 pub use schema::SCHEMA_VERSION;

@@ -78,10 +78,6 @@ pub struct OutboxCounts {
     pub expired: u64,
 }
 
-fn event_str(event: AlertEvent) -> &'static str {
-    event.as_str()
-}
-
 struct EventCol(AlertEvent);
 
 impl FromSql for EventCol {
@@ -89,7 +85,7 @@ impl FromSql for EventCol {
         let text = value.as_str()?;
         AlertEvent::ALL
             .into_iter()
-            .find(|e| event_str(*e) == text)
+            .find(|e| e.as_str() == text)
             .map(EventCol)
             .ok_or(FromSqlError::InvalidType)
     }
@@ -133,7 +129,7 @@ impl Store {
                 stmt.execute((
                     &alert.delivery_id,
                     &alert.receiver,
-                    event_str(alert.event),
+                    alert.event.as_str(),
                     &alert.incident_id,
                     &alert.body,
                     now,

@@ -48,10 +48,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "traffic step actions: register, wait_in_service, deregister, wait_drained",
         sql: include_str!("migrations/0006_traffic_steps.sql"),
     },
+    Migration {
+        version: 7,
+        name: "change-window overrides",
+        sql: include_str!("migrations/0007_window_overrides.sql"),
+    },
 ];
 
 /// The schema version this binary writes: the last migration's.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))

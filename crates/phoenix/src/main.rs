@@ -60,6 +60,13 @@ enum Command {
     /// lifts that block for the group's current hash (POST /api/v1/groups/{name}/retry,
     /// with the token from $PHOENIX_API_TOKEN or --token-env). Exit 0 accepted, 1 error.
     Retry(commands::retry::Args),
+    /// Act on a running daemon's change windows.
+    ///
+    /// `phoenix windows override --until TIME --reason TEXT` lifts every change window
+    /// until TIME (RFC 3339, or a duration such as 2h) through POST
+    /// /api/v1/windows/override, with the token from $PHOENIX_API_TOKEN or --token-env;
+    /// it is recorded and alerted (window_override). Exit 0 recorded, 1 error.
+    Windows(commands::windows::Args),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +78,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(&args),
         Command::Status(args) => commands::status::run(&args),
         Command::Retry(args) => commands::retry::run(&args),
+        Command::Windows(args) => commands::windows::run(&args),
     };
     match outcome {
         Ok(code) => code,

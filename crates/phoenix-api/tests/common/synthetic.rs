@@ -169,5 +169,6 @@ pub fn parts(groups: usize) -> SnapshotParts {
         groups,
         plans,
         alerts: AlertCounts::default(),
+        windows: Default::default(),
     }
 }

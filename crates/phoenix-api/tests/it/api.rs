@@ -18,10 +18,10 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, watch};
 use tower::ServiceExt;
 
-const TOKEN: &str = "s3cret-token";
+pub(crate) const TOKEN: &str = "s3cret-token";
 const WEBHOOK_SECRET: &str = "hook-secret";
 
-async fn within<T>(fut: impl Future<Output = T>) -> T {
+pub(crate) async fn within<T>(fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(10), fut)
         .await
         .expect("timed out after 10 s")
@@ -143,19 +143,30 @@ pub(crate) fn snapshot(ready: bool) -> Snapshot {
             pending: 1,
             failed: 0,
         },
+        windows: WindowsView {
+            status: WindowsStatus {
+                blocked_groups: 1,
+                next_change: Some(t(3600)),
+                lifted: None,
+            },
+            blocked: vec![BlockedGroup {
+                name: "web".into(),
+                until: Some(t(3600).into()),
+            }],
+        },
     })
 }
 
-struct Fixture {
+pub(crate) struct Fixture {
     state: ApiState,
-    router: Router,
-    commands: mpsc::Receiver<ApiCommand>,
+    pub(crate) router: Router,
+    pub(crate) commands: mpsc::Receiver<ApiCommand>,
     events: broadcast::Sender<ApiEvent>,
     snapshots: watch::Sender<Arc<Snapshot>>,
     metrics: Arc<Metrics>,
 }
 
-fn fixture_with(config: ApiConfig, queue: usize, event_capacity: usize) -> Fixture {
+pub(crate) fn fixture_with(config: ApiConfig, queue: usize, event_capacity: usize) -> Fixture {
     let (snapshots, snapshot_rx) = watch::channel(Arc::new(snapshot(false)));
     let (command_tx, commands) = mpsc::channel(queue);
     let (events, _) = broadcast::channel(event_capacity);
@@ -185,11 +196,11 @@ fn config() -> ApiConfig {
     }
 }
 
-fn fixture() -> Fixture {
+pub(crate) fn fixture() -> Fixture {
     fixture_with(config(), 8, 16)
 }
 
-async fn call(
+pub(crate) async fn call(
     router: &Router,
     request: Request<Body>,
 ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
@@ -217,7 +228,7 @@ async fn get_json(router: &Router, path: &str) -> (StatusCode, Value) {
     (status, serde_json::from_slice(&body).expect("JSON body"))
 }
 
-fn keys(v: &Value) -> Vec<&str> {
+pub(crate) fn keys(v: &Value) -> Vec<&str> {
     let mut k: Vec<&str> = v
         .as_object()
         .expect("an object")
@@ -235,7 +246,7 @@ fn has_keys(v: &Value, expected: &[&str]) {
     }
 }
 
-fn assert_error(v: &Value, code: &str) {
+pub(crate) fn assert_error(v: &Value, code: &str) {
     assert_eq!(keys(v), ["error"], "{v}");
     assert_eq!(keys(&v["error"]), ["code", "message"], "{v}");
     assert_eq!(v["error"]["code"], code, "{v}");
@@ -309,6 +320,13 @@ async fn status_has_every_design_field() {
     assert_eq!(v["plans"]["awaiting_approval"], 1);
     has_keys(&v["alerts"], &["pending", "failed"]);
     assert_eq!(v["alerts"]["pending"], 1);
+    has_keys(
+        &v["windows"],
+        &["blocked_groups", "next_change", "override"],
+    );
+    assert_eq!(v["windows"]["blocked_groups"], 1);
+    assert_eq!(v["windows"]["next_change"], "2023-11-14T23:13:20Z");
+    assert_eq!(v["windows"]["override"], Value::Null);
 }
 
 const GROUP_KEYS: [&str; 8] = [
@@ -342,11 +360,11 @@ async fn group_bodies_are_byte_for_byte_stable() {
     );
     assert_eq!(
         body("/api/v1/groups/db").await,
-        r#"{"name":"db","desired_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","replicas":2,"sync":"progressing","health":"healthy","instances":[{"id":"i-db1","spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","state":"running","health":"healthy","commit":"c0ffee"}],"observed_hashes":[{"spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","count":1}],"drift":[],"operation":{"plan_id":"p1","phase":"awaiting_approval"},"history":[{"spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","commit":"c0ffee","first_seen":"2023-11-14T22:13:20Z","last_seen":"2023-11-14T22:14:20Z","outcome":"succeeded"}]}"#
+        r#"{"name":"db","desired_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","replicas":2,"sync":"progressing","health":"healthy","instances":[{"id":"i-db1","spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","state":"running","health":"healthy","commit":"c0ffee"}],"observed_hashes":[{"spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","count":1}],"drift":[],"operation":{"plan_id":"p1","phase":"awaiting_approval"},"history":[{"spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","commit":"c0ffee","first_seen":"2023-11-14T22:13:20Z","last_seen":"2023-11-14T22:14:20Z","outcome":"succeeded"}],"window":{"blocked":false,"until":null}}"#
     );
     assert_eq!(
         body("/api/v1/groups/web").await,
-        r#"{"name":"web","desired_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","replicas":2,"sync":"drifted","health":"healthy","instances":[{"id":"i-web1","spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","state":"running","health":"healthy","commit":"c0ffee"}],"observed_hashes":[{"spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","count":1}],"drift":[{"kind":"modified","instance_id":"i-web1","field":"instanceType","expected":"t3.micro","observed":"t3.large","since":"2023-11-14T22:13:50Z"}],"operation":null,"history":[{"spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","commit":"c0ffee","first_seen":"2023-11-14T22:13:20Z","last_seen":"2023-11-14T22:14:20Z","outcome":"succeeded"}]}"#
+        r#"{"name":"web","desired_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","replicas":2,"sync":"drifted","health":"healthy","instances":[{"id":"i-web1","spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","state":"running","health":"healthy","commit":"c0ffee"}],"observed_hashes":[{"spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","count":1}],"drift":[{"kind":"modified","instance_id":"i-web1","field":"instanceType","expected":"t3.micro","observed":"t3.large","since":"2023-11-14T22:13:50Z"}],"operation":null,"history":[{"spec_hash":"v1:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","commit":"c0ffee","first_seen":"2023-11-14T22:13:20Z","last_seen":"2023-11-14T22:14:20Z","outcome":"succeeded"}],"window":{"blocked":true,"until":"2023-11-14T23:13:20Z"}}"#
     );
 }
 
@@ -396,7 +414,17 @@ async fn groups_list_and_detail_have_every_design_field() {
     );
     assert_eq!(g["operation"], Value::Null);
 
+    assert_eq!(keys(&g["window"]), ["blocked", "until"]);
+    assert_eq!(g["window"]["blocked"], true);
+    for g in groups {
+        assert!(g.get("window").is_none(), "the list has no window: {g}");
+    }
+
     let (_, db) = get_json(&f.router, "/api/v1/groups/db").await;
+    assert_eq!(
+        db["window"],
+        serde_json::json!({"blocked": false, "until": null})
+    );
     has_keys(&db["operation"], &["plan_id", "phase"]);
     assert_eq!(db["operation"]["phase"], "awaiting_approval");
 
@@ -448,6 +476,7 @@ async fn mutating_endpoints_need_the_bearer_token() {
         "/api/v1/plans/p1/approve",
         "/api/v1/plans/p1/cancel",
         "/api/v1/reconcile",
+        "/api/v1/windows/override",
     ] {
         for token in [None, Some("wrong"), Some("s3cret-token-but-longer")] {
             let (status, headers, body) = call(&f.router, post(path, token)).await;
@@ -922,6 +951,7 @@ async fn openapi_lists_every_path() {
         "/api/v1/groups",
         "/api/v1/groups/{name}",
         "/api/v1/groups/{name}/retry",
+        "/api/v1/windows/override",
         "/api/v1/drift",
         "/api/v1/plans",
         "/api/v1/plans/{id}",
@@ -934,12 +964,30 @@ async fn openapi_lists_every_path() {
     ] {
         assert!(paths.contains(&path), "OpenAPI misses {path}: {paths:?}");
     }
-    assert_eq!(paths.len(), 17, "{paths:?}");
+    assert_eq!(paths.len(), 18, "{paths:?}");
     let status_props = keys(&doc["components"]["schemas"]["Status"]["properties"]);
-    for field in ["revision", "groups", "inventory", "plans", "alerts"] {
+    for field in [
+        "revision",
+        "groups",
+        "inventory",
+        "plans",
+        "alerts",
+        "windows",
+    ] {
         assert!(status_props.contains(&field), "{status_props:?}");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // The group detail is the group (with history) plus its window standing.
+    let detail = &doc["components"]["schemas"]["GroupDetail"];
+    let text = detail.to_string();
+    assert!(
+        text.contains("#/components/schemas/Group\"") && text.contains("window"),
+        "{detail}"
+    );
+    let window = keys(&doc["components"]["schemas"]["GroupWindow"]["properties"]);
+    assert_eq!(window, ["blocked", "until"]);
+    let windows = keys(&doc["components"]["schemas"]["WindowsStatus"]["properties"]);
+    assert_eq!(windows, ["blocked_groups", "next_change", "override"]);
 }
 
 #[tokio::test]
@@ -988,6 +1036,7 @@ async fn metrics_text_is_prometheus_and_phoenix_prefixed() {
         "phoenix_webhooks_total{forge=\"github\",outcome=\"accepted\"} 0",
         "phoenix_inventory_complete{provider=\"sim\"} 1",
         "phoenix_alert_deliveries_total{result=\"failed\"} 1",
+        "phoenix_window_blocked_groups 1",
     ] {
         assert!(
             text.lines().any(|l| l == expected),

@@ -1,7 +1,9 @@
 //! The dashboard's group page in headless Chromium against the real router serving a
 //! hand-built snapshot (issue 21): generations, field-level drift, the plan's steps and
 //! progress, the chart, and the approve / retry buttons asking for the token and showing
-//! the API's answer. (The whole-daemon version is `phoenix`'s `dashboard_group` test.)
+//! the API's answer, and the change windows (the status cards' blocked groups and next
+//! change, the group's "blocked by window until ..."). (The whole-daemon version is
+//! `phoenix`'s `dashboard_group` test.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +19,8 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, watch};
 
 const TOKEN: &str = "page-token";
+/// When the change window blocking `web` ends.
+const WINDOW_END: &str = "2030-03-18T07:00:00Z";
 
 fn hash(c: char) -> SpecHash {
     format!("v1:sha256:{}", c.to_string().repeat(64))
@@ -156,10 +160,22 @@ fn snapshot() -> Snapshot {
             step(2, "wait_healthy", StepState::Pending, &[], None),
         ],
     };
+    let window_end = phoenix_core::time::parse_rfc3339(WINDOW_END).expect("a time");
     Snapshot::new(SnapshotParts {
         ready: true,
         groups: vec![Arc::new(web)],
         plans: vec![plan],
+        windows: WindowsView {
+            status: WindowsStatus {
+                blocked_groups: 1,
+                next_change: Some(window_end),
+                lifted: None,
+            },
+            blocked: vec![BlockedGroup {
+                name: "web".into(),
+                until: Some(window_end.into()),
+            }],
+        },
         ..SnapshotParts::default()
     })
 }
@@ -265,6 +281,7 @@ fn group_page_renders_generations_drift_steps_and_buttons() {
         "aaaaaaaaaaaa",
         "cccccccccccc",
         "1/2",
+        "blocked by window until 2030-03-18T07:00:00Z",
     ] {
         assert!(text.contains(expected), "`{expected}` missing in\n{text}");
     }
@@ -333,6 +350,15 @@ fn group_page_renders_generations_drift_steps_and_buttons() {
         "!document.getElementById('list-view').hidden \
          && document.querySelector('#groups a[href=\"#/groups/web\"]') !== null",
         Duration::from_secs(30),
+    );
+    // The status cards: how many groups the windows block, and the next change.
+    let card = browser.eval("document.getElementById('windows-card').textContent");
+    let card = card.as_str().expect("the windows card");
+    assert!(
+        card.contains("Blocked by windows")
+            && card.contains('1')
+            && card.contains("next change 2030-03-18T07:00:00Z"),
+        "{card}"
     );
     let png = browser.screenshot(1280);
     assert!(png.starts_with(b"\x89PNG"), "a PNG");

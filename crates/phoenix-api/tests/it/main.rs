@@ -6,3 +6,4 @@ mod dashboard_page;
 mod fuzz_bodies;
 mod monitoring;
 mod server_limits;
+mod windows_override;

@@ -48,6 +48,7 @@ pub(super) fn classify<'a>(
     let mut pending: Vec<Pending<'a>> = Vec::new();
     let windows = crate::window::Windows::compile_or_closed(&input.config.windows);
     let lifted = crate::window::lasting_override(input.memory, input.now).map(|o| o.until);
+    let mut windows = windows.at(input.now, lifted);
     for (position, parsed) in parts.order.iter().copied().enumerate() {
         let spec = &parsed.group.spec;
         let provider = spec.provider.as_str();
@@ -70,7 +71,7 @@ pub(super) fn classify<'a>(
             .map(|t| super::traffic::observe(input, &ctx, t, &drift, &mut report));
         if act(input, parsed, &mut report) {
             let (mut removals, keep) = removals(&drift, ctx.replicas as usize);
-            let window = windows.state(ctx.name, input.now, lifted);
+            let window = windows.state(ctx.name);
             crate::window::hold_replacements(&mut removals, &mut report.notes, window);
             pending.push(Pending {
                 index: reports.len(),

@@ -70,6 +70,7 @@ pub(super) fn plan_prunes(
         .collect();
     let windows = crate::window::Windows::compile_or_closed(&ctx.input.config.windows);
     let lifted = crate::window::lasting_override(ctx.input.memory, ctx.input.now).map(|o| o.until);
+    let mut windows = windows.at(ctx.input.now, lifted);
     for ((group, provider), list) in &ctx.parts.orphans {
         let mut sorted: Vec<&Instance> = list.clone();
         sorted.sort_unstable_by(|a, b| a.id.cmp(&b.id));
@@ -92,7 +93,7 @@ pub(super) fn plan_prunes(
             deferred: 0,
             steps: Vec::new(),
         };
-        let window = windows.state(group, ctx.input.now, lifted);
+        let window = windows.state(group);
         if ctx.input.config.prune && window.blocked {
             report.notes.push(crate::window::held_note("prune", window));
         } else if ctx.input.config.prune {

@@ -26,7 +26,7 @@ fn reference_config_parses() {
     };
     assert_eq!(git.branch.as_deref(), Some("main"));
     assert_eq!(git.interval, Duration::from_secs(30));
-    assert_eq!(config.alerts[0].events.len(), 6);
+    assert_eq!(config.alerts[0].events.len(), 7);
 }
 
 #[test]

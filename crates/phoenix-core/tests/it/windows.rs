@@ -108,7 +108,7 @@ fn a_start_in_a_skipped_or_repeated_hour_happens_once() {
     assert!(
         next >= at("2026-03-29T01:00:00Z") && next <= at("2026-03-29T01:30:00Z"),
         "{}",
-        phoenix_core::window::rfc3339(next)
+        phoenix_core::time::rfc3339(next)
     );
     assert!(!w.state("web", next, None).blocked);
     // 25 October 2026 has 02:30 twice (00:30 and 01:30 UTC): the window opens once, at the
@@ -161,6 +161,68 @@ fn an_override_lifts_every_window_until_it_ends() {
         Some(at("2026-03-14T14:00:00Z")),
     );
     assert!(after.blocked);
+}
+
+#[test]
+fn evaluating_many_groups_at_one_instant_agrees_with_one_group_at_a_time() {
+    // Groups matched by different sets of windows: the cached evaluation per distinct
+    // set must answer exactly what the one-group evaluation does.
+    let w = Windows::compile(&[
+        window(
+            WindowKind::Allow,
+            "0 9 * * 1-5",
+            "8h",
+            "UTC",
+            &["api-*", "db-?"],
+        ),
+        window(
+            WindowKind::Deny,
+            "0 18 * * 5",
+            "62h",
+            "Europe/Berlin",
+            &["web-*"],
+        ),
+        window(WindowKind::Deny, "0 12 24 12 *", "48h", "UTC", &["*-eu"]),
+    ])
+    .unwrap();
+    let groups = [
+        "web-eu", "web-us", "api-eu", "api-us", "db-1", "db-10", "cache", "cache-eu",
+    ];
+    for now in [
+        "2026-12-17T10:00:00Z",
+        "2026-12-17T18:00:00Z",
+        "2026-12-19T10:00:00Z",
+        "2026-12-24T13:00:00Z",
+    ] {
+        for lifted in [None, Some(at("2026-12-24T14:00:00Z"))] {
+            let mut many = w.at(at(now), lifted);
+            for _round in 0..2 {
+                for g in groups {
+                    assert_eq!(
+                        many.state(g),
+                        w.state(g, at(now), lifted),
+                        "{g} at {now}, override {lifted:?}"
+                    );
+                }
+            }
+        }
+    }
+    // The next change is the next window boundary, or the override's end when sooner.
+    let now = at("2026-12-19T10:00:00Z");
+    assert_eq!(w.at(now, None).next_change(), w.next_change(now));
+    assert_eq!(
+        w.at(now, Some(at("2026-12-19T11:00:00Z"))).next_change(),
+        Some(at("2026-12-19T11:00:00Z"))
+    );
+    assert_eq!(
+        w.at(now, Some(at("2026-12-19T09:00:00Z"))).next_change(),
+        w.next_change(now),
+        "an override that has ended changes nothing"
+    );
+    // No window: nothing is blocked and nothing changes.
+    let none = Windows::compile(&[]).unwrap();
+    assert_eq!(none.at(now, None).state("web"), Default::default());
+    assert_eq!(none.at(now, None).next_change(), None);
 }
 
 #[test]

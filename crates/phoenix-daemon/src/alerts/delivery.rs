@@ -32,7 +32,6 @@ use tracing::{debug, info, warn};
 
 use super::AlertError;
 use super::receiver::{Receiver, Receivers};
-use super::render::event_name;
 
 /// Settings of the delivery task.
 #[derive(Debug, Clone)]
@@ -192,7 +191,7 @@ impl Delivery {
                         warn!(
                             receiver = %entry.receiver,
                             delivery_id = %entry.delivery_id,
-                            event = event_name(entry.event),
+                            event = entry.event.as_str(),
                             attempts = entry.attempts,
                             last_error = entry.last_error.as_deref().unwrap_or(""),
                             "alert expired undelivered"
@@ -397,7 +396,7 @@ async fn send(
         .post(receiver.endpoint().clone())
         .header(CONTENT_TYPE, "application/json")
         .header("X-Phoenix-Delivery", entry.delivery_id.as_str())
-        .header("X-Phoenix-Event", event_name(entry.event));
+        .header("X-Phoenix-Event", entry.event.as_str());
     if receiver.kind() == AlertType::Webhook
         && let Some(signature) = receiver.sign(entry.body.as_bytes())
     {

@@ -33,8 +33,7 @@ use tokio::sync::Notify;
 
 use super::receiver::{Receiver, Receivers};
 use super::render::{
-    AlertNotice, AlertmanagerStyle, IncidentRef, alertmanager_body, event_name, rfc3339,
-    slack_body, webhook_body,
+    AlertNotice, AlertmanagerStyle, IncidentRef, alertmanager_body, slack_body, webhook_body,
 };
 use super::{AlertError, KIND_PLAN_FAILED, KIND_ROLLBACK, KIND_SOURCE_ERROR, is_drift_kind};
 
@@ -403,7 +402,7 @@ impl Alerts {
         };
         match event.kind {
             PlanAlertKind::Started => {
-                let id = format!("{}:{}", event.plan_id, event_name(notice.event));
+                let id = format!("{}:{}", event.plan_id, notice.event.as_str());
                 self.enqueue(store, &notice, &id, None, now)?;
             }
             PlanAlertKind::Succeeded => {
@@ -422,7 +421,7 @@ impl Alerts {
                     .filter(|i| i.last_notified_at.is_some())
                     .map(|i| incident_ref(i, Some(now)))
                     .collect();
-                let id = format!("{}:{}", event.plan_id, event_name(notice.event));
+                let id = format!("{}:{}", event.plan_id, notice.event.as_str());
                 self.enqueue(store, &notice, &id, None, now)?;
                 for incident in &open {
                     self.resolve(store, incident, now)?;
@@ -454,7 +453,7 @@ impl Alerts {
                     .clone();
                 self.held.remove(&record.id);
                 notice.incidents = vec![incident_ref(&record, None)];
-                let id = format!("{}:{}", event.plan_id, event_name(alert));
+                let id = format!("{}:{}", event.plan_id, alert.as_str());
                 self.announce(store, &notice, &id, now)?;
             }
         }
@@ -553,13 +552,13 @@ impl Alerts {
             let mut notice = single_notice(&incident, event, None, now);
             notice.message = format!(
                 "still open since {}: {}",
-                rfc3339(incident.opened_at),
+                phoenix_core::time::rfc3339_millis(incident.opened_at),
                 incident.message.as_deref().unwrap_or(&incident.kind)
             );
             let id = format!(
                 "{}:{}:renotify-{}",
                 incident.id,
-                event_name(event),
+                event.as_str(),
                 millis(now)
             );
             let receivers = self.receivers.clone();
@@ -802,7 +801,7 @@ fn first_id(notice: &AlertNotice) -> String {
         .incident_id()
         .map(IncidentId::as_str)
         .unwrap_or("none");
-    format!("{incident}:{}", event_name(notice.event))
+    format!("{incident}:{}", notice.event.as_str())
 }
 
 fn incident_ref(record: &IncidentRecord, resolved_at: Option<SystemTime>) -> IncidentRef {
@@ -972,7 +971,7 @@ mod tests {
     fn events(store: &Store) -> Vec<String> {
         outbox(store)
             .into_iter()
-            .map(|e| format!("{}:{}", e.receiver, event_name(e.event)))
+            .map(|e| format!("{}:{}", e.receiver, e.event.as_str()))
             .collect()
     }
 
@@ -1178,8 +1177,14 @@ mod tests {
             let body: serde_json::Value = serde_json::from_str(&entry.body).expect("json");
             body[0]["endsAt"].as_str().expect("endsAt").to_string()
         };
-        assert_eq!(ends_at(&entries[0]), rfc3339(t(2 * 3600)));
-        assert_eq!(ends_at(&entries[1]), rfc3339(t(3 * 3600)));
+        assert_eq!(
+            ends_at(&entries[0]),
+            phoenix_core::time::rfc3339_millis(t(2 * 3600))
+        );
+        assert_eq!(
+            ends_at(&entries[1]),
+            phoenix_core::time::rfc3339_millis(t(3 * 3600))
+        );
     }
 
     /// Only groups with findings or open incidents matter, among many that are in sync;

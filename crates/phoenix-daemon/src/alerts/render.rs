@@ -6,17 +6,13 @@
 use std::time::{Duration, SystemTime};
 
 use phoenix_core::config::AlertEvent;
+use phoenix_core::time::rfc3339_millis;
 use phoenix_core::{GroupName, SpecHash};
 use phoenix_store::{DeliveryId, IncidentId};
 use serde_json::{Value, json};
 
 /// The version of the webhook body (`"version"`).
 pub const WEBHOOK_BODY_VERSION: &str = "1";
-
-/// The snake_case wire name of an event ([`AlertEvent::as_str`], its one home).
-pub fn event_name(event: AlertEvent) -> &'static str {
-    event.as_str()
-}
 
 /// One incident an alert is about: Alertmanager gets one alert per incident.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,11 +74,6 @@ impl AlertNotice {
     }
 }
 
-/// RFC 3339 UTC with milliseconds, e.g. `2026-11-26T15:56:33.120Z`.
-pub fn rfc3339(at: SystemTime) -> String {
-    humantime::format_rfc3339_millis(at).to_string()
-}
-
 fn to_string(value: &Value) -> String {
     serde_json::to_string(value).expect("a serde_json::Value always serialises")
 }
@@ -94,7 +85,7 @@ pub fn webhook_body(notice: &AlertNotice, delivery_id: &DeliveryId) -> String {
     let fields: [(&str, Value); 11] = [
         ("version", json!(WEBHOOK_BODY_VERSION)),
         ("delivery_id", json!(delivery_id.as_str())),
-        ("event", json!(event_name(notice.event))),
+        ("event", json!(notice.event.as_str())),
         (
             "incident_id",
             json!(notice.incident_id().map(IncidentId::as_str)),
@@ -117,7 +108,7 @@ pub fn webhook_body(notice: &AlertNotice, delivery_id: &DeliveryId) -> String {
         ),
         ("commit", json!(notice.commit)),
         ("message", json!(notice.message)),
-        ("timestamp", json!(rfc3339(notice.at))),
+        ("timestamp", json!(rfc3339_millis(notice.at))),
     ];
     let mut body = String::from("{");
     for (i, (key, value)) in fields.iter().enumerate() {
@@ -147,6 +138,9 @@ fn summary(notice: &AlertNotice, owner: &str) -> String {
         AlertEvent::SourceError => "has an error",
         AlertEvent::SourceRecovered => "recovered",
         AlertEvent::PolicyViolation => "names an image that breaks policy.images",
+        AlertEvent::WindowOverride => {
+            return format!("[{owner}] every change window is lifted by an operator's override");
+        }
     };
     format!("[{owner}] {subject} {what}")
 }
@@ -162,7 +156,7 @@ pub fn slack_body(notice: &AlertNotice, owner: &str) -> String {
         ":rotating_light:"
     };
     let headline = format!("{icon} {}", summary(notice, owner));
-    let mut context = vec![format!("event `{}`", event_name(notice.event))];
+    let mut context = vec![format!("event `{}`", notice.event.as_str())];
     if let Some(id) = notice.incident_id() {
         context.push(format!("incident `{id}`"));
     }
@@ -172,7 +166,7 @@ pub fn slack_body(notice: &AlertNotice, owner: &str) -> String {
     if let Some(hash) = &notice.desired_hash {
         context.push(format!("desired `{}`", hash.short()));
     }
-    context.push(rfc3339(notice.at));
+    context.push(rfc3339_millis(notice.at));
     let body = json!({
         "text": headline,
         "blocks": [
@@ -248,8 +242,8 @@ pub fn alertmanager_body(notice: &AlertNotice, style: &AlertmanagerStyle<'_>) ->
             let mut alert = json!({
                 "labels": labels,
                 "annotations": annotations,
-                "startsAt": rfc3339(incident.opened_at),
-                "endsAt": rfc3339(ends_at),
+                "startsAt": rfc3339_millis(incident.opened_at),
+                "endsAt": rfc3339_millis(ends_at),
             });
             if let (Some(base), Some(object)) = (style.external_url, alert.as_object_mut()) {
                 let base = base.trim_end_matches('/');

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use phoenix_api::{ApiCommand, PlanReply, RetryReply};
+use phoenix_api::{ApiCommand, PlanReply, RetryReply, WindowOverride, WindowOverrideReply};
 use phoenix_core::config::Config;
 use phoenix_source::{RevisionId, WatchSignal};
 use tokio::sync::oneshot;
@@ -55,6 +55,12 @@ pub(super) enum Command {
         group: String,
         reply: oneshot::Sender<RetryReply>,
     },
+    /// Lift every change window until `request.until` (`crate::windows`), answering on
+    /// `reply`.
+    WindowOverride {
+        request: WindowOverride,
+        reply: oneshot::Sender<WindowOverrideReply>,
+    },
 }
 
 impl From<ApiCommand> for Event {
@@ -71,6 +77,9 @@ impl From<ApiCommand> for Event {
                 Event::Command(Command::Cancel { plan_id, reply })
             }
             ApiCommand::Retry { group, reply } => Event::Command(Command::Retry { group, reply }),
+            ApiCommand::WindowOverride { request, reply } => {
+                Event::Command(Command::WindowOverride { request, reply })
+            }
         }
     }
 }

@@ -183,6 +183,29 @@ impl Daemon {
                 let _ = reply.send(answer);
                 return;
             }
+            Command::WindowOverride { request, reply } => {
+                let cx = crate::windows::OverrideContext {
+                    store: &mut self.store,
+                    alerts: &mut self.alerts,
+                    commit: self.revision.as_deref().map(|r| r.id.as_str()),
+                    now: SystemTime::now(),
+                };
+                let answer = self.windows.apply_override(cx, &request);
+                if let Ok(a) = &answer {
+                    let _ = self
+                        .channels
+                        .events
+                        .send(phoenix_api::ApiEvent::WindowOverride {
+                            id: a.id,
+                            until: a.until,
+                            reason: a.reason.clone(),
+                            by: a.by.clone(),
+                            at: a.at,
+                        });
+                }
+                let _ = reply.send(answer);
+                return;
+            }
             Command::Approve { plan_id, reply } => {
                 let id = phoenix_store::PlanId::new(plan_id);
                 let result = self

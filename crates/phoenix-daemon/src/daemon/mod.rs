@@ -8,7 +8,8 @@
 //! Event::SourceChanged   the folder watcher fired (it only signals; a rescan backs it up)
 //! Event::PollFinished    a source poll returned (it ran on the blocking pool)
 //! Event::Webhook         a verified push webhook, naming the pushed commit
-//! Event::Command         an API command: reconcile, or approve/cancel with a oneshot reply
+//! Event::Command         an API command: reconcile, or approve/cancel/retry/window
+//!                        override with a oneshot reply
 //! Event::Reload          a new, already validated config (SIGHUP or the config file changed)
 //! Event::Shutdown        SIGTERM/SIGINT: stop taking work and return
 //! ```
@@ -143,6 +144,8 @@ struct Daemon {
     /// When old state was last pruned (design section 16).
     retention: crate::retention::Retention,
     revision: Option<Arc<Revision>>,
+    /// Change windows and the operator's override (crate::windows).
+    windows: crate::windows::LoopWindows,
     /// `policy.images` verdicts of this pass's images (crate::policy).
     images: phoenix_core::policy::ImageVerdicts,
     /// The target groups read this pass for groups with `spec.traffic` (crate::traffic).
@@ -225,6 +228,7 @@ pub async fn run_with(
         })
     };
     let store = open_store()?;
+    let windows = crate::windows::LoopWindows::load(&config.reconcile.windows, &store);
     let alerts = Alerts::new(
         &config.alerts,
         alert_secrets,
@@ -321,6 +325,7 @@ pub async fn run_with(
         inventories: Vec::new(),
         images: phoenix_core::policy::ImageVerdicts::default(),
         traffic: phoenix_core::traffic::TrafficView::new(),
+        windows,
         document: None,
         since: HashMap::new(),
         histories: view::Histories::default(),
@@ -413,6 +418,7 @@ impl Daemon {
                 }
             }
         }
+        self.windows.reload(&config.reconcile.windows);
         self.config = config;
     }
 }

@@ -143,9 +143,7 @@ impl Daemon {
             Ok(transitions) => self.transitions(&transitions, now),
             Err(err) => tracing::error!(error = %error_chain(&err), "cannot submit plans"),
         }
-        self.executor.set_windows(crate::executor::WindowGate::new(
-            &self.config.reconcile.windows,
-        ));
+        self.executor.set_windows(self.windows.gate());
         match self.executor.advance(&mut self.store, now).await {
             Ok(progress) => {
                 self.transitions(&progress.transitions, SystemTime::now());
@@ -201,7 +199,7 @@ impl Daemon {
                 hash: desired.hash,
             })
             .collect();
-        let memory: PlanMemory = match self.store.load_planner_memory() {
+        let mut memory: PlanMemory = match self.store.load_planner_memory() {
             Ok(memory) => memory.unwrap_or_default(),
             Err(err) => {
                 // Planning from an empty memory would drop a mass-removal hold in force
@@ -210,6 +208,8 @@ impl Daemon {
                 return groups;
             }
         };
+        // The store's override record is the truth (crate::windows), not the memory.
+        memory.window_override = self.windows.memory_override(now);
         let failed: Vec<FailedGeneration> = match self.store.failed_hashes() {
             Ok(failed) => failed
                 .into_iter()

@@ -41,6 +41,7 @@ impl Daemon {
             since: &self.since,
             alerts,
             previous: Some(&previous),
+            windows: &self.windows,
         };
         let snapshot = view::build(&self.store, &input, &self.histories, now);
         self.channels.snapshots.send_replace(snapshot);

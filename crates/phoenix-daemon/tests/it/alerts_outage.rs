@@ -9,7 +9,7 @@ use crate::alerts_support::{
     Capture, RunningDelivery, fast_options, open_store, receiver, wait_settled, within,
 };
 use phoenix_core::config::AlertType;
-use phoenix_daemon::alerts::{AlertOptions, Alerts, Receivers, SourceAlert, event_name};
+use phoenix_daemon::alerts::{AlertOptions, Alerts, Receivers, SourceAlert};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_queued_during_an_outage_arrive_in_order_exactly_once() {
@@ -56,7 +56,7 @@ async fn alerts_queued_during_an_outage_arrive_in_order_exactly_once() {
             )
         {
             let incident = notice.incident_id().expect("incident").to_string();
-            expected.push(format!("{incident}:{}:ops", event_name(notice.event)));
+            expected.push(format!("{incident}:{}:ops", notice.event.as_str()));
         }
     }
     assert_eq!(expected.len(), 8, "{expected:?}");

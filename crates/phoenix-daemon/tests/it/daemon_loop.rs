@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use phoenix_api::{ApiCommand, Forge, Metrics, Snapshot};
+use phoenix_api::{ApiCommand, ApiEvent, Forge, Metrics, Snapshot};
 use phoenix_cloud::{LaunchRequest, Provider, ProviderError};
 use phoenix_core::config::{Config, ProviderConfig, SourceConfig};
 use phoenix_core::model::{Instance, InstanceHealth, Inventory};
@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 const PATIENCE: Duration = Duration::from_secs(120);
 
 /// What one poll of the fake source does.
-enum Step {
+pub(crate) enum Step {
     /// Answer at once.
     Now(PollOutcome),
     /// Answer when the test sends the outcome.
@@ -175,19 +175,21 @@ impl Backends for FakeBackends {
 }
 
 /// A loop running in this test's runtime.
-struct Harness {
-    _dir: tempfile::TempDir,
+pub(crate) struct Harness {
+    _dir: Option<tempfile::TempDir>,
     source: Arc<SourceState>,
     provider: Arc<FakeProvider>,
-    commands: mpsc::Sender<ApiCommand>,
+    pub(crate) commands: mpsc::Sender<ApiCommand>,
     _reloads: mpsc::Sender<Config>,
-    snapshots: watch::Receiver<Arc<Snapshot>>,
+    pub(crate) snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// The loop's event stream, to subscribe to.
+    pub(crate) events: broadcast::Sender<ApiEvent>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), DaemonError>>>,
 }
 
 /// An accepted revision with no groups.
-fn accepted(id: &str) -> PollOutcome {
+pub(crate) fn accepted(id: &str) -> PollOutcome {
     PollOutcome::Accepted {
         revision: Arc::new(Revision {
             id: RevisionId::new(id),
@@ -214,12 +216,25 @@ impl Harness {
     /// apart (so only what a test does causes one), with a first poll scripted.
     fn start(source_interval: Duration, script: Vec<Step>) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
-        let desired = dir.path().join("desired");
+        let mut harness = Harness::start_in(dir.path(), "", source_interval, script);
+        harness._dir = Some(dir);
+        harness
+    }
+
+    /// [`Harness::start`] with its folders (and store) under `root`, and `reconcile` keys
+    /// added after `mode: observe` (e.g. `, windows: [...]`).
+    pub(crate) fn start_in(
+        root: &Path,
+        reconcile: &str,
+        source_interval: Duration,
+        script: Vec<Step>,
+    ) -> Harness {
+        let desired = root.join("desired");
         std::fs::create_dir_all(&desired).expect("desired folder");
         let text = format!(
-            "owner: loop-test\nsource: {{dir: {{path: '{}', watch: false}}}}\nproviders: [{{name: fake, type: sim}}]\nreconcile: {{interval: 1h, mode: observe}}\nstate: {{path: '{}'}}\n",
+            "owner: loop-test\nsource: {{dir: {{path: '{}', watch: false}}}}\nproviders: [{{name: fake, type: sim}}]\nreconcile: {{interval: 1h, mode: observe{reconcile}}}\nstate: {{path: '{}'}}\n",
             desired.display(),
-            dir.path().join("state").display(),
+            root.join("state").display(),
         );
         let config = Config::parse(&text).expect("test config is valid");
         let source = Arc::new(SourceState {
@@ -236,10 +251,11 @@ impl Harness {
         let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
         let (commands, command_rx) = mpsc::channel(256);
         let (reloads, reload_rx) = mpsc::channel(4);
+        let events = broadcast::channel(1024).0;
         let channels = Channels {
             snapshots: snapshot_tx,
             commands: command_rx,
-            events: broadcast::channel(1024).0,
+            events: events.clone(),
             metrics: Arc::new(Metrics::default()),
             reloads: reload_rx,
         };
@@ -260,12 +276,13 @@ impl Harness {
             run_with(parts, &BTreeMap::new(), shutdown).await
         });
         Harness {
-            _dir: dir,
+            _dir: None,
             source,
             provider,
             commands,
             _reloads: reloads,
             snapshots,
+            events,
             stop: Some(stop),
             task: Some(task),
         }
@@ -282,7 +299,7 @@ impl Harness {
     }
 
     /// Wait until `passes` passes have started.
-    async fn passes_reach(&self, passes: usize) {
+    pub(crate) async fn passes_reach(&self, passes: usize) {
         let mut seen = self.provider.inventories.subscribe();
         tokio::time::timeout(PATIENCE, seen.wait_for(|n| *n >= passes))
             .await
@@ -312,7 +329,7 @@ impl Harness {
     }
 
     /// Stop the loop and wait for `run_with` to return.
-    async fn shut_down(&mut self) {
+    pub(crate) async fn shut_down(&mut self) {
         let _ = self.stop.take().expect("stopped once").send(());
         let task = self.task.take().expect("stopped once");
         tokio::time::timeout(PATIENCE, task)
@@ -324,7 +341,7 @@ impl Harness {
 }
 
 /// Let the loop do everything it can without the clock, then a moment more.
-async fn settle() {
+pub(crate) async fn settle() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 

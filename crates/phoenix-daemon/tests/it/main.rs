@@ -6,6 +6,7 @@ mod alerts_outage;
 mod alerts_support;
 mod alerts_webhook;
 mod daemon_loop;
+mod daemon_window_override;
 mod executor_chaos;
 mod executor_chaos_traffic;
 mod executor_fleet;

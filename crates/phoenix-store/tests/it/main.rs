@@ -4,3 +4,4 @@
 mod private_files;
 mod retention;
 mod store;
+mod window_overrides;

@@ -110,7 +110,8 @@ fn migrates_an_empty_directory_to_the_current_schema_in_wal_mode() {
             "pruned_plan_ids",
             "revisions",
             "schema_migrations",
-            "steps"
+            "steps",
+            "window_overrides"
         ]
     );
     let applied: i64 = conn

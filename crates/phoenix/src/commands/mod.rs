@@ -6,3 +6,4 @@ pub mod retry;
 pub mod run;
 pub mod status;
 pub mod validate;
+pub mod windows;

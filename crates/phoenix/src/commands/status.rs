@@ -94,6 +94,18 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         "alerts    {} pending, {} failed",
         status["alerts"]["pending"], status["alerts"]["failed"]
     );
+    let windows = &status["windows"];
+    if windows.is_object() {
+        let next = windows["next_change"].as_str().unwrap_or("none");
+        let lifted = windows["override"]["until"]
+            .as_str()
+            .map(|until| format!(", override until {until}"))
+            .unwrap_or_default();
+        println!(
+            "windows   {} group(s) blocked, next change {next}{lifted}",
+            windows["blocked_groups"]
+        );
+    }
     for group in groups["groups"].as_array().into_iter().flatten() {
         println!(
             "  {:<24} {:<12} {:<9} {} instance(s)",
